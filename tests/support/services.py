@@ -1,0 +1,1 @@
+# placeholder: service fixtures (Mosquitto, RTSP server) are written here
