@@ -1,0 +1,83 @@
+"""Pure 2-D geometry on normalised (0..1) coordinates, vectorised over points."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd ray casting.
+
+    points: float (N, 2); polygon: float (M, 2), vertices in order, not repeated.
+    Returns bool (N,). Points exactly on an edge may fall either side.
+    """
+    x = points[:, 0:1]
+    y = points[:, 1:2]
+    x0, y0 = polygon[:, 0], polygon[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    straddles = (y0 > y) != (y1 > y)
+    # x of the edge at height y; the guarded denominator only matters where it does not straddle
+    dy = np.where(y1 == y0, 1.0, y1 - y0)
+    x_cross = x0 + (y - y0) * (x1 - x0) / dy
+    return np.count_nonzero(straddles & (x < x_cross), axis=1) % 2 == 1
+
+
+def side_of_line(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Signed cross product (b - a) x (p - a), float (N,): > 0 left of a->b, < 0 right
+    (in image coordinates, where y grows downwards, "left" is counter-clockwise on screen)."""
+    return (b[0] - a[0]) * (points[:, 1] - a[1]) - (b[1] - a[1]) * (points[:, 0] - a[0])
+
+
+def segments_cross(p0: np.ndarray, p1: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether each segment p0[i]->p1[i] properly crosses segment a->b.
+
+    p0, p1: float (N, 2); a, b: float (2,). Returns bool (N,). Touching an
+    endpoint without passing through counts as no crossing.
+    """
+    s0, s1, t0, t1 = _orientations(p0, p1, a, b)
+    return (s0 * s1 < 0) & (t0 * t1 < 0)
+
+
+def _orientations(p0, p1, a, b):
+    """Sides of p0, p1 relative to a->b and of a, b relative to each p0->p1."""
+    d = p1 - p0
+    t0 = d[:, 0] * (a[1] - p0[:, 1]) - d[:, 1] * (a[0] - p0[:, 0])
+    t1 = d[:, 0] * (b[1] - p0[:, 1]) - d[:, 1] * (b[0] - p0[:, 0])
+    return side_of_line(p0, a, b), side_of_line(p1, a, b), t0, t1
+
+
+def polygon_area(polygon: np.ndarray) -> float:
+    """Unsigned shoelace area of a polygon (M, 2)."""
+    x, y = polygon[:, 0], polygon[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)
+
+
+def polygon_is_simple(polygon: np.ndarray) -> bool:
+    """True when no two non-adjacent edges of the closed polygon (M, 2) intersect
+    and no edge has zero length."""
+    m = len(polygon)
+    starts = polygon
+    ends = np.roll(polygon, -1, axis=0)
+    if np.any(np.all(starts == ends, axis=1)):
+        return False
+    for i in range(m):
+        # edges i and j are adjacent when j == i +- 1 (mod m)
+        others = [j for j in range(m) if j != i and (j - i) % m not in (1, m - 1)]
+        if not others:
+            continue
+        idx = np.asarray(others)
+        if np.any(_segments_touch(starts[idx], ends[idx], starts[i], ends[i])):
+            return False
+    return True
+
+
+def _segments_touch(p0: np.ndarray, p1: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Like `segments_cross` but also true for touching and collinear overlap."""
+    s0, s1, t0, t1 = _orientations(p0, p1, a, b)
+    crossing = (s0 * s1 <= 0) & (t0 * t1 <= 0)
+    collinear = (s0 == 0) & (s1 == 0)
+    # collinear segments only touch when their projections overlap
+    lo = np.minimum(a, b)
+    hi = np.maximum(a, b)
+    overlap = np.all((np.maximum(p0, p1) >= lo) & (np.minimum(p0, p1) <= hi), axis=1)
+    return np.where(collinear, overlap, crossing)
