@@ -1,0 +1,118 @@
+"""Events: what rules emit, and the versioned envelope that goes on the wire.
+
+Privacy is structural: no field can hold bytes, strings are short and
+patterned, geometry is normalised and quantised, and `encode` refuses anything
+that is not an `Envelope` or that exceeds `MAX_PAYLOAD_BYTES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+SCHEMA = "edge.event/1"
+MAX_PAYLOAD_BYTES = 4096
+GRID = 1000  # geometry is quantised to 1/1000 of the frame
+
+Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="identifier")]
+ClassName = Annotated[str, Field(pattern=r"^[a-z0-9_ ]{1,32}$", description="model class name")]
+State = Literal["started", "ended"]
+
+
+def quantise(value: float) -> float:
+    """Round a normalised coordinate to the event grid (and clip it to 0..1)."""
+    return round(min(max(float(value), 0.0), 1.0) * GRID) / GRID
+
+
+Coord = Annotated[float, Field(ge=0.0, le=1.0), AfterValidator(quantise)]
+Point = Annotated[tuple[Coord, Coord], Field(description="normalised (x, y), 0..1, quantised to 1/1000")]
+Box = Annotated[
+    tuple[Coord, Coord, Coord, Coord], Field(description="normalised (x1, y1, x2, y2), 0..1, quantised to 1/1000")
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IntrusionBody(_Body):
+    """A subject of a watched class stayed inside a forbidden zone for at least its dwell time."""
+
+    kind: Literal["intrusion"] = "intrusion"
+    zone_id: Id
+    state: State = Field(description="started when the dwell is reached, ended when the subject leaves or is lost")
+    class_name: ClassName
+    point: Point = Field(description="anchor point (bottom centre of the box)")
+    duration_ms: int = Field(ge=0, description="time inside the zone so far (started) or in all (ended)")
+
+
+class LineCountBody(_Body):
+    """A subject crossed a counting line; counts are cumulative per line and class since start."""
+
+    kind: Literal["line_count"] = "line_count"
+    line_id: Id
+    direction: Literal["in", "out"] = Field(description="in: from the line's left side to its right side")
+    class_name: ClassName
+    point: Point = Field(description="anchor point just after the crossing")
+    count_in: int = Field(ge=0)
+    count_out: int = Field(ge=0)
+
+
+class ZoneOccupancyBody(_Body):
+    """The number of subjects of a class in a zone changed (debounced by hysteresis)."""
+
+    kind: Literal["zone_occupancy"] = "zone_occupancy"
+    zone_id: Id
+    class_name: ClassName
+    count: int = Field(ge=0, description="subjects in the zone now")
+    previous: int = Field(ge=0, description="the count last reported")
+
+
+EventBody = Annotated[Union[IntrusionBody, LineCountBody, ZoneOccupancyBody], Field(discriminator="kind")]
+EVENT_KINDS: tuple[str, ...] = tuple(b.model_fields["kind"].default for b in EventBody.__origin__.__args__)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What a rule emits. Internal: `track_id` never reaches the wire (see `privacy.subject`)."""
+
+    camera_id: str
+    pts_ns: int
+    body: _Body
+    track_id: int | None = None
+
+
+class Envelope(BaseModel):
+    """The one versioned envelope around every event on the wire."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_: Literal["edge.event/1"] = Field(SCHEMA, alias="schema", description="envelope schema and version")
+    event_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}:[0-9a-f]{8,32}:[0-9]{1,20}$")] = Field(
+        description="device:boot:seq, stable across retries so consumers can de-duplicate"
+    )
+    device_id: Id
+    camera_id: Id
+    seq: int = Field(ge=0, description="per-boot sequence number of this device's events")
+    ts: int = Field(ge=0, description="event time, UTC milliseconds since the epoch")
+    subject: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = Field(
+        None, description="ephemeral salted subject id, rotated at least hourly, never shared across cameras"
+    )
+    body: EventBody
+
+    @property
+    def kind(self) -> str:
+        return self.body.kind
+
+
+def encode(envelope: Envelope) -> bytes:
+    """Serialise an envelope for MQTT; refuses other types and oversized payloads."""
+    if not isinstance(envelope, Envelope):
+        raise TypeError(f"only Envelope can be published, got {type(envelope).__name__}")
+    payload = envelope.model_dump_json(by_alias=True).encode()
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"event payload of {len(payload)} B exceeds the {MAX_PAYLOAD_BYTES} B cap")
+    return payload
+
