@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from agent.geometry import polygon_area, polygon_is_simple
 from agent.rules.base import ClassSelector, Rule
+from agent.rules.camera import CameraRules
 from agent.rules.intrusion import IntrusionRule, IntrusionSettings
 from agent.rules.line_count import LineCountRule, LineSettings
 from agent.rules.occupancy import OccupancyRule, OccupancySettings
@@ -96,7 +97,7 @@ def load_zones(path: Path) -> ZonesDoc:
         return ZonesDoc.model_validate(yaml.safe_load(f) or {})
 
 
-def build_rules(doc: ZonesDoc, camera_id: str, class_names: list[str], class_map: dict[str, str]) -> list[Rule]:
+def build_rules(doc: ZonesDoc, camera_id: str, class_names: list[str], class_map: dict[str, str]) -> CameraRules:
     """Instantiate the rules of one camera for a model's classes."""
     rules: list[Rule] = []
     for zone in (z for z in doc.zones if z.camera == camera_id):
@@ -109,4 +110,4 @@ def build_rules(doc: ZonesDoc, camera_id: str, class_names: list[str], class_map
     for line in (ln for ln in doc.lines if ln.camera == camera_id):
         classes = ClassSelector(line.classes, class_names, class_map)
         rules.append(LineCountRule(line.id, np.asarray(line.points, dtype=np.float32), classes, line.counting))
-    return rules
+    return CameraRules(rules)
