@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Install the edge agent as a systemd service on JetPack 6 (Jetson) or Debian/Ubuntu x86.
+#
+#   sudo deploy/install.sh [--dry-run] [--root DIR] [--config-example FILE] SOURCE_DIR
+#
+# SOURCE_DIR is a checkout of the project (pip-installed into the venv).
+# Safe to run again: it converges on the same state and never overwrites
+# /etc/edge-agent/config.yaml. It enables the service but does not start it:
+# the technician provisions the config first, then `systemctl start edge-agent`.
+#
+# --root DIR   install the files under DIR (a throwaway root, e.g. an image or a
+#              test); host changes (apt, useradd, chown, venv, pip, systemctl)
+#              are printed as "plan:" lines, never run.
+# --dry-run    print every file it would write and every command it would run
+#              ("would ..."); change nothing.
+set -euo pipefail
+
+readonly SERVICE_USER=edge-agent
+readonly APP_DIR=/opt/edge-agent
+readonly VENV_DIR=$APP_DIR/venv
+readonly CONFIG_DIR=/etc/edge-agent
+readonly STATE_DIR=/var/lib/edge-agent
+readonly LOG_DIR=/var/log/edge-agent
+readonly UNIT_DIR=/etc/systemd/system
+readonly UNIT_NAME=edge-agent.service
+# JetPack ships the GStreamer nv plugins, CUDA and TensorRT: no extra packages there.
+readonly APT_PACKAGES=(python3-venv python3-pip ffmpeg mosquitto-clients)
+
+ROOT=""
+DRY_RUN=0
+SOURCE_DIR=""
+CONFIG_EXAMPLE=""
+PYTHON=${PYTHON:-python3}
+
+die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
+
+quoted() { local q; printf -v q '%q ' "$@"; printf '%s' "${q% }"; }
+
+# A change to files under $ROOT: made, unless --dry-run.
+fs() {
+  if ((DRY_RUN)); then echo "would run: $(quoted "$@")"; return; fi
+  echo "+ $(quoted "$@")"
+  "$@"
+}
+
+# A change to the host itself: made only on a real install (no --root, no --dry-run).
+host() {
+  if ((DRY_RUN)); then echo "would run: $(quoted "$@")"; return; fi
+  if [[ -n $ROOT ]]; then echo "plan: $(quoted "$@")"; return; fi
+  echo "+ $(quoted "$@")"
+  "$@"
+}
+
+# Host state can only be queried on the host itself; under --root assume nothing is there.
+on_host() { [[ -z $ROOT ]]; }
+
+parse_args() {
+  while (($#)); do
+    case $1 in
+      --root) [[ $# -ge 2 ]] || die "--root needs a directory"; ROOT=$(realpath -m -- "$2"); shift 2 ;;
+      --dry-run) DRY_RUN=1; shift ;;
+      --config-example) [[ $# -ge 2 ]] || die "--config-example needs a file"; CONFIG_EXAMPLE=$2; shift 2 ;;
+      -h|--help) sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 0 ;;
+      -*) die "unknown option $1 (see --help)" ;;
+      *) [[ -z $SOURCE_DIR ]] || die "one SOURCE_DIR only"; SOURCE_DIR=$1; shift ;;
+    esac
+  done
+  [[ -n $SOURCE_DIR ]] || die "missing SOURCE_DIR (the project checkout to install)"
+  SOURCE_DIR=$(realpath -- "$SOURCE_DIR")
+  CONFIG_EXAMPLE=${CONFIG_EXAMPLE:-$SOURCE_DIR/deploy/config.example.yaml}
+  [[ $ROOT != / ]] || ROOT=""
+}
+
+# Everything checked before the first change, so a failure leaves the box untouched.
+preflight() {
+  [[ -f $SOURCE_DIR/pyproject.toml ]] || die "$SOURCE_DIR is not the project (no pyproject.toml)"
+  [[ -f $SOURCE_DIR/deploy/$UNIT_NAME ]] || die "missing $SOURCE_DIR/deploy/$UNIT_NAME"
+  [[ -f $CONFIG_EXAMPLE ]] || die "missing example config $CONFIG_EXAMPLE (give one with --config-example)"
+  if on_host && ((!DRY_RUN)) && ((EUID != 0)); then die "run as root (or use --dry-run / --root DIR)"; fi
+  local needed
+  needed=$(sed -n 's/^requires-python *= *">= *\([0-9.]*\)".*/\1/p' "$SOURCE_DIR/pyproject.toml")
+  if [[ -n $needed ]] && ! "$PYTHON" -c "import sys; sys.exit(sys.version_info[:2] < tuple(map(int, '$needed'.split('.'))))"; then
+    die "$PYTHON is $("$PYTHON" -V 2>&1), the agent needs >= $needed (set PYTHON=/path/to/python3.X)"
+  fi
+}
+
+is_jetson() {
+  [[ -e $ROOT/etc/nv_tegra_release ]] ||
+    { [[ $(uname -m) == aarch64 ]] && [[ -d $ROOT/usr/lib/aarch64-linux-gnu/tegra ]]; }
+}
+
+install_packages() {
+  local missing=() pkg
+  for pkg in "${APT_PACKAGES[@]}"; do
+    if on_host && dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then continue; fi
+    missing+=("$pkg")
+  done
+  # Skipping apt when all is there lets a re-run succeed on a box without internet.
+  if ((${#missing[@]} == 0)); then echo "apt packages already installed"; return; fi
+  host env DEBIAN_FRONTEND=noninteractive apt-get update
+  host env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+create_user() {
+  if on_host && id -u "$SERVICE_USER" >/dev/null 2>&1; then
+    echo "user $SERVICE_USER exists"
+  else
+    host useradd --system --user-group --home-dir "$STATE_DIR" --no-create-home \
+      --shell /usr/sbin/nologin --comment "edge video agent" "$SERVICE_USER"
+  fi
+  local group
+  for group in video render; do  # GPU, NVDEC and /dev/dri nodes belong to these
+    if on_host && ! getent group "$group" >/dev/null; then continue; fi
+    host usermod --append --groups "$group" "$SERVICE_USER"
+  done
+}
+
+# make_dir DIR MODE OWNER:GROUP
+make_dir() {
+  fs install -d -m "$2" "$ROOT$1"
+  host chown "$3" "$1"
+}
+
+# write_file SRC DEST MODE: copy when the content differs (a re-run rewrites nothing).
+write_file() {
+  if [[ -f $ROOT$2 ]] && cmp -s "$1" "$ROOT$2"; then
+    echo "up to date: $ROOT$2"
+    fs chmod "$3" "$ROOT$2"
+    return
+  fi
+  ((DRY_RUN)) && echo "would write: $ROOT$2 (mode $3, from $1)"
+  fs install -m "$3" "$1" "$ROOT$2"
+}
+
+install_venv() {
+  local venv_args=()
+  # JetPack's TensorRT and CUDA Python bindings live in the system site-packages only.
+  is_jetson && venv_args+=(--system-site-packages)
+  # Re-running venv on an existing one keeps its packages and rewrites pyvenv.cfg,
+  # which also repairs a venv made without --system-site-packages on a Jetson.
+  host "$PYTHON" -m venv "${venv_args[@]}" "$VENV_DIR"
+  host "$VENV_DIR/bin/python" -m pip install --upgrade "$SOURCE_DIR"
+}
+
+install_config() {
+  if [[ -e $ROOT$CONFIG_DIR/config.yaml ]]; then
+    echo "keeping existing $ROOT$CONFIG_DIR/config.yaml"
+  else
+    write_file "$CONFIG_EXAMPLE" "$CONFIG_DIR/config.yaml" 0640
+  fi
+  host chown "root:$SERVICE_USER" "$CONFIG_DIR/config.yaml"
+}
+
+install_unit() {
+  fs install -d -m 0755 "$ROOT$UNIT_DIR"
+  write_file "$SOURCE_DIR/deploy/$UNIT_NAME" "$UNIT_DIR/$UNIT_NAME" 0644
+  host systemctl daemon-reload
+  host systemctl enable "$UNIT_NAME"
+}
+
+main() {
+  parse_args "$@"
+  preflight
+  local platform=x86
+  is_jetson && platform=jetson
+  echo "platform: $platform; root: ${ROOT:-/}; source: $SOURCE_DIR$( ((DRY_RUN)) && echo '; dry run')"
+  install_packages
+  create_user
+  make_dir "$APP_DIR" 0755 root:root
+  make_dir "$CONFIG_DIR" 0750 "root:$SERVICE_USER"
+  make_dir "$STATE_DIR" 0750 "$SERVICE_USER:$SERVICE_USER"
+  make_dir "$LOG_DIR" 0750 "$SERVICE_USER:$SERVICE_USER"
+  install_venv
+  install_config
+  install_unit
+  echo "done: edit $CONFIG_DIR/config.yaml (or run edge-agent provision), then: systemctl start $UNIT_NAME"
+}
+
+main "$@"

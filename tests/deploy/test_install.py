@@ -1,0 +1,204 @@
+"""deploy/install.sh in a throwaway root, its dry run, and the systemd unit it installs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+INSTALL_SH = REPO / "deploy" / "install.sh"
+UNIT = REPO / "deploy" / "edge-agent.service"
+
+# What a --root install must leave behind: path -> octal mode.
+EXPECTED_TREE = {
+    "opt/edge-agent": 0o755,
+    "etc/edge-agent": 0o750,
+    "etc/edge-agent/config.yaml": 0o640,
+    "var/lib/edge-agent": 0o750,
+    "var/log/edge-agent": 0o750,
+    "etc/systemd/system/edge-agent.service": 0o644,
+}
+# Host changes that --root must print as a plan and never run.
+PLANNED = [
+    "apt-get install -y --no-install-recommends python3-venv python3-pip ffmpeg mosquitto-clients",
+    "useradd --system --user-group --home-dir /var/lib/edge-agent",
+    "usermod --append --groups video edge-agent",
+    "usermod --append --groups render edge-agent",
+    "chown edge-agent:edge-agent /var/lib/edge-agent",
+    "chown root:edge-agent /etc/edge-agent/config.yaml",
+    "-m venv /opt/edge-agent/venv",
+    f"/opt/edge-agent/venv/bin/python -m pip install --upgrade {REPO}",
+    "systemctl daemon-reload",
+    "systemctl enable edge-agent.service",
+]
+
+
+@pytest.fixture
+def example_config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.example.yaml"
+    path.write_text("site: test-site\n")
+    return path
+
+
+def install(root: Path, example: Path, *flags: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHON=sys.executable)  # the version preflight checks this interpreter
+    return subprocess.run(
+        ["bash", str(INSTALL_SH), "--root", str(root), "--config-example", str(example), *flags, str(REPO)],
+        capture_output=True, text=True, env=env, check=check, timeout=60,
+    )
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, str, int]]:
+    """path -> (mode, sha256 of content or 'dir', mtime_ns of files): any rewrite shows."""
+    tree = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_dir():
+            tree[rel] = (path.stat().st_mode & 0o7777, "dir", 0)
+        else:
+            st = path.stat()
+            tree[rel] = (st.st_mode & 0o7777, hashlib.sha256(path.read_bytes()).hexdigest(), st.st_mtime_ns)
+    return tree
+
+
+def test_root_install_writes_every_file(tmp_path: Path, example_config: Path) -> None:
+    root = tmp_path / "root"
+    out = install(root, example_config).stdout
+    tree = snapshot(root)
+    leaves = {p for p in tree if not any(q.startswith(p + "/") for q in tree)}
+    assert leaves == {p for p in EXPECTED_TREE if not any(q.startswith(p + "/") for q in EXPECTED_TREE)}
+    for rel, mode in EXPECTED_TREE.items():
+        assert tree[rel][0] == mode, f"{rel}: {oct(tree[rel][0])} != {oct(mode)}"
+    assert (root / "etc/systemd/system/edge-agent.service").read_bytes() == UNIT.read_bytes()
+    assert (root / "etc/edge-agent/config.yaml").read_bytes() == example_config.read_bytes()
+    plan = [line.removeprefix("plan: ") for line in out.splitlines() if line.startswith("plan: ")]
+    for command in PLANNED:
+        assert any(command in line for line in plan), f"not planned: {command}\n{out}"
+    ran = [line for line in out.splitlines() if line.startswith("+ ")]
+    assert all(line.startswith(("+ install ", "+ chmod ")) for line in ran), "only file writes run under --root"
+    assert not any("systemctl start" in line for line in plan)  # enabled, not started: provision first
+    assert "--system-site-packages" not in out  # x86
+
+
+def test_second_run_changes_nothing(tmp_path: Path, example_config: Path) -> None:
+    root = tmp_path / "root"
+    install(root, example_config)
+    first = snapshot(root)
+    out = install(root, example_config).stdout
+    assert snapshot(root) == first
+    assert "keeping existing" in out and "up to date" in out
+
+
+def test_existing_config_is_kept(tmp_path: Path, example_config: Path) -> None:
+    root = tmp_path / "root"
+    install(root, example_config)
+    config = root / "etc/edge-agent/config.yaml"
+    config.write_text("site: provisioned\n")
+    install(root, example_config)
+    assert config.read_text() == "site: provisioned\n"
+
+
+def test_updated_unit_is_rewritten(tmp_path: Path, example_config: Path) -> None:
+    root = tmp_path / "root"
+    install(root, example_config)
+    unit = root / "etc/systemd/system/edge-agent.service"
+    unit.write_text("stale\n")
+    install(root, example_config)
+    assert unit.read_bytes() == UNIT.read_bytes()
+
+
+def test_dry_run_writes_nothing(tmp_path: Path, example_config: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    out = install(root, example_config, "--dry-run").stdout
+    assert list(root.iterdir()) == []
+    assert f"would write: {root}/etc/systemd/system/edge-agent.service" in out
+    assert f"would write: {root}/etc/edge-agent/config.yaml" in out
+    assert f"would run: install -d -m 0750 {root}/var/lib/edge-agent" in out
+    assert "would run: systemctl enable edge-agent.service" in out
+    assert not any(line.startswith(("+ ", "plan: ")) for line in out.splitlines())
+
+
+def test_jetson_venv_sees_system_site_packages(tmp_path: Path, example_config: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/nv_tegra_release").write_text("# R36 (release), REVISION: 3.0\n")
+    out = install(root, example_config).stdout
+    assert out.startswith("platform: jetson")
+    assert "-m venv --system-site-packages /opt/edge-agent/venv" in out
+
+
+def test_missing_example_config_changes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    result = install(root, tmp_path / "absent.yaml", check=False)
+    assert result.returncode == 1
+    assert "missing example config" in result.stderr
+    assert list(root.iterdir()) == []
+
+
+def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
+    """systemd's INI dialect: repeated keys accumulate, so configparser (strict) will not do."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        assert current is not None and "=" in line, f"not a unit line: {raw!r}"
+        key, value = line.split("=", 1)
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def test_unit_has_the_required_settings() -> None:
+    """Runs everywhere, with or without systemd: the keys the deployment relies on."""
+    unit = parse_unit(UNIT.read_text())
+    service = {key: values[-1] for key, values in unit["Service"].items()}
+    assert service | {
+        "Type": "notify",
+        "NotifyAccess": "main",
+        "WatchdogSec": "30",
+        "Restart": "on-failure",
+        "RestartSec": "5",
+        "User": "edge-agent",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "NoNewPrivileges": "yes",
+        "ExecStart": "/opt/edge-agent/venv/bin/edge-agent run --config /etc/edge-agent/config.yaml",
+    } == service
+    assert "PrivateDevices" not in service  # it would hide the GPU
+    assert set(service["ReadWritePaths"].split()) == {"/var/lib/edge-agent", "/var/log/edge-agent"}
+    assert set(service["SupplementaryGroups"].split()) == {"video", "render"}
+    assert "EDGE_AGENT_STATE_DIR=/var/lib/edge-agent" in unit["Service"]["Environment"]
+    devices = " ".join(unit["Service"]["DeviceAllow"])
+    for node in ("char-nvidia*", "char-nvhost*", "/dev/nvhost-ctrl-gpu", "/dev/nvmap"):
+        assert node in devices
+    assert {"StartLimitIntervalSec", "StartLimitBurst"} <= set(unit["Unit"])
+    assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze in this container")
+def test_systemd_analyze_verify(tmp_path: Path) -> None:
+    # verify refuses a missing ExecStart binary, and the venv does not exist here:
+    # point ExecStart at a stub, keep every other line as shipped.
+    stub = tmp_path / "edge-agent"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    unit = tmp_path / "edge-agent.service"
+    unit.write_text(UNIT.read_text().replace("/opt/edge-agent/venv/bin/edge-agent", str(stub)))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    # Unknown keys and bad values are only warnings (exit 0): demand silence.
+    assert result.returncode == 0 and result.stdout + result.stderr == "", result.stderr
