@@ -1,0 +1,196 @@
+"""Camera readers: backoff, the drop-oldest queue, file replay on the real vtest.avi."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from agent import paths
+from agent.sources import CameraConfig, CameraReader, FrameQueue, backoff_s
+from agent.types import Frame
+
+VTEST_FRAMES = 795
+VTEST_FRAME_NS = 100_000_000  # 10 fps
+
+
+def _frame(seq: int) -> Frame:
+    return Frame("cam", seq, seq * VTEST_FRAME_NS, np.zeros((2, 2, 3), np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("attempt", "u", "expected_s"),
+    [
+        (0, 0.0, 1.0),  # first retry: exactly min_s
+        (0, 0.99, 1.0),
+        (1, 0.0, 1.0),  # ceiling 2 s, floor max(min_s, 1 s)
+        (1, 0.5, 1.5),
+        (2, 0.0, 2.0),  # ceiling 4 s, floor 2 s
+        (2, 1.0, 4.0),
+        (5, 0.0, 16.0),  # ceiling 32 s
+        (6, 0.0, 30.0),  # ceiling capped at 60 s, floor 30 s
+        (6, 1.0, 60.0),
+        (10_000, 0.5, 45.0),  # no overflow on a camera that has been down for weeks
+    ],
+)
+def test_backoff_table(attempt: int, u: float, expected_s: float) -> None:
+    assert backoff_s(attempt, 1.0, 60.0, u) == pytest.approx(expected_s)
+
+
+def test_backoff_stays_within_bounds() -> None:
+    delays = [backoff_s(a, 0.2, 5.0, u) for a in range(20) for u in np.linspace(0, 1, 11)]
+    assert min(delays) >= 0.2 and max(delays) <= 5.0
+
+
+def test_frame_queue_drops_oldest_and_counts() -> None:
+    queue = FrameQueue(2)
+    for seq in range(5):
+        assert queue.put(_frame(seq))
+    assert queue.dropped == 3
+    assert [queue.get(0).seq, queue.get(0).seq] == [3, 4]
+    assert queue.get(timeout_s=0.01) is None
+
+
+def test_frame_queue_blocking_put_waits_for_room() -> None:
+    queue = FrameQueue(1, block_when_full=True)
+    queue.put(_frame(0))
+    putter = threading.Thread(target=queue.put, args=(_frame(1),))
+    putter.start()
+    putter.join(0.1)
+    assert putter.is_alive(), "put on a full blocking queue must wait"
+    assert queue.get(1.0).seq == 0
+    putter.join(1.0)
+    assert queue.get(1.0).seq == 1 and queue.dropped == 0
+
+
+def test_frame_queue_close_wakes_putter_and_drains() -> None:
+    queue = FrameQueue(1, block_when_full=True)
+    queue.put(_frame(0))
+    results: list[bool] = []
+    putter = threading.Thread(target=lambda: results.append(queue.put(_frame(1))))
+    putter.start()
+    queue.close()
+    putter.join(1.0)
+    assert results == [False]
+    assert queue.get(1.0).seq == 0  # what was queued is still delivered
+    started = time.monotonic()
+    assert queue.get(5.0) is None and time.monotonic() - started < 1.0
+
+
+def test_missing_file_is_a_validation_error_naming_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.avi"
+    with pytest.raises(ValidationError, match=str(missing)):
+        CameraConfig(id="cam", url=str(missing))
+    with pytest.raises(ValidationError, match=str(missing)):
+        CameraConfig(id="cam", url=missing.as_uri())
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"id": "bad id"},
+        {"url": "http://example.com/cam"},
+        {"url": "rtsp:///no-host"},
+        {"url": "rtsp://cam.local/stream", "replay": "fast"},
+        {"reconnect_min_s": 5.0, "reconnect_max_s": 1.0},
+        {"queue_size": 0},
+        {"fps": 10},
+    ],
+)
+def test_bad_configs_are_rejected(fields: dict, media_dir: Path) -> None:
+    with pytest.raises(ValidationError):
+        CameraConfig(**{"id": "cam", "url": str(media_dir / "vtest.avi"), **fields})
+
+
+def test_relative_path_resolves_against_the_config_folder(media_dir: Path) -> None:
+    with paths.relative_to(media_dir):
+        config = CameraConfig(id="cam", url="vtest.avi")
+    assert config.url == str((media_dir / "vtest.avi").resolve()) and config.is_file
+
+
+def test_rtsp_password_is_redacted() -> None:
+    config = CameraConfig(id="cam", url="rtsp://admin:s3cret@10.0.0.7:554/stream1")
+    assert not config.is_file and "s3cret" not in config.redacted_url
+
+
+def _drain(reader: CameraReader, timeout_s: float) -> list[Frame]:
+    frames = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        frame = reader.queue.get(timeout_s=0.5)
+        if frame is None and reader.finished:
+            return frames
+        if frame is not None:
+            frames.append(frame)
+    raise AssertionError(f"reader did not finish in {timeout_s} s ({len(frames)} frames)")
+
+
+def test_fast_replay_reads_every_frame_in_order(media_dir: Path) -> None:
+    statuses: list[tuple[str, str, str]] = []
+    config = CameraConfig(id="plaza", url=str(media_dir / "vtest.avi"), replay="fast")
+    with CameraReader(config, lambda *s: statuses.append(s)) as reader:
+        frames = _drain(reader, timeout_s=60)
+        stats = reader.stats()
+    assert len(frames) == VTEST_FRAMES
+    assert [f.seq for f in frames] == list(range(VTEST_FRAMES))
+    assert frames[0].image.shape == (576, 768, 3) and frames[0].image.dtype == np.uint8
+    assert not np.array_equal(frames[0].image, frames[-1].image)  # each frame owns its pixels
+    gaps_ns = np.diff([f.pts_ns for f in frames])
+    assert np.all(np.abs(gaps_ns - VTEST_FRAME_NS) < 1_000_000)
+    assert abs(frames[0].pts_ns - time.time_ns()) < 120 * 10**9  # anchored at wall time
+    assert [s[1] for s in statuses] == ["connecting", "online", "ended"]
+    assert stats.frames_read == VTEST_FRAMES and stats.frames_dropped == 0 and stats.reconnects == 0
+
+
+def test_fast_replay_loop_keeps_pts_increasing(media_dir: Path) -> None:
+    config = CameraConfig(id="plaza", url=str(media_dir / "vtest.avi"), replay="fast", loop=True)
+    with CameraReader(config) as reader:
+        frames = [reader.queue.get(timeout_s=5.0) for _ in range(VTEST_FRAMES + 20)]
+    assert all(f is not None for f in frames)
+    assert np.all(np.diff([f.pts_ns for f in frames]) > 0)
+    assert np.array_equal(frames[0].image, frames[VTEST_FRAMES].image)  # the clip restarted
+
+
+def test_realtime_replay_paces_at_clip_fps(media_dir: Path) -> None:
+    config = CameraConfig(id="plaza", url=str(media_dir / "vtest.avi"), replay="realtime", queue_size=100)
+    with CameraReader(config) as reader:
+        first = reader.queue.get(timeout_s=5.0)
+        started = time.monotonic()
+        frames = [reader.queue.get(timeout_s=1.0) for _ in range(20)]
+        elapsed_s = time.monotonic() - started
+        fps = reader.stats().fps
+    assert first is not None and all(f is not None for f in frames)
+    assert elapsed_s == pytest.approx(2.0, abs=0.25)
+    assert fps == pytest.approx(10.0, abs=1.0)
+    # Wall time and camera time move together: pts_ns gaps match the clip.
+    assert (frames[-1].pts_ns - first.pts_ns) / 1e9 == pytest.approx(2.0, abs=0.01)
+
+
+def test_slow_consumer_drops_oldest_in_realtime(media_dir: Path) -> None:
+    config = CameraConfig(id="plaza", url=str(media_dir / "vtest.avi"), queue_size=2)
+    with CameraReader(config) as reader:
+        time.sleep(1.0)  # nobody reads: about 10 frames arrive for 2 slots
+        frame = reader.queue.get(timeout_s=1.0)
+        stats = reader.stats()
+    assert stats.frames_dropped >= 6
+    assert frame is not None and frame.seq >= 6  # the freshest frames survive
+
+
+def test_close_interrupts_backoff_promptly(tmp_path: Path) -> None:
+    clip = tmp_path / "broken.avi"
+    clip.write_bytes(b"not a video")
+    statuses: list[tuple[str, str, str]] = []
+    config = CameraConfig(id="broken", url=str(clip), reconnect_min_s=30.0, reconnect_max_s=60.0)
+    reader = CameraReader(config, lambda *s: statuses.append(s))
+    reader.start()
+    deadline = time.monotonic() + 5.0
+    while not any(s[1] == "offline" for s in statuses) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    reader.close()
+    assert time.monotonic() - started < 1.0
+    assert [s[1] for s in statuses] == ["connecting", "offline"] and not reader.finished
