@@ -1,0 +1,196 @@
+"""ONNX Runtime on CPU behind engines.base.Engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import structlog
+
+from engines.base import TensorSpec
+from engines.manifest import ModelError
+
+_ORT_DTYPES = {"tensor(float)": np.dtype(np.float32), "tensor(float16)": np.dtype(np.float16)}
+_OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+# Absolute tolerance between a batched run and single runs: float32 kernels may
+# reorder sums with the batch size; real disagreement (a reshape that folds
+# the batch) is orders of magnitude larger.
+_BATCH_CHECK_ATOL = 1e-3
+
+# Defaults chosen by measurement on this project's 2-core x86 VM, onnxruntime
+# 1.31.1, yolox_nano 416x416 FP32, batch 1. The VM was shared with other test
+# runs (load average 2-8), so configs were interleaved in 1 s windows over 6-10
+# rounds; figures are the medians of 3 such runs (min in brackets), ms/frame.
+# "+decode" = one thread decoding vtest.avi flat out beside inference; its
+# frame rate (1050-1550 fps alone) shows what the engine leaves to cameras.
+#                         alone          +decode        decode fps kept
+#   intra=1               21 (20)        26-46 (21)     820-1330
+#   intra=2, no spinning  18-23 (15)     27-40 (22)     620-915
+#   intra=2, spinning     17-42 (12)     35-70 (21)     480-750
+#   intra=2, opt basic    34 (23)        44 (24)        vs opt all 23 (21) in the same run
+#   intra=2, opt disable  39 (25)        55 (28)
+#   intra=2, parallel mode, inter=2: 40 (32), no gain on this chain-shaped graph
+# Spinning threads burn the core the decode threads need (a third of their
+# frames lost) and are no faster once contended, so spinning is off. Two
+# intra-op threads give the lowest latency; intra=1 leaves decode more room
+# and is the option to pick when many cameras decode on the same two cores.
+DEFAULT_INTRA_OP_THREADS = 2
+
+
+class OnnxRuntimeEngine:
+    """One ONNX graph with a single float32 (B, 3, H, W) input on the CPU execution provider.
+
+    A graph saved with batch 1 is made batch-dynamic at load when it runs a
+    batch of 2 identically to two single runs; otherwise it stays fixed and
+    `max_batch` is 1 (callers loop).
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        max_batch: int = 8,
+        intra_op_threads: int = DEFAULT_INTRA_OP_THREADS,
+        inter_op_threads: int = 1,
+        allow_spinning: bool = False,
+        graph_optimization: Literal["disable", "basic", "extended", "all"] = "all",
+        parallel_execution: bool = False,
+    ) -> None:
+        self._log = structlog.get_logger("engines.onnxruntime").bind(model=str(model_path))
+        self._options = dict(
+            intra_op_threads=intra_op_threads,
+            inter_op_threads=inter_op_threads,
+            allow_spinning=allow_spinning,
+            graph_optimization=graph_optimization,
+            parallel=parallel_execution,
+        )
+        self._path = Path(model_path)
+        model = _load_onnx(self._path)
+        self._session = self._open_batched(model, max_batch)
+        self.inputs = tuple(_spec(t) for t in self._session.get_inputs())
+        self.outputs = tuple(_spec(t) for t in self._session.get_outputs())
+        self._input_name = self.inputs[0].name
+        self._output_names = [t.name for t in self.outputs]
+        self._log.info("engine_opened", backend="onnxruntime", max_batch=self.max_batch, intra_op_threads=intra_op_threads)
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """batch: float32 (B, 3, H, W), 1 <= B <= max_batch -> {output name: float32 (B, ...)}."""
+        expected = self.inputs[0].shape[1:]
+        if batch.dtype != np.float32 or batch.shape[1:] != expected or not 1 <= len(batch) <= self.max_batch:
+            raise ValueError(
+                f"expected float32 (1..{self.max_batch}, {', '.join(map(str, expected))}), got {batch.dtype} {batch.shape}"
+            )
+        values = self._session.run(self._output_names, {self._input_name: np.ascontiguousarray(batch)})
+        return dict(zip(self._output_names, values, strict=True))
+
+    def close(self) -> None:
+        # ORT frees the session's threads and arenas when the last reference goes.
+        self._session = None
+
+    def __enter__(self) -> OnnxRuntimeEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open_batched(self, model: onnx.ModelProto, max_batch: int) -> ort.InferenceSession:
+        if len(model.graph.input) != 1 or not _has_fixed_batch(model.graph.input[0]):
+            self.max_batch = max_batch
+            return self._open(model)
+        if max_batch > 1:
+            try:
+                # Quiet: a graph failing the probe is an expected outcome, not an ORT warning.
+                session = self._open(_with_dynamic_batch(model), log_severity_level=3)
+            except ModelError:
+                session = None
+            if session is not None and _batches_like_singles(session):
+                self.max_batch = max_batch
+                return session
+            self._log.info("engine_batch_fixed", reason="graph does not run a batch of 2 like two single runs")
+        self.max_batch = 1
+        return self._open(model)
+
+    def _open(self, model: onnx.ModelProto, log_severity_level: int = 2) -> ort.InferenceSession:
+        options = _session_options(**self._options)
+        options.log_severity_level = log_severity_level
+        try:
+            session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+            raise ModelError(f"{self._path}: onnxruntime cannot open the graph: {exc}") from exc
+        if len(session.get_inputs()) != 1:
+            names = [t.name for t in session.get_inputs()]
+            raise ModelError(f"{self._path}: expected one image input, graph has {names}")
+        return session
+
+
+def _session_options(
+    intra_op_threads: int, inter_op_threads: int, allow_spinning: bool, graph_optimization: str, parallel: bool
+) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = inter_op_threads
+    options.graph_optimization_level = _OPT_LEVELS[graph_optimization]
+    options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+    spinning = "1" if allow_spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+    return options
+
+
+def _load_onnx(path: Path) -> onnx.ModelProto:
+    try:
+        model = onnx.load_model(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:  # protobuf DecodeError, ValidationError, OSError: all mean "not a usable ONNX file"
+        raise ModelError(f"{path}: not a valid ONNX model: {exc}") from exc
+    return model
+
+
+def _has_fixed_batch(value_info: onnx.ValueInfoProto) -> bool:
+    dims = value_info.type.tensor_type.shape.dim
+    return bool(dims) and dims[0].HasField("dim_value")
+
+
+def _with_dynamic_batch(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose graph inputs/outputs have a symbolic 'batch' first dimension."""
+    dynamic = onnx.ModelProto()
+    dynamic.CopyFrom(model)
+    for value in [*dynamic.graph.input, *dynamic.graph.output]:
+        dim0 = value.type.tensor_type.shape.dim[0]
+        dim0.ClearField("dim_value")
+        dim0.dim_param = "batch"
+    # Intermediate shapes recorded for batch 1 would contradict a batch of 2; ORT re-infers them.
+    del dynamic.graph.value_info[:]
+    return dynamic
+
+
+def _batches_like_singles(session: ort.InferenceSession) -> bool:
+    """Whether a batch of 2 runs and equals two single runs (a graph may hard-code batch 1 in a Reshape)."""
+    spec = session.get_inputs()[0]
+    shape = [2, *(d if isinstance(d, int) else 1 for d in spec.shape[1:])]
+    # A fixed, non-constant pattern: identical images would hide a batch-mixing graph.
+    pair = (np.arange(np.prod(shape), dtype=np.float32).reshape(shape) % 251.0)
+    pair[1] = pair[1, :, ::-1]
+    try:
+        together = session.run(None, {spec.name: pair})
+        singles = [session.run(None, {spec.name: pair[i : i + 1]}) for i in range(2)]
+    except Exception:  # a graph that cannot run batch 2 is fixed-batch, not broken
+        return False
+    for i, out in enumerate(together):
+        single = np.concatenate([s[i] for s in singles])
+        if out.shape != single.shape or not np.allclose(out, single, atol=_BATCH_CHECK_ATOL):
+            return False
+    return True
+
+
+def _spec(node: Any) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else -1 for d in node.shape)
+    return TensorSpec(node.name, shape, _ORT_DTYPES.get(node.type, np.dtype(object)))
