@@ -1,0 +1,36 @@
+"""The one exception a received OTA message can raise, with a stable code per cause."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import ValidationError
+
+
+class ErrorCode(StrEnum):
+    """Why a manifest was refused. The values go on `.../ota/status` and are a public contract."""
+
+    UNSIGNED = "unsigned"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_KEY = "unknown_key"
+    MALFORMED = "malformed"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    OLD_VERSION = "old_version"
+    SAME_VERSION = "same_version"
+    WRONG_TARGET = "wrong_target"
+    AGENT_TOO_OLD = "agent_too_old"
+
+
+class OtaError(Exception):
+    """A refused OTA message: `code` for machines, `message` for humans."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.message = message
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming every bad field by its dotted path, for error messages and logs."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())

@@ -1,0 +1,122 @@
+"""Fleet tools: keygen writes keys safely, sign makes what devices accept, the CLI maps errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from agent.ota import Manifest, SignedManifest, TrustStore, verify
+from agent.ota.fleet import FleetError, keygen, sign
+from agent.ota.fleet_cli import EXIT_BAD_INPUT, EXIT_OK, add_fleet_parser
+from tests.agent.ota.manifests import AGENT_VERSION, DEVICE_ID, GROUPS, NOW, manifest_doc
+
+
+def _verify_as_device(raw: bytes, trust: TrustStore) -> Manifest:
+    return verify(
+        raw, trust, device_id=DEVICE_ID, groups=GROUPS, agent_version=AGENT_VERSION, now=NOW, last_versions={}
+    )
+
+
+def test_keygen_writes_a_private_key_only_its_owner_can_read(tmp_path: Path) -> None:
+    key = keygen(tmp_path / "keys")
+    assert stat.S_IMODE(key.private_key_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
+    assert key.public_key_path.read_text().startswith("-----BEGIN PUBLIC KEY-----")
+    assert TrustStore.from_file(key.trust_entry_path).key_ids == {key.key_id}
+
+
+def test_keygen_never_overwrites(tmp_path: Path) -> None:
+    first, second = keygen(tmp_path), keygen(tmp_path)
+    assert first.key_id != second.key_id
+    assert len(list(tmp_path.iterdir())) == 6
+
+
+def test_signed_yaml_manifest_is_accepted_by_a_device_trusting_the_key(tmp_path: Path) -> None:
+    key = keygen(tmp_path / "keys")
+    source = tmp_path / "zones.yaml"
+    # YAML turns timestamps into datetimes: sign must serialise them back the way devices parse them.
+    source.write_text(
+        yaml.safe_dump({**manifest_doc("zones"), "issued_at": NOW.replace(day=1), "expires": NOW.replace(month=2)})
+    )
+    raw = sign(source, key.private_key_path)
+    manifest = _verify_as_device(raw, TrustStore.from_file(key.trust_entry_path))
+    assert (manifest.kind, manifest.version) == ("zones", 3)
+    assert SignedManifest.model_validate_json(raw).signatures[0].key_id == key.key_id
+
+
+def test_sign_writes_defaults_explicitly(tmp_path: Path) -> None:
+    key = keygen(tmp_path)
+    doc = manifest_doc()
+    del doc["payload"]["golden"]["iou_min"]
+    signed = json.loads(SignedManifest.model_validate_json(sign(doc, key.private_key_path)).manifest)
+    assert signed["payload"]["golden"]["iou_min"] == 0.5
+
+
+def test_sign_refuses_an_invalid_manifest(tmp_path: Path) -> None:
+    key = keygen(tmp_path)
+    with pytest.raises(FleetError, match="version"):
+        sign(manifest_doc(version=0), key.private_key_path)
+
+
+def test_sign_refuses_a_non_ed25519_key(tmp_path: Path) -> None:
+    rsa = generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path / "rsa.pem"
+    path.write_bytes(rsa.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    with pytest.raises(FleetError, match="not Ed25519"):
+        sign(manifest_doc(), path)
+    with pytest.raises(FleetError, match="cannot load"):
+        sign(manifest_doc(), tmp_path / "missing.pem")
+
+
+def test_sign_refuses_what_devices_would_refuse_as_too_big(tmp_path: Path) -> None:
+    key = keygen(tmp_path)
+    doc = manifest_doc(target={"device_ids": [f"box-{i:05d}-{'x' * 50}" for i in range(1000)]})
+    doc["payload"]["calibration_report"] = {"notes": "y" * 15000}
+    doc["payload"]["golden"]["frames"] = [
+        {"frame": f"f{i}.png", "boxes": [[1.5, 2.5, 30.25, 40.125, 0, 0.5]] * 300} for i in range(32)
+    ]
+    with pytest.raises(FleetError, match="devices refuse"):
+        sign(doc, key.private_key_path)
+
+
+@pytest.fixture()
+def cli() -> Callable[..., int]:
+    """Run `fleet ...` through a parser wired the way the main CLI wires it."""
+    parser = argparse.ArgumentParser(prog="edge-agent")
+    add_fleet_parser(parser.add_subparsers(dest="command", required=True))
+
+    def run(*argv: str) -> int:
+        args = parser.parse_args(["fleet", *argv])
+        return args.func(args)
+
+    return run
+
+
+def test_cli_keygen_then_sign(tmp_path: Path, cli: Callable[..., int], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("keygen", str(tmp_path / "keys")) == EXIT_OK
+    key_id = capsys.readouterr().out.split()[1]
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps(manifest_doc("config")))
+    out = tmp_path / "m.signed.json"
+    key_path = tmp_path / "keys" / f"fleet-{key_id}.pem"
+    assert cli("sign", str(manifest), "--key", str(key_path), "--out", str(out)) == EXIT_OK
+    assert "signed config version 3" in capsys.readouterr().out
+    assert _verify_as_device(out.read_bytes(), TrustStore.from_file(key_path.with_suffix(".trust.json"))).version == 3
+
+
+def test_cli_bad_manifest_exits_2(tmp_path: Path, cli: Callable[..., int], capsys: pytest.CaptureFixture[str]) -> None:
+    key = keygen(tmp_path)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("version: [unclosed")
+    out = tmp_path / "out.json"
+    assert cli("sign", str(manifest), "--key", str(key.private_key_path), "--out", str(out)) == EXIT_BAD_INPUT
+    assert "cannot read manifest" in capsys.readouterr().err
+    assert not out.exists()
