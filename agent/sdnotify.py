@@ -56,7 +56,9 @@ def notify(*assignments: str) -> bool:
         return False
     message = "\n".join(assignments).encode("utf-8")
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        # non-blocking: a receiver that does not read (its queue holds ~10 datagrams)
+        # must never stall the watchdog thread or the shutdown that joins it
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as sock:
             sock.sendto(message, address)
     except OSError as exc:
         _log.warning("sd_notify_failed", socket=os.environ.get("NOTIFY_SOCKET"), error=str(exc))

@@ -1,0 +1,193 @@
+"""The MQTT link: paho-mqtt v2, MQTT 5, QoS 1, a persistent session, and a
+drain thread that moves outbox rows to the broker.
+
+A row leaves the outbox only on the broker's PUBACK. paho's own queue is not the
+buffer (it is in memory and bounded): at most `max_inflight` rows are handed to
+paho at a time, and only while connected.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import ssl
+import threading
+
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent.config import BrokerSettings
+from agent.outbox import Outbox
+
+log = structlog.get_logger(__name__)
+
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 60
+
+
+class MqttLink:
+    """Context manager owning paho's network thread and the outbox drain thread."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        client_id: str,
+        outbox: Outbox,
+        will_topic: str,
+        will_payload: bytes,
+        max_inflight: int = 64,
+    ) -> None:
+        self._settings = settings
+        self._outbox = outbox
+        self._max_inflight = max_inflight
+        self._acks: queue.SimpleQueue = queue.SimpleQueue()  # (mid, reason) or (None, None) on disconnect
+        self._wake = threading.Event()
+        self.inflight = 0
+        self._stop = threading.Event()
+        self.connected = threading.Event()
+        self.reconnects = 0
+        self.rejected = 0
+        self._retained: dict[str, bytes] = {}  # re-published on every connect (dict ops are atomic)
+
+        client = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        client.suppress_exceptions = True  # an exception in a callback must never stop the network loop
+        client.max_inflight_messages_set(max_inflight)
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        client.will_set(will_topic, will_payload, qos=1, retain=True)
+        if settings.tls is not None:
+            client.tls_set(
+                ca_certs=str(settings.tls.ca_file),
+                certfile=str(settings.tls.cert_file),
+                keyfile=str(settings.tls.key_file),
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_socket_open = self._on_socket_open
+        self._client = client
+        self._drain = threading.Thread(target=self._drain_loop, name="mqtt-drain", daemon=True)
+
+    def __enter__(self) -> MqttLink:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self._settings.session_expiry_s
+        self._client.connect_async(
+            self._settings.host,
+            self._settings.port,
+            keepalive=self._settings.keepalive_s,
+            clean_start=False,
+            properties=props,
+        )
+        self._outbox.add_listener(self._wake.set)
+        self._client.loop_start()
+        self._drain.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self, final_status: tuple[str, bytes] | None = None) -> None:
+        """Stop draining, optionally publish a last retained status, disconnect cleanly."""
+        self._stop.set()
+        self._wake.set()
+        if self._drain.is_alive():
+            self._drain.join(timeout=5)
+        if final_status is not None and self.connected.is_set():
+            info = self._client.publish(final_status[0], final_status[1], qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=2)
+            except (RuntimeError, ValueError):
+                pass
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def set_retained(self, topic: str, payload: bytes) -> None:
+        """Publish a retained state message now if connected, and again after every reconnect."""
+        self._retained[topic] = payload
+        if self.connected.is_set():
+            self._client.publish(topic, payload, qos=1, retain=True)
+
+    def publish_now(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        """A transient message (health): sent if connected, never stored."""
+        if self.connected.is_set():
+            self._client.publish(topic, payload, qos=qos)
+
+    # --- paho callbacks (paho's network thread; they never take our locks: paho
+    # holds its own mutex while calling on_publish, so acks travel by queue) ---
+
+    def _on_socket_open(self, client, userdata, sock) -> None:
+        # events are small and latency matters more than packet count
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("mqtt_connect_refused", reason=str(reason_code))
+            return
+        log.info("mqtt_connected", session_present=flags.session_present)
+        for topic, payload in list(self._retained.items()):
+            client.publish(topic, payload, qos=1, retain=True)
+        self.connected.set()
+        self._wake.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was_connected = self.connected.is_set()
+        self.connected.clear()
+        self._acks.put((None, None))  # unacknowledged rows stay in the outbox and are sent again
+        self._wake.set()
+        if was_connected and not self._stop.is_set():
+            self.reconnects += 1
+            log.warning("mqtt_disconnected", reason=str(reason_code))
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self._acks.put((mid, reason_code))
+        self._wake.set()
+
+    # --- drain thread: the only owner of the in-flight map ---
+
+    def _drain_loop(self) -> None:
+        inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        while not self._stop.is_set():
+            self._wake.wait(timeout=0.5)
+            self._wake.clear()
+            self._take_acks(inflight)
+            self.inflight = len(inflight)
+            if not self.connected.is_set():
+                continue
+            room = self._max_inflight - len(inflight)
+            if room <= 0:
+                continue
+            rows = self._outbox.pending(room, set(inflight.values()))
+            for row in rows:
+                info = self._client.publish(row.topic, row.payload, qos=1)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    break  # disconnected meanwhile: the row is sent again after reconnect
+                inflight[info.mid] = row.row_id
+            if len(rows) == room:
+                self._wake.set()  # more may be waiting
+
+    def _take_acks(self, inflight: dict[int, int]) -> None:
+        while True:
+            try:
+                mid, reason_code = self._acks.get_nowait()
+            except queue.Empty:
+                return
+            if mid is None:
+                inflight.clear()
+                continue
+            row_id = inflight.pop(mid, None)
+            if row_id is None:
+                continue  # a retained status, or a retransmission we already re-sent
+            if reason_code.is_failure:
+                # the broker refused it for good (e.g. not authorised): retrying cannot help
+                self.rejected += 1
+                log.error("mqtt_publish_rejected", reason=str(reason_code), event_row=row_id)
+            self._outbox.ack(row_id)

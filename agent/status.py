@@ -1,0 +1,78 @@
+"""Retained status and periodic health messages (device state, never pixels)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{8,64}$")]
+CameraState = Literal["new", "connecting", "online", "offline", "ended", "stopped"]
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelInfo(_Msg):
+    name: Id
+    sha256: Hex
+
+
+class Status(_Msg):
+    """Retained on `.../status`; the broker publishes the `offline` form as our last will."""
+
+    schema_: Literal["edge.status/1"] = Field("edge.status/1", alias="schema")
+    state: Literal["online", "offline"]
+    device_id: Id
+    boot_id: Hex
+    ts: int = Field(ge=0, description="UTC milliseconds")
+    agent_version: Annotated[str, Field(max_length=32)] | None = None
+    model: ModelInfo | None = None
+    zones_version: int | None = Field(None, ge=0)
+    cameras: dict[Id, CameraState] = Field({}, max_length=64)
+    audit_head: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        None, description="hash of the last audit-log record: the centre notices a rewritten log"
+    )
+
+
+class CameraHealth(_Msg):
+    state: CameraState
+    fps: float = Field(ge=0)
+    frames: int = Field(ge=0)
+    dropped: int = Field(ge=0)
+    reconnects: int = Field(ge=0)
+
+
+class StageLatency(_Msg):
+    p50: float
+    p95: float
+    p99: float
+    max: float
+
+
+class OutboxHealth(_Msg):
+    depth: int = Field(ge=0)
+    size_bytes: int = Field(ge=0)
+    oldest_age_s: float = Field(ge=0)
+    dropped: int = Field(ge=0, description="events shed unsent (outbox full or too old) since the outbox was made")
+
+
+class Health(_Msg):
+    """Published every `health_interval_s` on `.../health`."""
+
+    schema_: Literal["edge.health/1"] = Field("edge.health/1", alias="schema")
+    device_id: Id
+    boot_id: Hex
+    ts: int = Field(ge=0, description="UTC milliseconds")
+    cameras: dict[Id, CameraHealth] = Field(max_length=64)
+    stages_ms: dict[Annotated[str, Field(max_length=16)], StageLatency] = Field(max_length=16)
+    outbox: OutboxHealth
+    mqtt_reconnects: int = Field(ge=0)
+    cpu_percent: float = Field(ge=0)
+    rss_mb: float = Field(ge=0)
+
+
+def to_bytes(message: _Msg) -> bytes:
+    return message.model_dump_json(by_alias=True, exclude_none=True).encode()

@@ -1,0 +1,106 @@
+"""Config loading: env overrides, relative paths, and bad configs refused with the
+path of the bad field (exit 2 from the CLI)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def write_config(tmp_path, models_dir, media_dir):
+    """Writes a valid config + zones into tmp_path, with `edit(config, zones)` applied first."""
+
+    def write(edit=lambda c, z: None) -> Path:
+        config = {
+            "device_id": "box-1",
+            "site": "site-1",
+            "models_dir": str(models_dir),
+            "state_dir": "state",
+            "zones_file": "zones.yaml",
+            "model": {"manifest": str(REPO / "models" / "yolox_nano.json")},
+            "cameras": [{"id": "cam1", "url": str(media_dir / "vtest.avi")}],
+        }
+        zones = {
+            "version": 3,
+            "zones": [{"id": "z1", "camera": "cam1", "polygon": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]], "intrusion": {}}],
+            "lines": [{"id": "l1", "camera": "cam1", "points": [[0.5, 0.2], [0.5, 0.8]]}],
+        }
+        edit(config, zones)
+        (tmp_path / "zones.yaml").write_text(yaml.safe_dump(zones))
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return write
+
+
+def test_valid_config_loads_with_paths_relative_to_the_file(write_config, tmp_path):
+    config, zones = load_config(write_config())
+    assert config.state_dir == tmp_path / "state"
+    assert zones.version == 3 and config.cameras[0].id == "cam1"
+
+
+def test_environment_overrides_the_file(write_config, monkeypatch):
+    monkeypatch.setenv("EDGE_AGENT_BROKER__PORT", "18830")
+    monkeypatch.setenv("EDGE_AGENT_SITE", "other-site")
+    config, _ = load_config(write_config())
+    assert config.broker.port == 18830 and config.site == "other-site"
+
+
+def test_variables_are_expanded(write_config, monkeypatch, media_dir):
+    monkeypatch.setenv("CLIPS", str(media_dir))
+    path = write_config(lambda c, z: c["cameras"][0].update(url="${CLIPS}/vtest.avi"))
+    config, _ = load_config(path)
+    assert config.cameras[0].url == str(media_dir / "vtest.avi")
+
+
+BAD = [
+    ("unknown key", lambda c, z: c.update(colour="blue"), "colour: Extra inputs are not permitted"),
+    ("unknown nested key", lambda c, z: c["broker"].update(hots="x") if "broker" in c else c.update(broker={"hots": "x"}), "broker.hots"),
+    ("polygon with 2 points", lambda c, z: z["zones"][0].update(polygon=[[0.1, 0.1], [0.2, 0.2]]), "zones[0].polygon"),
+    ("coordinate outside 0..1", lambda c, z: z["zones"][0].update(polygon=[[0.1, 0.1], [1.5, 0.1], [0.5, 0.9]]), "zones[0].polygon[1][0]"),
+    ("self-intersecting polygon", lambda c, z: z["zones"][0].update(polygon=[[0, 0], [1, 1], [1, 0], [0, 1]]), "not simple"),
+    ("missing model file", lambda c, z: c.update(models_dir="/nonexistent"), "model"),
+    ("missing clip", lambda c, z: c["cameras"][0].update(url="/nonexistent/clip.avi"), "cameras[0].url"),
+    ("zone on unknown camera", lambda c, z: z["zones"][0].update(camera="cam9"), "unknown cameras ['cam9']"),
+    ("unset variable", lambda c, z: c.update(site="${NO_SUCH_VARIABLE_X}"), "NO_SUCH_VARIABLE_X"),
+    ("no camera", lambda c, z: c.update(cameras=[]), "cameras"),
+    ("unknown class", lambda c, z: z["lines"][0].update(classes=["unicorn"]), "unicorn"),
+]
+
+
+@pytest.mark.parametrize("what, edit, message", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_is_refused_naming_the_problem(write_config, what, edit, message):
+    with pytest.raises(ConfigError, match=None) as err:
+        load_config(write_config(edit))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("what, edit, message", BAD[:4] + BAD[5:6], ids=[b[0] for b in BAD[:4] + BAD[5:6]])
+def test_check_config_exits_2_with_the_first_error(write_config, what, edit, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "check-config", str(write_config(edit))], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+def test_check_config_accepts_the_example(models_dir, media_dir):
+    env = {**os.environ, "EDGE_AGENT_MODELS_DIR": str(models_dir), "EDGE_AGENT_MEDIA_DIR": str(media_dir)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "check-config", str(REPO / "examples" / "vtest.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
