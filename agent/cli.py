@@ -11,6 +11,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent.audit import add_audit_parser
+from agent.ota.fleet_cli import add_fleet_parser
 from agent.pki import add_pki_parser
 
 EXIT_OK = 0
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audit_parser(sub)
     add_pki_parser(sub)
+    add_fleet_parser(sub)
     return parser
 
 
