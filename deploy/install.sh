@@ -76,6 +76,7 @@ preflight() {
   [[ -f $SOURCE_DIR/pyproject.toml ]] || die "$SOURCE_DIR is not the project (no pyproject.toml)"
   [[ -f $SOURCE_DIR/deploy/$UNIT_NAME ]] || die "missing $SOURCE_DIR/deploy/$UNIT_NAME"
   [[ -f $CONFIG_EXAMPLE ]] || die "missing example config $CONFIG_EXAMPLE (give one with --config-example)"
+  [[ -f $SOURCE_DIR/deploy/zones.example.yaml ]] || die "missing $SOURCE_DIR/deploy/zones.example.yaml"
   if on_host && ((!DRY_RUN)) && ((EUID != 0)); then die "run as root (or use --dry-run / --root DIR)"; fi
   local needed
   needed=$(sed -n 's/^requires-python *= *">= *\([0-9.]*\)".*/\1/p' "$SOURCE_DIR/pyproject.toml")
@@ -142,13 +143,29 @@ install_venv() {
   host "$VENV_DIR/bin/python" -m pip install --upgrade "$SOURCE_DIR"
 }
 
-install_config() {
-  if [[ -e $ROOT$CONFIG_DIR/config.yaml ]]; then
-    echo "keeping existing $ROOT$CONFIG_DIR/config.yaml"
+# install_once SRC DEST: a technician's file is never overwritten
+install_once() {
+  if [[ -e $ROOT$2 ]]; then
+    echo "keeping existing $ROOT$2"
   else
-    write_file "$CONFIG_EXAMPLE" "$CONFIG_DIR/config.yaml" 0640
+    write_file "$1" "$2" 0640
   fi
-  host chown "root:$SERVICE_USER" "$CONFIG_DIR/config.yaml"
+  host chown "root:$SERVICE_USER" "$2"
+}
+
+install_config() {
+  install_once "$CONFIG_EXAMPLE" "$CONFIG_DIR/config.yaml"
+  install_once "$SOURCE_DIR/deploy/zones.example.yaml" "$CONFIG_DIR/zones.yaml"
+}
+
+# Model manifests (metadata and SHA-256); the model files themselves are fetched
+# into the state dir with `edge-agent models fetch`, never shipped in the package.
+install_manifests() {
+  make_dir "$APP_DIR/models" 0755 root:root
+  local manifest
+  for manifest in "$SOURCE_DIR"/models/*.json; do
+    write_file "$manifest" "$APP_DIR/models/$(basename "$manifest")" 0644
+  done
 }
 
 install_unit() {
@@ -171,9 +188,12 @@ main() {
   make_dir "$STATE_DIR" 0750 "$SERVICE_USER:$SERVICE_USER"
   make_dir "$LOG_DIR" 0750 "$SERVICE_USER:$SERVICE_USER"
   install_venv
+  install_manifests
   install_config
   install_unit
-  echo "done: edit $CONFIG_DIR/config.yaml (or run edge-agent provision), then: systemctl start $UNIT_NAME"
+  echo "done: edit $CONFIG_DIR/config.yaml (or run edge-agent provision), fetch the model with"
+  echo "  $VENV_DIR/bin/edge-agent models fetch --manifest $APP_DIR/models/yolox_nano.json --dest $STATE_DIR/models"
+  echo "then: systemctl start $UNIT_NAME"
 }
 
 main "$@"
