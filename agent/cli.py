@@ -11,8 +11,10 @@ from pathlib import Path
 
 from agent import __version__
 from agent.audit import add_audit_parser
+from agent.doctor import add_doctor_parser
 from agent.ota.fleet_cli import add_fleet_parser
 from agent.pki import add_pki_parser
+from agent.provision import add_provision_parser
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -101,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_parser(sub)
     add_pki_parser(sub)
     add_fleet_parser(sub)
+    add_provision_parser(sub)
+    add_doctor_parser(sub)
     return parser
 
 

@@ -11,6 +11,7 @@ APT_PACKAGES=(
   ffmpeg
   python3-gi gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav
+  chromium  # the zone editor's browser test (Playwright drives /usr/bin/chromium; it never downloads one)
 )
 
 missing=()

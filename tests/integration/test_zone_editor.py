@@ -1,0 +1,206 @@
+"""The zone editor in a real headless Chromium (Debian's /usr/bin/chromium driven by
+Playwright, which never downloads a browser here), plus its HTTP guards.
+
+The callbacks stand in for the agent: `save_zones` runs the config's own
+`check_zones` against a real config (cameras and the real model's classes),
+the snapshot is a real frame of the sample clip.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from agent.config import AgentConfig, check_zones, load_config
+from agent.zone_editor import MAX_BODY_BYTES, ZONE_RULES, ZoneEditor
+from agent.zones import ZonesDoc
+from engines.manifest import load_manifest
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+UI_TIMEOUT_MS = 10_000
+
+
+class FakeAgent:
+    """The agent's side of the editor: zones in force, saves checked like a zones update."""
+
+    def __init__(self, config: AgentConfig, zones: ZonesDoc, frame: np.ndarray) -> None:
+        self.config, self.zones, self.frame = config, zones, frame
+        self.manifest = load_manifest(config.model.manifest)
+        self.saved: list[ZonesDoc] = []
+        self.audited: list[tuple[str, dict[str, Any]]] = []
+
+    def save_zones(self, doc: ZonesDoc) -> int:
+        check_zones(self.config, doc, self.manifest.classes, self.manifest.class_map, where="zone editor")
+        self.saved.append(doc)
+        self.zones = doc
+        return doc.version
+
+    def editor(self, **kwargs: Any) -> ZoneEditor:
+        return ZoneEditor(
+            snapshot=lambda camera_id: self.frame if camera_id == "plaza" else None,
+            current_zones=lambda: self.zones,
+            save_zones=self.save_zones,
+            camera_ids=lambda: [c.id for c in self.config.cameras],
+            audit=lambda action, **details: self.audited.append((action, details)),
+            **kwargs,
+        )
+
+
+@pytest.fixture
+def agent(tmp_path: Path, media_dir: Path, models_dir: Path) -> FakeAgent:
+    clip = media_dir / "vtest.avi"
+    raw = {
+        "device_id": "box-1", "site": "s1", "models_dir": str(models_dir), "state_dir": str(tmp_path),
+        "model": {"manifest": str(REPO / "models" / "light_person_detector.json")},
+        "cameras": [{"id": "plaza", "url": str(clip)}, {"id": "gate", "url": str(clip)}],
+    }  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    config, zones = load_config(tmp_path / "config.yaml")
+    capture = cv2.VideoCapture(str(clip))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    return FakeAgent(config, zones, frame)
+
+
+@pytest.fixture
+def editor(agent: FakeAgent) -> Iterator[ZoneEditor]:
+    with agent.editor(port=0) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, editor: ZoneEditor):
+    page = browser.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.goto(editor.url)
+    page.wait_for_selector("body[data-ready='1']")
+    yield page
+    page.close()
+
+
+def click_canvas(page, *points: tuple[float, float]) -> None:
+    """Click at normalised positions of the canvas as displayed."""
+    box = page.locator("#canvas").bounding_box()
+    for x, y in points:
+        page.mouse.click(box["x"] + x * box["width"], box["y"] + y * box["height"])
+
+
+def add_shape(page, name: str, classes: str = "person") -> None:
+    page.fill("#shape-id", name)
+    page.fill("#shape-classes", classes)
+    page.click("#add-shape")
+
+
+def test_draw_a_zone_and_a_line_save_and_the_agent_gets_them(page, agent: FakeAgent) -> None:
+    assert page.locator("#frame-note").text_content() == "768x576"  # the real frame is on the canvas
+    square = [(0.1, 0.2), (0.5, 0.2), (0.5, 0.7), (0.1, 0.7)]
+    click_canvas(page, *square)
+    page.click("#close-shape")
+    if "crowd_density" in ZONE_RULES:  # the ground area belongs to the crowd density rule
+        page.fill("#area-m2", "42.5")
+    add_shape(page, "door")
+    page.check("#tool-line")
+    click_canvas(page, (0.6, 0.1), (0.6, 0.9))
+    add_shape(page, "mid-path")
+    assert page.locator("#shapes li").count() == 2
+    page.click("#save")
+    page.wait_for_selector("#message.ok >> text=saved: zones version 2")
+
+    (doc,) = agent.saved
+    assert doc.version == 2 and page.locator("#version").text_content() == "2"
+    (zone,) = doc.zones
+    assert (zone.id, zone.camera, zone.classes) == ("door", "plaza", ["person"]) and zone.intrusion is not None
+    assert "crowd_density" not in ZONE_RULES or zone.crowd_density.area_m2 == 42.5
+    assert np.allclose(zone.polygon, square, atol=0.01)
+    (line,) = doc.lines
+    assert (line.id, line.camera) == ("mid-path", "plaza") and np.allclose(
+        line.points, [(0.6, 0.1), (0.6, 0.9)], atol=0.01
+    )
+    actions = [action for action, _ in agent.audited]
+    assert actions[:3] == ["zone_editor.start", "zone_editor.page", "zone_editor.snapshot"]
+    assert actions[-2:] == ["zone_editor.save", "zone_editor.saved"]
+    assert agent.audited[-1][1] == {"old_version": 1, "new_version": 2}
+
+
+def test_the_servers_rejections_are_shown_and_nothing_is_applied(page, agent: FakeAgent) -> None:
+    click_canvas(page, (0.1, 0.1), (0.5, 0.5), (0.5, 0.1), (0.1, 0.5))  # a bow tie: its edges cross
+    page.click("#close-shape")
+    add_shape(page, "bowtie")
+    page.click("#save")
+    page.wait_for_selector("#message.error >> text=not simple")
+
+    page.click("#shapes .delete")
+    click_canvas(page, (0.1, 0.1), (0.4, 0.1), (0.4, 0.4))
+    page.click("#close-shape")
+    add_shape(page, "cars", classes="car")  # the configured model only knows persons
+    page.click("#save")
+    page.wait_for_selector("#message.error >> text=car")
+
+    assert agent.saved == []
+    assert [a for a, _ in agent.audited].count("zone_editor.save_rejected") == 2
+
+
+def request(editor: ZoneEditor, method: str, path: str, body: bytes | None = None, **headers: str):
+    host, port = editor.url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.getheaders(), response.read()
+    finally:
+        conn.close()
+
+
+def test_binds_to_loopback_only(agent: FakeAgent) -> None:
+    for host in ("0.0.0.0", "192.168.1.10", "localhost", "::"):
+        with pytest.raises(ValueError, match="loopback"):
+            agent.editor(host=host, port=0)
+
+
+def test_http_guards(editor: ZoneEditor, agent: FakeAgent) -> None:
+    good = json.dumps({"base_version": 1, "doc": {"zones": [], "lines": []}}).encode()
+    json_headers = {"Content-Type": "application/json", "X-Zone-Editor": "1"}
+    status, headers, _ = request(editor, "GET", "/")
+    assert status == 200 and "frame-ancestors 'none'" in dict(headers)["Content-Security-Policy"]
+    assert request(editor, "GET", "/", Host="evil.example:8765")[0] == 403  # DNS rebinding
+    assert request(editor, "POST", "/api/zones", good, **{"Content-Type": "application/json"})[0] == 403
+    assert request(editor, "POST", "/api/zones", good, **json_headers, Origin="http://evil.example")[0] == 403
+    assert request(editor, "POST", "/api/zones", b"x" * (MAX_BODY_BYTES + 1), **json_headers)[0] == 413
+    assert request(editor, "POST", "/api/zones", b"{not json", **json_headers)[0] == 400
+    stale = json.dumps({"base_version": 7, "doc": {"zones": [], "lines": []}}).encode()
+    assert request(editor, "POST", "/api/zones", stale, **json_headers)[0] == 409
+    assert request(editor, "GET", "/api/snapshot/nope")[0] == 404
+    assert request(editor, "GET", "/api/snapshot/gate")[0] == 404  # no frame yet
+    status, headers, jpeg = request(editor, "GET", "/api/snapshot/plaza")
+    assert status == 200 and dict(headers)["Content-Type"] == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
+    assert agent.saved == []
+    status, _, body = request(editor, "POST", "/api/zones", good, **json_headers)
+    assert status == 200 and json.loads(body) == {"version": 2}
