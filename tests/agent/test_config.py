@@ -17,8 +17,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def write_config(tmp_path, models_dir, media_dir):
-    """Writes a valid config + zones into tmp_path, with `edit(config, zones)` applied first."""
+def write_config(tmp_path, models_dir, media_dir, monkeypatch):
+    """Writes a valid config + zones into tmp_path, with `edit(config, zones)` applied first.
+    The config names its own models_dir, so the Makefile's override is cleared."""
+    monkeypatch.delenv("EDGE_AGENT_MODELS_DIR", raising=False)
 
     def write(edit=lambda c, z: None) -> Path:
         config = {

@@ -93,7 +93,7 @@ def test_file_camera_end_to_end_with_line_counts_against_ground_truth(
 
     events = events_of(sub.messages)
     kinds = {e.kind for e in events}
-    assert kinds == {"intrusion", "line_count", "zone_occupancy"}, kinds
+    assert kinds == {"intrusion", "line_count", "zone_occupancy"}, (kinds, agent.log_tail())
     assert len({e.event_id for e in events}) == len(events)
     assert all(e.device_id == "box-1" and e.camera_id == "plaza" for e in events)
     for m in sub.messages:
