@@ -70,7 +70,112 @@ class ZoneOccupancyBody(_Body):
     previous: int = Field(ge=0, description="the count last reported")
 
 
-EventBody = Annotated[Union[IntrusionBody, LineCountBody, ZoneOccupancyBody], Field(discriminator="kind")]
+class LoiteringBody(_Body):
+    """A subject stayed in a zone longer than the zone's loitering time."""
+
+    kind: Literal["loitering"] = "loitering"
+    zone_id: Id
+    state: State = Field(description="started when the dwell is reached, ended when the subject leaves or is lost")
+    class_name: ClassName
+    point: Point = Field(description="anchor point (bottom centre of the box)")
+    duration_ms: int = Field(ge=0, description="time in the zone so far (started) or in all (ended)")
+
+
+class WrongWayBody(_Body):
+    """A subject moved against the zone's allowed direction for at least the zone's distance."""
+
+    kind: Literal["wrong_way"] = "wrong_way"
+    zone_id: Id
+    state: State = Field(description="started once the distance is covered, ended when the subject leaves or is lost")
+    class_name: ClassName
+    point: Point = Field(description="anchor point (bottom centre of the box)")
+    distance: float = Field(ge=0.0, le=2.0, description="normalised distance covered against the allowed direction")
+    duration_ms: int = Field(ge=0, description="time since the subject started going the wrong way")
+
+
+class CrowdDensityBody(_Body):
+    """The number of persons in a zone (per m² where the zone declares its area) crossed the threshold."""
+
+    kind: Literal["crowd_density"] = "crowd_density"
+    zone_id: Id
+    state: State = Field(description="started above the threshold, ended below its release level")
+    count: int = Field(ge=0, description="persons in the zone")
+    value: float = Field(ge=0.0, le=1000.0, description="persons per m² (unit per_m2) or per zone (unit per_zone)")
+    unit: Literal["per_m2", "per_zone"]
+    duration_ms: int = Field(ge=0, description="time above the threshold so far (started) or in all (ended)")
+
+
+class CrowdMovementBody(_Body):
+    """The subjects of a zone suddenly moved much faster together than their recent baseline."""
+
+    kind: Literal["crowd_movement"] = "crowd_movement"
+    zone_id: Id
+    state: State = Field(description="started at the sudden change, ended when the motion is back to the baseline")
+    count: int = Field(ge=0, description="moving subjects in the zone")
+    value: float = Field(ge=0.0, le=1000.0, description="speed now over the baseline speed (a ratio)")
+    duration_ms: int = Field(ge=0, description="time since the change (started) or in all (ended)")
+
+
+class AbandonedObjectBody(_Body):
+    """An object stayed still with no person near it for at least the zone's time."""
+
+    kind: Literal["abandoned_object"] = "abandoned_object"
+    zone_id: Id
+    state: State = Field(description="started once unattended long enough, ended when the object is gone or attended")
+    source: Literal["detection", "foreground"] = Field(description="a detected object class or a static foreground region")
+    box: Box = Field(description="the object's box")
+    duration_ms: int = Field(ge=0, description="time unattended so far (started) or in all (ended)")
+
+
+class PersonDownBody(_Body):
+    """A person went from upright to lying and stayed down."""
+
+    kind: Literal["person_down"] = "person_down"
+    zone_id: Id
+    state: State = Field(description="started once down long enough, ended when the person is up again or lost")
+    box: Box = Field(description="the person's box while down")
+    duration_ms: int = Field(ge=0, description="time down so far (started) or in all (ended)")
+
+
+class WeaponBody(_Body):
+    """A detection of a class that the model's class map marks as a weapon persisted."""
+
+    kind: Literal["weapon"] = "weapon"
+    zone_id: Id
+    state: State = Field(description="started once the detection persisted, ended when it is no longer seen")
+    class_name: ClassName
+    box: Box = Field(description="the detection's box")
+    duration_ms: int = Field(ge=0, description="time seen so far (started) or in all (ended)")
+
+
+class FireBody(_Body):
+    """Flames seen in a zone (fire-coloured flickering pixels, or a fire class of the model) persisted."""
+
+    kind: Literal["fire"] = "fire"
+    zone_id: Id
+    state: State = Field(description="started once the flames persisted, ended when they are gone")
+    source: Literal["colour", "detection"] = Field(description="colour + flicker analysis or a fire class of the model")
+    box: Box = Field(description="box around the flames seen last")
+    value: float = Field(ge=0.0, le=1.0, description="share of the zone covered by flames")
+    duration_ms: int = Field(ge=0, description="time burning so far (started) or in all (ended)")
+
+
+EventBody = Annotated[
+    Union[
+        IntrusionBody,
+        LineCountBody,
+        ZoneOccupancyBody,
+        LoiteringBody,
+        WrongWayBody,
+        CrowdDensityBody,
+        CrowdMovementBody,
+        AbandonedObjectBody,
+        PersonDownBody,
+        WeaponBody,
+        FireBody,
+    ],
+    Field(discriminator="kind"),
+]
 EVENT_KINDS: tuple[str, ...] = tuple(b.model_fields["kind"].default for b in EventBody.__origin__.__args__)  # type: ignore[attr-defined]
 
 

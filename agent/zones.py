@@ -14,12 +14,22 @@ import numpy as np
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from agent.analyzers.fire import FireAnalyzer, FireAnalyzerSettings
+from agent.analyzers.static import StaticAnalyzer, StaticAnalyzerSettings
 from agent.geometry import polygon_area, polygon_is_simple
+from agent.rules.abandoned import AbandonedRule, AbandonedSettings
 from agent.rules.base import ClassSelector, Rule
-from agent.rules.camera import CameraRules
+from agent.rules.camera import CameraRules, Scheduled
+from agent.rules.crowd_density import CrowdDensityRule, CrowdDensitySettings
+from agent.rules.crowd_movement import CrowdMovementRule, CrowdMovementSettings
+from agent.rules.fire import FIRE_CATEGORIES, FireRule, FireSettings
 from agent.rules.intrusion import IntrusionRule, IntrusionSettings
 from agent.rules.line_count import LineCountRule, LineSettings
+from agent.rules.loitering import LoiteringRule, LoiteringSettings
 from agent.rules.occupancy import OccupancyRule, OccupancySettings
+from agent.rules.person_down import PersonDownRule, PersonDownSettings
+from agent.rules.weapon import WeaponRule, WeaponSettings
+from agent.rules.wrong_way import WrongWayRule, WrongWaySettings
 
 NormXY = Annotated[
     tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]],
@@ -34,10 +44,10 @@ def _simple_polygon(points: list[tuple[float, float]]) -> list[tuple[float, floa
     if len(points) < 3:
         raise ValueError(f"a polygon needs at least 3 points, got {len(points)}")
     poly = np.asarray(points, dtype=np.float64)
-    if polygon_area(poly) <= 1e-6:
-        raise ValueError("polygon has no area (its points are collinear or repeated)")
     if not polygon_is_simple(poly):
-        raise ValueError("polygon is not simple: two of its edges cross or touch")
+        raise ValueError("polygon is not simple: two of its edges cross or touch, or a point repeats")
+    if polygon_area(poly) <= 1e-6:
+        raise ValueError("polygon has no area (its points are collinear)")
     return points
 
 
@@ -54,6 +64,27 @@ class Zone(_Strict):
     classes: list[str] = Field(["person"], min_length=1, description="class names or class-map categories watched")
     intrusion: IntrusionSettings | None = Field(None, description="raise intrusion events (absent: off)")
     occupancy: OccupancySettings | None = Field(None, description="report occupancy changes (absent: off)")
+    loitering: LoiteringSettings | None = Field(None, description="raise loitering events (absent: off)")
+    wrong_way: WrongWaySettings | None = Field(None, description="raise wrong-way events (absent: off)")
+    crowd_density: CrowdDensitySettings | None = Field(None, description="raise crowd density events (absent: off)")
+    crowd_movement: CrowdMovementSettings | None = Field(None, description="raise crowd movement events (absent: off)")
+    abandoned: AbandonedSettings | None = Field(
+        None, description="raise abandoned-object events (absent: off); objects are the zone's non-person classes "
+        "and static foreground regions, and 'person' must be among the classes so owners are seen"
+    )
+    person_down: PersonDownSettings | None = Field(None, description="raise person-down events (absent: off)")
+    weapon: WeaponSettings | None = Field(
+        None, description="raise weapon events for the zone's classes mapped to 'weapon' (absent: off)"
+    )
+    fire: FireSettings | None = Field(
+        None, description="raise fire events from the colour analyzer and the zone's fire/smoke classes (absent: off)"
+    )
+
+    @model_validator(mode="after")
+    def _owners_watched(self) -> Zone:
+        if self.abandoned is not None and "person" not in self.classes:
+            raise ValueError("abandoned needs 'person' in classes: a person near an object attends it")
+        return self
 
 
 class Line(_Strict):
@@ -72,8 +103,21 @@ class Line(_Strict):
         return self
 
 
+class AnalysisSettings(_Strict):
+    width_px: int = Field(
+        192, ge=64, le=1920, description="width of the frame the frame-level analyzers see, downscaled once per frame"
+    )
+    fire_fps: float = Field(
+        5.0, gt=0.0, le=60.0, description="analyses per second of the fire analyzer (flicker needs >= 4)"
+    )
+    static_fps: float = Field(2.0, gt=0.0, le=60.0, description="analyses per second of the static-foreground analyzer")
+    fire: FireAnalyzerSettings = Field(FireAnalyzerSettings(), description="fire colour and flicker settings")
+    static: StaticAnalyzerSettings = Field(StaticAnalyzerSettings(), description="static foreground settings")
+
+
 class ZonesDoc(_Strict):
     version: int = Field(1, ge=1, description="zones version, increased by every change (shown in status)")
+    analysis: AnalysisSettings = Field(AnalysisSettings(), description="frame-level analyzers, shared by all cameras")
     zones: list[Zone] = Field([], description="polygons and the rules on them")
     lines: list[Line] = Field([], description="counting lines")
 
@@ -98,16 +142,39 @@ def load_zones(path: Path) -> ZonesDoc:
 
 
 def build_rules(doc: ZonesDoc, camera_id: str, class_names: list[str], class_map: dict[str, str]) -> CameraRules:
-    """Instantiate the rules of one camera for a model's classes."""
+    """Instantiate the rules of one camera for a model's classes, with one analyzer of each
+    kind shared by the camera's zones that need it."""
     rules: list[Rule] = []
-    for zone in (z for z in doc.zones if z.camera == camera_id):
+    zones = [z for z in doc.zones if z.camera == camera_id]
+    a = doc.analysis
+    fire = FireAnalyzer(a.fire) if any(z.fire for z in zones) else None
+    static = StaticAnalyzer(a.static) if any(z.abandoned for z in zones) else None
+    for zone in zones:
         polygon = np.asarray(zone.polygon, dtype=np.float32)
         classes = ClassSelector(zone.classes, class_names, class_map)
-        if zone.intrusion is not None:
-            rules.append(IntrusionRule(zone.id, polygon, classes, zone.intrusion))
-        if zone.occupancy is not None:
-            rules.append(OccupancyRule(zone.id, polygon, classes, zone.occupancy))
+        for settings, rule in (
+            (zone.intrusion, IntrusionRule),
+            (zone.occupancy, OccupancyRule),
+            (zone.loitering, LoiteringRule),
+            (zone.wrong_way, WrongWayRule),
+            (zone.person_down, PersonDownRule),
+        ):
+            if settings is not None:
+                rules.append(rule(zone.id, polygon, classes, settings))
+        persons = classes.only({"person"})
+        if zone.crowd_density is not None:
+            rules.append(CrowdDensityRule(zone.id, polygon, persons, zone.crowd_density))
+        if zone.crowd_movement is not None:
+            rules.append(CrowdMovementRule(zone.id, polygon, classes, zone.crowd_movement))
+        if zone.weapon is not None:
+            rules.append(WeaponRule(zone.id, polygon, classes.only({"weapon"}), zone.weapon))
+        if zone.fire is not None:
+            rules.append(FireRule(zone.id, polygon, classes.only(FIRE_CATEGORIES), fire, zone.fire))
+        if zone.abandoned is not None:
+            objects = classes.only({"person"}, exclude=True)
+            rules.append(AbandonedRule(zone.id, polygon, objects, persons, static, zone.abandoned))
     for line in (ln for ln in doc.lines if ln.camera == camera_id):
         classes = ClassSelector(line.classes, class_names, class_map)
         rules.append(LineCountRule(line.id, np.asarray(line.points, dtype=np.float32), classes, line.counting))
-    return CameraRules(rules)
+    analyzers = [Scheduled(an, fps) for an, fps in ((fire, a.fire_fps), (static, a.static_fps)) if an is not None]
+    return CameraRules(rules, analyzers, a.width_px)

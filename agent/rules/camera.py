@@ -2,19 +2,53 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from agent.analyzers.downscale import downscale
 from agent.events import Event
-from agent.rules.base import Rule
+from agent.rules.base import NS_PER_S, Rule
 from agent.types import Frame, Tracks
 
 
-class CameraRules:
-    """Runs every rule of a camera on each frame's tracks (and, for frame-level
-    rules, on the frame itself)."""
+class Analyzer(Protocol):
+    """A frame-level detector whose results the rules of the camera read."""
 
-    def __init__(self, rules: list[Rule]) -> None:
+    def observe(self, small_bgr: np.ndarray, pts_ns: int) -> None:
+        """small_bgr: uint8 (h, w, 3), the frame downscaled once for every analyzer."""
+        ...
+
+
+@dataclass(slots=True)
+class Scheduled:
+    """An analyzer and how often it looks at the frame."""
+
+    analyzer: Analyzer
+    fps: float
+    last_ns: int | None = None
+
+    def due(self, pts_ns: int) -> bool:
+        return self.last_ns is None or pts_ns - self.last_ns >= NS_PER_S / self.fps
+
+
+class CameraRules:
+    """Runs every rule of a camera on each frame's tracks, after feeding the analyzers that
+    are due a frame downscaled once to `width_px`."""
+
+    def __init__(self, rules: list[Rule], analyzers: list[Scheduled] | None = None, width_px: int = 192) -> None:
         self.rules = rules
+        self.analyzers = analyzers or []
+        self.width_px = width_px
 
     def update(self, tracks: Tracks, frame: Frame) -> list[Event]:
+        due = [a for a in self.analyzers if a.due(frame.pts_ns)]
+        if due:
+            small = downscale(frame.image, self.width_px)
+            for a in due:
+                a.analyzer.observe(small, frame.pts_ns)
+                a.last_ns = frame.pts_ns
         return [event for rule in self.rules for event in rule.update(tracks)]
 
     def state_size(self) -> int:

@@ -1,0 +1,1 @@
+"""Frame-level detectors: pure numpy/OpenCV functions on a downscaled frame, shared by the rules of a camera."""

@@ -1,0 +1,85 @@
+"""Static foreground: regions that differ from the long-term background but have
+stopped changing, i.e. something new that stays still (a left bag).
+
+Two running averages of the grey frame: a long-term background (what the
+scene looks like empty) and a short-term one (what it looks like now). A
+pixel far from the first but close to the second is new and still; it must
+stay so for `still_s` to count. The long-term average starts as a plain mean
+of the samples so far, so people present in the first frame fade instead of
+leaving ghosts, but only for `warmup_s`: after that a new object must not be
+averaged in within seconds.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+NS_PER_S = 1_000_000_000
+_KERNEL = np.ones((3, 3), np.uint8)
+
+
+class StaticAnalyzerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    background_s: float = Field(
+        300.0, ge=10.0, le=7200.0, description="time constant of the long-term background; a still object fades into it"
+    )
+    warmup_s: float = Field(
+        5.0, ge=0.0, le=600.0, description="the long-term background is a plain mean of the samples for this long"
+    )
+    recent_s: float = Field(2.0, gt=0.0, le=60.0, description="time constant of the short-term background")
+    diff_min: float = Field(25.0, gt=0.0, le=255.0, description="grey difference (0..255) that makes a pixel foreground")
+    still_s: float = Field(3.0, ge=0.0, le=600.0, description="time a pixel must stay new and still to be static")
+    min_area: float = Field(
+        0.0008, gt=0.0, le=1.0, description="smallest static region, share of the frame (a bag at 10 m is about 0.005)"
+    )
+    max_area: float = Field(
+        0.05, gt=0.0, le=1.0, description="largest static region, share of the frame; bigger ones are lighting changes"
+    )
+
+
+class StaticAnalyzer:
+    """Per-camera background state; `boxes` are the static regions of the last sample as
+    float32 (K, 4) normalised (x1, y1, x2, y2)."""
+
+    def __init__(self, settings: StaticAnalyzerSettings) -> None:
+        self._s = settings
+        self._long: np.ndarray | None = None
+        self._short: np.ndarray | None = None
+        self._still_since_ns: np.ndarray | None = None
+        self._samples = 0
+        self._first_ns = 0
+        self._prev_ns = 0
+        self.boxes = np.zeros((0, 4), np.float32)
+
+    def observe(self, small_bgr: np.ndarray, pts_ns: int) -> None:
+        """small_bgr: uint8 (h, w, 3). Updates `boxes`."""
+        grey = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        if self._long is None or self._long.shape != grey.shape:
+            self._long, self._short = grey.copy(), grey.copy()
+            self._still_since_ns = np.full(grey.shape, pts_ns, np.int64)
+            self._samples, self._first_ns, self._prev_ns = 1, pts_ns, pts_ns
+            return
+        dt_s = (pts_ns - self._prev_ns) / NS_PER_S
+        self._samples += 1
+        self._prev_ns = pts_ns
+        alpha_long = min(dt_s / self._s.background_s, 1.0)
+        if pts_ns - self._first_ns < self._s.warmup_s * NS_PER_S:
+            alpha_long = max(alpha_long, 1.0 / self._samples)
+        self._long += alpha_long * (grey - self._long)
+        self._short += min(dt_s / self._s.recent_s, 1.0) * (grey - self._short)
+        new_and_still = (np.abs(grey - self._long) > self._s.diff_min) & (np.abs(grey - self._short) < self._s.diff_min)
+        self._still_since_ns[~new_and_still] = pts_ns
+        static = (pts_ns - self._still_since_ns >= self._s.still_s * NS_PER_S).astype(np.uint8)
+        # a left object differs from the background mostly along its outline: closing joins the outline
+        self.boxes = self._regions(cv2.morphologyEx(static, cv2.MORPH_CLOSE, _KERNEL))
+
+    def _regions(self, static: np.ndarray) -> np.ndarray:
+        n, _, stats, _ = cv2.connectedComponentsWithStats(static, connectivity=8)
+        h, w = static.shape
+        area = stats[1:, cv2.CC_STAT_AREA] / float(h * w)
+        keep = stats[1:][(area >= self._s.min_area) & (area <= self._s.max_area)]
+        x, y, bw, bh = (keep[:, i].astype(np.float32) for i in range(4))
+        return np.stack([x / w, y / h, (x + bw) / w, (y + bh) / h], axis=1).reshape(-1, 4)

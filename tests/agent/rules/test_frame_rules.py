@@ -1,0 +1,83 @@
+"""Frame-level rules: the camera downscales once and feeds analyzers at their rate; the
+analyzers on synthetic frames; the fire rule on the analyzer's mask."""
+
+import numpy as np
+
+from agent.analyzers.fire import FireAnalyzer, FireAnalyzerSettings
+from agent.analyzers.static import StaticAnalyzer, StaticAnalyzerSettings
+from agent.rules.base import ClassSelector
+from agent.rules.camera import CameraRules, Scheduled
+from agent.rules.fire import FireRule, FireSettings
+from agent.types import Frame
+from tests.agent.rules.fixtures import CLASSES, FRAME_NS, tracks
+
+FULL = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], np.float32)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[tuple[tuple, int]] = []
+
+    def observe(self, small_bgr, pts_ns):
+        self.seen.append((small_bgr.shape, pts_ns))
+
+
+def frame(t, image):
+    return Frame("cam", t, t * FRAME_NS, image)
+
+
+def test_camera_downscales_once_and_respects_each_rate():
+    fast, slow = Recorder(), Recorder()
+    cam = CameraRules([], [Scheduled(fast, 5.0), Scheduled(slow, 1.0)], width_px=160)
+    image = np.zeros((480, 640, 3), np.uint8)
+    for t in range(20):  # 2 s at 10 fps
+        cam.update(tracks(t, []), frame(t, image))
+    assert [p for _, p in fast.seen] == [t * FRAME_NS for t in range(0, 20, 2)]
+    assert [p for _, p in slow.seen] == [0, 10 * FRAME_NS]
+    assert fast.seen[0][0] == (120, 160, 3)
+
+
+def flame_frames(n, flicker=True, size=(96, 160)):
+    """A flame-coloured patch whose brightness alternates (flicker) or not, on a grey frame."""
+    rng = np.random.default_rng(0)
+    for t in range(n):
+        img = np.full((*size, 3), 90, np.uint8)
+        level = 250 if (not flicker or t % 2) else 195
+        img[40:60, 70:90] = (40, 150 * level // 255, level)
+        img += rng.integers(0, 3, img.shape, dtype=np.uint8)
+        yield t, img
+
+
+def test_fire_analyzer_needs_colour_and_flicker():
+    for flicker, expect in ((True, True), (False, False)):
+        a = FireAnalyzer(FireAnalyzerSettings())
+        for t, img in flame_frames(20, flicker):
+            a.observe(img, t * 200_000_000)
+        assert bool(a.mask[40:60, 70:90].mean() > 0.8) is expect
+        assert not a.mask[:30].any()
+
+
+def test_fire_rule_one_situation_with_box_and_end():
+    a = FireAnalyzer(FireAnalyzerSettings())
+    rule = FireRule("z", FULL, ClassSelector([], CLASSES, {}), a, FireSettings(persist_s=1.0, off_s=1.0))
+    bodies = []
+    frames = list(flame_frames(30)) + [(t, np.full((96, 160, 3), 90, np.uint8)) for t in range(30, 50)]
+    for t, img in frames:
+        a.observe(img, t * 200_000_000)
+        bodies += [e.body for e in rule.update(tracks(t * 2, []))]
+    assert [b.state for b in bodies] == ["started", "ended"]
+    x1, y1, x2, y2 = bodies[0].box
+    assert abs(x1 - 70 / 160) < 0.02 and abs(y2 - 60 / 96) < 0.02
+    assert rule.state_size() == 0
+
+
+def test_static_analyzer_finds_a_left_object_not_a_passer_by():
+    a = StaticAnalyzer(StaticAnalyzerSettings(still_s=2.0))
+    for t in range(60):  # 0.5 s per sample
+        img = np.full((96, 160, 3), 120, np.uint8)
+        img[10:30, (t * 7) % 140 : (t * 7) % 140 + 10] = 20  # a walker
+        if t >= 20:
+            img[60:75, 100:115] = 30  # left at 10 s
+        a.observe(img, t * 500_000_000)
+    assert len(a.boxes) == 1
+    assert np.allclose(a.boxes[0], [100 / 160, 60 / 96, 115 / 160, 75 / 96], atol=0.02)
