@@ -20,6 +20,21 @@ class ErrorCode(StrEnum):
     SAME_VERSION = "same_version"
     WRONG_TARGET = "wrong_target"
     AGENT_TOO_OLD = "agent_too_old"
+    # Applying an accepted manifest (download, staging, validation, switch, health window).
+    DOWNLOAD_FAILED = "download_failed"
+    TRUNCATED = "truncated"
+    OVERSIZED = "oversized"
+    HASH_MISMATCH = "hash_mismatch"
+    UNSAFE_EXTERNAL_DATA = "unsafe_external_data"
+    MODEL_INVALID = "model_invalid"
+    GOLDEN_MISMATCH = "golden_mismatch"
+    TOO_SLOW = "too_slow"
+    ZONES_INVALID = "zones_invalid"
+    CONFIG_INVALID = "config_invalid"
+    SWITCH_FAILED = "switch_failed"
+    UNHEALTHY = "unhealthy"
+    CRASH_LOOP = "crash_loop"
+    STORAGE_FAILED = "storage_failed"
 
 
 class OtaError(Exception):

@@ -1,6 +1,8 @@
-"""Fleet side: make a signing key, and sign manifests the way devices verify them.
+"""Fleet side: make a signing key, sign manifests the way devices verify them, publish and follow a rollout.
 
 The private key never goes to a device; devices get the trust entry.
+Manifests go out as retained MQTT messages (paho-mqtt v2), canary devices
+first; devices answer on their retained `.../ota/status`.
 """
 
 from __future__ import annotations
@@ -8,11 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import yaml
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -28,6 +32,7 @@ from pydantic import ValidationError
 from agent.ota.canonical import canonical_json_bytes
 from agent.ota.errors import describe_validation_error
 from agent.ota.manifest import MAX_MESSAGE_BYTES, Manifest, Signature, SignedManifest
+from agent.ota.report import DONE_STATES, FAILED_STATES
 from agent.ota.trust import TrustEntry, key_id_of, raw_public_bytes
 
 
@@ -130,3 +135,128 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOutcome:
+    """The last `.../ota/status` seen from one device for the update being rolled out."""
+
+    device_id: str
+    state: str
+    error_code: str = ""
+    error_message: str = ""
+
+
+def ota_topic(site: str, kind: str, *, device_id: str | None = None, group: str | None = None) -> str:
+    """The retained topic a device listens to for updates of `kind`: its own or its group's."""
+    if (device_id is None) == (group is None):
+        raise ValueError("give exactly one of device_id and group")
+    owner = device_id if device_id is not None else f"groups/{group}"
+    return f"edge/v1/{site}/{owner}/ota/{kind}"
+
+
+class RolloutWatch:
+    """Follows `edge/v1/{site}/+/ota/status` for one (kind, version) on a connected paho v2 client.
+
+    Subscribe before publishing, so that no status is missed; statuses of
+    other updates (another kind or version) are ignored.
+    """
+
+    def __init__(self, client: mqtt.Client, site: str, kind: str, version: int, timeout_s: float = 10.0) -> None:
+        self._site, self._kind, self._version = site, kind, version
+        self._cond = threading.Condition()
+        self.outcomes: dict[str, DeviceOutcome] = {}
+        subscribed = threading.Event()
+        client.on_subscribe = lambda *_: subscribed.set()
+        client.message_callback_add(f"edge/v1/{site}/+/ota/status", self._on_status)
+        client.subscribe(f"edge/v1/{site}/+/ota/status", qos=1)
+        if not subscribed.wait(timeout_s):
+            raise FleetError(f"broker did not acknowledge the subscription to {site}'s ota/status in {timeout_s} s")
+
+    def _on_status(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            status = json.loads(msg.payload)
+            if status.get("kind") != self._kind or status.get("version") != self._version:
+                return
+            error = status.get("error") or {}
+            device_id, state = str(status["device_id"]), str(status["state"])
+            outcome = DeviceOutcome(device_id, state, error.get("code", ""), error.get("message", ""))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return  # not ours to judge: a broken status only leaves that device pending
+        with self._cond:
+            self.outcomes[outcome.device_id] = outcome
+            self._cond.notify_all()
+
+    def wait(self, device_ids: Iterable[str], timeout_s: float) -> dict[str, DeviceOutcome]:
+        """Wait until every device in `device_ids` is done (committed) or one failed; returns the outcomes so far.
+
+        With no `device_ids`, waits for `timeout_s` unless a device that answers fails.
+        """
+        wanted = set(device_ids)
+
+        def settled() -> bool:
+            if not wanted:
+                return any(o.state in FAILED_STATES for o in self.outcomes.values())
+            states = {d: self.outcomes[d].state for d in wanted if d in self.outcomes}
+            return any(s in FAILED_STATES for s in states.values()) or (
+                len(states) == len(wanted) and all(s in DONE_STATES for s in states.values())
+            )
+
+        with self._cond:
+            self._cond.wait_for(settled, timeout_s)
+            return dict(self.outcomes)
+
+
+def connect(host: str, port: int, tls: Mapping[str, Path] | None = None, timeout_s: float = 10.0) -> mqtt.Client:
+    """A connected paho v2 (MQTT 5) client with its network loop running; FleetError if the broker is unreachable."""
+    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    if tls:
+        client.tls_set(ca_certs=str(tls["ca_file"]), certfile=str(tls["cert_file"]), keyfile=str(tls["key_file"]))
+    connected = threading.Event()
+    client.on_connect = lambda _c, _u, _f, reason, _p: None if reason.is_failure else connected.set()
+    try:
+        client.connect(host, port)
+    except OSError as exc:
+        raise FleetError(f"cannot reach broker {host}:{port}: {exc}") from exc
+    client.loop_start()
+    if not connected.wait(timeout_s):
+        client.loop_stop()
+        raise FleetError(f"broker {host}:{port} did not accept the connection in {timeout_s} s")
+    return client
+
+
+def publish(
+    client: mqtt.Client,
+    envelope: bytes,
+    site: str,
+    *,
+    canaries: Iterable[str] = (),
+    device_ids: Iterable[str] = (),
+    groups: Iterable[str] = (),
+    timeout_s: float = 600.0,
+) -> dict[str, DeviceOutcome]:
+    """Publish a signed manifest retained: to the canary devices first, and once every canary has
+    committed, to the other devices and to the groups. Returns the canaries' outcomes (and stops
+    there if one failed or timed out: the rest never receive the update).
+    """
+    manifest = Manifest.model_validate_json(SignedManifest.model_validate_json(envelope).manifest)
+    canaries = list(canaries)
+    watch = RolloutWatch(client, site, manifest.kind, manifest.version)
+    for device_id in canaries:
+        _publish_retained(client, ota_topic(site, manifest.kind, device_id=device_id), envelope)
+    outcomes = watch.wait(canaries, timeout_s) if canaries else {}
+    if any(outcomes.get(d, DeviceOutcome(d, "pending")).state not in DONE_STATES for d in canaries):
+        return outcomes
+    for device_id in device_ids:
+        if device_id not in canaries:
+            _publish_retained(client, ota_topic(site, manifest.kind, device_id=device_id), envelope)
+    for group in groups:
+        _publish_retained(client, ota_topic(site, manifest.kind, group=group), envelope)
+    return outcomes
+
+
+def _publish_retained(client: mqtt.Client, topic: str, payload: bytes) -> None:
+    info = client.publish(topic, payload, qos=1, retain=True)
+    info.wait_for_publish(timeout=10.0)
+    if not info.is_published():
+        raise FleetError(f"broker did not acknowledge the manifest on {topic}")

@@ -7,13 +7,18 @@ import hashlib
 import sys
 from pathlib import Path
 
-from agent.ota.fleet import FleetError, keygen, sign
+from pydantic import ValidationError
+
+from agent.ota.fleet import DeviceOutcome, FleetError, RolloutWatch, connect, keygen, publish, sign
 from agent.ota.manifest import Manifest, SignedManifest
+from agent.ota.report import DONE_STATES
 
 # Bad input (an invalid manifest, an unusable key) exits 2, like a bad config; I/O failures exit 1.
 EXIT_OK = 0
 EXIT_IO_ERROR = 1
 EXIT_BAD_INPUT = 2
+# A rollout that did not complete: a device failed, or did not answer in time.
+EXIT_ROLLOUT_FAILED = 3
 
 
 def add_fleet_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,7 +39,109 @@ def add_fleet_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     sign_parser.add_argument("--key", type=Path, required=True, help="Fleet private key (PEM) from `fleet keygen`.")
     sign_parser.add_argument("--out", type=Path, required=True, help="Where to write the signed manifest (JSON).")
     sign_parser.set_defaults(func=run_sign)
+
+    publish_parser = commands.add_parser(
+        "publish", help="Publish a signed manifest (retained): canary devices first, then the other devices and groups."
+    )
+    publish_parser.add_argument("signed", type=Path, help="Signed manifest from `fleet sign`.")
+    _add_broker_args(publish_parser)
+    publish_parser.add_argument("--canary", action="append", default=[], help="Canary device id (repeatable).")
+    publish_parser.add_argument("--device", action="append", default=[], help="Device id to publish to (repeatable).")
+    publish_parser.add_argument("--group", action="append", default=[], help="Group to publish to (repeatable).")
+    publish_parser.set_defaults(func=run_publish)
+
+    status_parser = commands.add_parser("status", help="Watch devices' ota/status for one update until done or failed.")
+    _add_broker_args(status_parser)
+    status_parser.add_argument("--kind", required=True, choices=["model", "zones", "config"], help="Update kind.")
+    status_parser.add_argument("--version", required=True, type=int, help="Update version.")
+    status_parser.add_argument("--device", action="append", default=[], help="Device expected to commit (repeatable).")
+    status_parser.set_defaults(func=run_status)
     return fleet
+
+
+def _add_broker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--site", required=True, help="Site id (topic segment).")
+    parser.add_argument("--host", default="127.0.0.1", help="MQTT broker host.")
+    parser.add_argument("--port", type=int, default=1883, help="MQTT broker port (8883 with TLS).")
+    parser.add_argument("--timeout-s", type=float, default=600.0, help="How long to wait for devices, in seconds.")
+    parser.add_argument("--ca-file", type=Path, help="CA certificate of the broker (enables TLS with the two below).")
+    parser.add_argument("--cert-file", type=Path, help="Operator client certificate.")
+    parser.add_argument("--key-file", type=Path, help="Operator client key.")
+
+
+def _tls(args: argparse.Namespace) -> dict[str, Path] | None:
+    files = {"ca_file": args.ca_file, "cert_file": args.cert_file, "key_file": args.key_file}
+    return files if all(files.values()) else None
+
+
+def format_table(outcomes: dict[str, DeviceOutcome], expected: list[str]) -> str:
+    """One line per device: id, state, error code and message; expected devices without news are `pending`."""
+    rows = [outcomes.get(d, DeviceOutcome(d, "pending")) for d in dict.fromkeys([*expected, *sorted(outcomes)])]
+    width = max([len("device"), *(len(r.device_id) for r in rows)])
+    lines = [f"{'device':<{width}}  {'state':<15}  error"]
+    lines += [f"{r.device_id:<{width}}  {r.state:<15}  {r.error_code} {r.error_message}".rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _all_done(outcomes: dict[str, DeviceOutcome], expected: list[str]) -> bool:
+    return all(outcomes.get(d, DeviceOutcome(d, "pending")).state in DONE_STATES for d in expected)
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    """Handler of `fleet publish SIGNED --site S [--canary D]... [--device D]... [--group G]...`."""
+    try:
+        envelope = args.signed.read_bytes()
+        SignedManifest.model_validate_json(envelope)
+    except (OSError, ValidationError) as exc:
+        print(f"fleet publish: {args.signed}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not (args.canary or args.device or args.group):
+        print("fleet publish: give at least one --canary, --device or --group", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        client = connect(args.host, args.port, _tls(args))
+    except FleetError as exc:
+        print(f"fleet publish: {exc}", file=sys.stderr)
+        return EXIT_IO_ERROR
+    try:
+        outcomes = publish(
+            client, envelope, args.site, canaries=args.canary, device_ids=args.device, groups=args.group,
+            timeout_s=args.timeout_s,
+        )
+    except FleetError as exc:
+        print(f"fleet publish: {exc}", file=sys.stderr)
+        return EXIT_IO_ERROR
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if args.canary:
+        print(format_table(outcomes, args.canary))
+    if not _all_done(outcomes, args.canary):
+        print("fleet publish: canary did not commit; the rest were not published", file=sys.stderr)
+        return EXIT_ROLLOUT_FAILED
+    print(f"published to {len(args.device)} devices and {len(args.group)} groups")
+    return EXIT_OK
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Handler of `fleet status --site S --kind K --version V [--device D]...`: prints a table at the end."""
+    try:
+        client = connect(args.host, args.port, _tls(args))
+    except FleetError as exc:
+        print(f"fleet status: {exc}", file=sys.stderr)
+        return EXIT_IO_ERROR
+    try:
+        watch = RolloutWatch(client, args.site, args.kind, args.version)
+        outcomes = watch.wait(args.device, args.timeout_s)
+    except FleetError as exc:
+        print(f"fleet status: {exc}", file=sys.stderr)
+        return EXIT_IO_ERROR
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    print(format_table(outcomes, args.device))
+    expected = args.device or sorted(outcomes)
+    return EXIT_OK if expected and _all_done(outcomes, expected) else EXIT_ROLLOUT_FAILED
 
 
 def run_keygen(args: argparse.Namespace) -> int:

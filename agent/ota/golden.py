@@ -1,0 +1,111 @@
+"""Validation of a staged model on the device's own golden frames: same detections, fast enough.
+
+Golden frames live on the device (a folder of small PNGs, provisioned with
+the box, e.g. frames of its own cameras). The manifest names them and carries
+the detections the model produced on them when the fleet built it; the device
+runs the staged model on the same pixels and must find the same boxes. A model
+that loads but is wrong (a bad conversion, a broken calibration, the wrong
+file) is caught here, before it serves.
+
+The contract of a reference: the model's detections at score >= GOLDEN_CONFIDENCE
+after class-wise NMS at GOLDEN_NMS_IOU, over all classes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from agent.ota.errors import ErrorCode, OtaError
+from agent.ota.manifest import GoldenReference
+from engines.detector import Detector
+from engines.types import Detections
+
+GOLDEN_CONFIDENCE = 0.3
+GOLDEN_NMS_IOU = 0.45
+FPS_FRAMES = 8
+
+
+def load_golden_frames(golden: GoldenReference, golden_dir: Path) -> list[np.ndarray]:
+    """The golden frames as BGR uint8 (H, W, 3), in the manifest's order; golden_mismatch if one is missing."""
+    images = []
+    for frame in golden.frames:
+        image = cv2.imread(str(golden_dir / frame.frame), cv2.IMREAD_COLOR)
+        if image is None:
+            raise OtaError(ErrorCode.GOLDEN_MISMATCH, f"golden frame {frame.frame!r} is not on this device")
+        images.append(image)
+    return images
+
+
+def detector_confidence(golden: GoldenReference) -> float:
+    """Threshold to run the staged model at: low enough to see a reference box whose score drifted down."""
+    return max(0.01, GOLDEN_CONFIDENCE - golden.score_abs_tol)
+
+
+def check_golden(detector: Detector, golden: GoldenReference, images: list[np.ndarray]) -> None:
+    """Raise OtaError(golden_mismatch) unless the detections on every frame match the reference.
+
+    Every reference box needs its own detection of the same class with
+    IoU >= iou_min and a score within score_abs_tol; a detection no
+    reference box claims is tolerated only if it is borderline (score below
+    GOLDEN_CONFIDENCE + score_abs_tol), since numeric drift can move a box
+    across the threshold on either side.
+    """
+    for frame, image in zip(golden.frames, images):
+        (found,) = detector.detect([image])
+        problem = _mismatch(found, frame.boxes, golden)
+        if problem:
+            raise OtaError(ErrorCode.GOLDEN_MISMATCH, f"golden frame {frame.frame!r}: {problem}")
+
+
+def _mismatch(found: Detections, expected: list[tuple], golden: GoldenReference) -> str:
+    claimed = np.zeros(len(found.confidence), dtype=bool)
+    for box in sorted(expected, key=lambda b: -b[5]):
+        xyxy, class_id, score = np.asarray(box[:4], np.float32), box[4], box[5]
+        ious = _iou(xyxy, found.xyxy)
+        ok = (
+            ~claimed
+            & (found.class_id == class_id)
+            & (ious >= golden.iou_min)
+            & (np.abs(found.confidence - score) <= golden.score_abs_tol)
+        )
+        if not ok.any():
+            return f"no detection matches expected box {list(box)}"
+        claimed[np.flatnonzero(ok)[np.argmax(ious[ok])]] = True
+    strong = ~claimed & (found.confidence >= GOLDEN_CONFIDENCE + golden.score_abs_tol)
+    if strong.any():
+        i = int(np.flatnonzero(strong)[0])
+        return f"unexpected detection {found.xyxy[i].round(1).tolist()} class {int(found.class_id[i])}"
+    return ""
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box (4,) with boxes (N, 4) -> (N,)."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.float32)
+    top_left = np.maximum(box[:2], boxes[:, :2])
+    bottom_right = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
+    area = np.prod(box[2:] - box[:2])
+    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def measure_fps(detector: Detector, images: list[np.ndarray], n_frames: int = FPS_FRAMES) -> float:
+    """Frames per second of the staged model, one frame per call as a single camera feeds it (after a warm-up)."""
+    detector.detect(images[:1])
+    start = time.perf_counter()
+    for i in range(n_frames):
+        detector.detect([images[i % len(images)]])
+    return n_frames / max(time.perf_counter() - start, 1e-9)
+
+
+def check_fps(detector: Detector, images: list[np.ndarray], fps_floor: float) -> float:
+    """Measured fps; OtaError(too_slow) below `fps_floor` (0 disables the check)."""
+    fps = measure_fps(detector, images)
+    if fps_floor > 0 and fps < fps_floor:
+        raise OtaError(ErrorCode.TOO_SLOW, f"{fps:.1f} fps on the golden frames, the floor is {fps_floor:.1f}")
+    return fps

@@ -1,0 +1,202 @@
+"""The applier on a harness device (real detectors, a real frame loop on vtest.avi, a real HTTP server).
+
+Each refusal has its own error code and leaves the live model hash and zones
+untouched; a model swap to light_person_detector and back keeps every frame.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from onnx import TensorProto, helper
+
+from agent.ota.errors import ErrorCode
+from agent.ota.state import KindState
+from tests.agent.ota.device import Device, Golden, device, golden, model_bytes  # noqa: F401 - fixtures
+from tests.agent.ota.harness import LIGHT_JSON, YOLOX_JSON, model_manifest_doc, zones_doc, zones_manifest_doc
+from tests.agent.ota.http_server import ArtifactServer, Served, artifact_server  # noqa: F401 - fixture
+from tests.agent.ota.manifests import NOW, sign_doc
+
+YOLOX_SHA = json.loads(YOLOX_JSON.read_text())["sha256"]
+LIGHT_SHA = json.loads(LIGHT_JSON.read_text())["sha256"]
+
+
+class Ctx:
+    """What a refusal case needs to build its message."""
+
+    def __init__(self, server: ArtifactServer, bodies: dict[str, bytes], golden: Golden, key: Ed25519PrivateKey,
+                 stranger: Ed25519PrivateKey, tmp_path: Path) -> None:
+        self.server, self.bodies, self.golden, self.key, self.stranger = server, bodies, golden, key, stranger
+        self.tmp_path = tmp_path
+
+    def light(self, served: Served | None = None, version: int = 3, **overrides: Any) -> dict[str, Any]:
+        body = self.bodies["light_person_detector.onnx"]
+        url = self.server.serve("light.onnx", served or Served(body))
+        return model_manifest_doc(LIGHT_JSON, url, self.golden.light, version, **overrides)
+
+    def sign(self, doc: dict[str, Any]) -> bytes:
+        return sign_doc(doc, self.key)
+
+
+def _unsigned(c: Ctx) -> bytes:
+    envelope = json.loads(c.sign(c.light()))
+    envelope["signatures"] = []
+    return json.dumps(envelope).encode()
+
+
+def _bad_signature(c: Ctx) -> bytes:
+    envelope = json.loads(c.sign(c.light()))
+    envelope["signatures"][0]["sig"] = json.loads(c.sign(c.light(version=4)))["signatures"][0]["sig"]
+    return json.dumps(envelope).encode()
+
+
+def _escaping_onnx(c: Ctx) -> bytes:
+    """A tiny graph whose initializer reads its weights from ../secret.bin."""
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [1], [0.0])
+    weights.data_location = TensorProto.EXTERNAL
+    del weights.float_data[:]
+    for key, value in (("location", "../secret.bin"), ("offset", "0"), ("length", "4")):
+        weights.external_data.add(key=key, value=value)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["images", "w"], ["output"])], "evil",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1])], [weights],
+    )
+    body = onnx.helper.make_model(graph).SerializeToString()
+    doc = c.light(Served(body), body=body)
+    return c.sign(doc)
+
+
+def _golden_fails(c: Ctx) -> bytes:
+    golden = copy.deepcopy(c.golden.light)
+    for frame in golden["frames"]:
+        frame["boxes"] = [[x1 + 150, y1, x2 + 150, y2, k, s] for x1, y1, x2, y2, k, s in frame["boxes"]]
+    body = c.bodies["light_person_detector.onnx"]
+    return c.sign(model_manifest_doc(LIGHT_JSON, c.server.serve("l.onnx", Served(body)), golden, 3))
+
+
+def _bad_zones(c: Ctx) -> bytes:
+    bowtie = {"id": "z", "camera": "cam1", "polygon": [[0.1, 0.1], [0.5, 0.5], [0.5, 0.1], [0.1, 0.5]]}
+    return c.sign(zones_manifest_doc({"version": 2, "zones": [bowtie]}, 3))
+
+
+def _unknown_camera_zones(c: Ctx) -> bytes:
+    doc = zones_doc(2)
+    doc["zones"][0]["camera"] = "cam9"
+    return c.sign(zones_manifest_doc(doc, 3))
+
+
+def _body(c: Ctx, name: str = "light_person_detector.onnx") -> bytes:
+    return c.bodies[name]
+
+
+REFUSALS: list[tuple[str, Callable[[Ctx], bytes], ErrorCode]] = [
+    ("unsigned", _unsigned, ErrorCode.UNSIGNED),
+    ("bad-signature", _bad_signature, ErrorCode.BAD_SIGNATURE),
+    ("unknown-key", lambda c: sign_doc(c.light(), c.stranger), ErrorCode.UNKNOWN_KEY),
+    ("older-version", lambda c: c.sign(c.light(version=4)), ErrorCode.OLD_VERSION),
+    ("same-version", lambda c: c.sign(c.light(version=5)), ErrorCode.SAME_VERSION),
+    ("expired", lambda c: c.sign(c.light(expires="2030-01-01T12:00:00Z")), ErrorCode.EXPIRED),
+    ("wrong-target", lambda c: c.sign(c.light(target={"device_ids": ["box-9"]})), ErrorCode.WRONG_TARGET),
+    ("hash-mismatch", lambda c: c.sign(c.light(Served(bytes(len(_body(c)))))), ErrorCode.HASH_MISMATCH),
+    ("truncated", lambda c: c.sign(c.light(Served(_body(c)[:-1000]))), ErrorCode.TRUNCATED),
+    ("oversized", lambda c: c.sign(c.light(Served(_body(c) + b"\0" * 4096, hide_length=True))), ErrorCode.OVERSIZED),
+    ("external-data-escape", _escaping_onnx, ErrorCode.UNSAFE_EXTERNAL_DATA),
+    ("golden-mismatch", _golden_fails, ErrorCode.GOLDEN_MISMATCH),
+    ("zones-invalid", _bad_zones, ErrorCode.ZONES_INVALID),
+    ("zones-unknown-camera", _unknown_camera_zones, ErrorCode.ZONES_INVALID),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "code"), REFUSALS, ids=[r[0] for r in REFUSALS])
+def test_refusal_leaves_the_live_model_and_zones(
+    name: str, make: Callable[[Ctx], bytes], code: ErrorCode, device: Callable[..., Device],
+    artifact_server: ArtifactServer, model_bytes: dict[str, bytes], golden: Golden,
+    fleet_key: Ed25519PrivateKey, stranger_key: Ed25519PrivateKey, tmp_path: Path,
+) -> None:
+    dev = device(run_detector=False)
+    if name in ("older-version", "same-version"):
+        dev.layout.store.save(dev.state().with_kind("model", last_version=5))
+    before = dev.state()
+    raw = make(Ctx(artifact_server, model_bytes, golden, fleet_key, stranger_key, tmp_path))
+    status = dev.applier.apply(raw)
+    assert (status.state, status.error and status.error.code) in {("refused", code), ("failed", code)}
+    assert dev.harness.live_model_sha256() == YOLOX_SHA
+    assert dev.harness.live_zones_version() == 1
+    after = dev.state()
+    assert after.update is None
+    for kind, kind_state in after.kinds.items():
+        # Only the failed version is remembered (so it is never retried); nothing serves differently.
+        expected = before.of(kind)
+        if status.state == "failed" and kind == status.kind:
+            expected = expected.model_copy(update={"failed_version": status.version})
+        assert kind_state == expected, kind
+
+
+def test_a_model_below_the_fps_floor_is_refused(device: Callable[..., Device], artifact_server: ArtifactServer,
+                                                model_bytes: dict[str, bytes], golden: Golden,
+                                                fleet_key: Ed25519PrivateKey) -> None:
+    dev = device(run_detector=False, fps_floor=1e9)
+    url = artifact_server.serve("l.onnx", Served(model_bytes["light_person_detector.onnx"]))
+    status = dev.applier.apply(sign_doc(model_manifest_doc(LIGHT_JSON, url, golden.light, 3), fleet_key))
+    assert (status.state, status.error.code) == ("failed", "too_slow")
+    assert dev.harness.live_model_sha256() == YOLOX_SHA
+
+
+def test_model_swap_and_back_while_frames_flow(device: Callable[..., Device], artifact_server: ArtifactServer,
+                                               model_bytes: dict[str, bytes], golden: Golden,
+                                               fleet_key: Ed25519PrivateKey) -> None:
+    dev = device(health_window_s=2.0, health_min_frames=3)
+    light = artifact_server.serve("light.onnx", Served(model_bytes["light_person_detector.onnx"]))
+    yolox = artifact_server.serve("yolox.onnx", Served(model_bytes["yolox_nano.onnx"]))
+    to_light = dev.applier.apply(sign_doc(model_manifest_doc(LIGHT_JSON, light, golden.light, 3), fleet_key))
+    assert (to_light.state, to_light.model_sha256) == ("committed", LIGHT_SHA), to_light
+    back = dev.applier.apply(sign_doc(model_manifest_doc(YOLOX_JSON, yolox, golden.yolox, 4), fleet_key))
+    assert (back.state, back.model_sha256) == ("committed", YOLOX_SHA), back
+    assert dev.states() == ["download", "verify", "stage", "validate", "switch", "watch", "committed"] * 2
+
+    state = dev.state()
+    assert state.of("model") == KindState(active="b", active_version=4, last_version=4)
+    frames = list(dev.harness.processed)
+    seqs = np.array([f.seq for f in frames])
+    assert (np.diff(seqs) == 1).all(), "a frame was lost or repeated across the switches"
+    shas = [f.model_sha256 for f in frames]
+    runs = [shas[0]] + [b for a, b in zip(shas, shas[1:]) if a != b]
+    assert runs == [YOLOX_SHA, LIGHT_SHA, YOLOX_SHA]
+    for sha in (LIGHT_SHA, YOLOX_SHA):
+        assert sum(f.detections for f in frames if f.model_sha256 == sha) > 0, "detections stopped after a switch"
+    assert dev.harness.status_publications >= 4  # retained status re-published at each switch and commit
+
+
+def test_zones_update_applies_live_then_a_bad_live_model_rolls_back(
+    device: Callable[..., Device], artifact_server: ArtifactServer, model_bytes: dict[str, bytes], golden: Golden,
+    fleet_key: Ed25519PrivateKey,
+) -> None:
+    dev = device(run_detector=False, bad_sha256=LIGHT_SHA)
+    zones = dev.applier.apply(sign_doc(zones_manifest_doc(zones_doc(7), 3), fleet_key))
+    assert (zones.state, zones.zones_version) == ("committed", 7)
+    frames_before = len(dev.harness.processed)
+    url = artifact_server.serve("l.onnx", Served(model_bytes["light_person_detector.onnx"]))
+    status = dev.applier.apply(sign_doc(model_manifest_doc(LIGHT_JSON, url, golden.light, 3), fleet_key))
+    assert (status.state, status.error.code, status.model_sha256) == ("rolled_back", "unhealthy", YOLOX_SHA)
+    assert dev.states()[-3:] == ["watch", "rollback", "rolled_back"]
+    assert dev.state().of("model") == KindState(active=None, active_version=0, last_version=0, failed_version=3)
+    assert len(dev.harness.processed) > frames_before  # the camera never stopped
+    # The same manifest again is refused quietly: a failed version is never retried.
+    again = dev.applier.apply(sign_doc(model_manifest_doc(LIGHT_JSON, url, golden.light, 3), fleet_key))
+    assert (again.state, again.error.code) == ("refused", "same_version")
+    assert dev.reports[-1].state == "rolled_back"
+
+
+def test_frames_must_flow_during_the_health_window(device: Callable[..., Device], fleet_key: Ed25519PrivateKey) -> None:
+    dev = device(run_detector=False, health_min_frames=10_000)
+    status = dev.applier.apply(sign_doc(zones_manifest_doc(zones_doc(7), 3), fleet_key))
+    assert (status.state, status.error.code, status.zones_version) == ("rolled_back", "unhealthy", 1)

@@ -1,0 +1,125 @@
+"""`fleet publish` and `fleet status` against real Mosquitto and two harness devices running the real applier.
+
+The device side's MQTT adapter here (`_DeviceLink`) is what agent/ota/WIRING.md asks MqttLink to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from agent.ota.control import Baseline, ModelRef
+from agent.ota.fleet import keygen, ota_topic, sign
+from agent.ota.fleet_cli import EXIT_OK, EXIT_ROLLOUT_FAILED, add_fleet_parser
+from agent.ota.report import DeviceIdentity, OtaStatus
+from agent.ota.trust import TrustStore
+from agent.ota.worker import OtaWorker
+from agent.zones import ZonesDoc
+from tests.agent.ota.device import make_applier
+from tests.agent.ota.harness import YOLOX_JSON, HarnessAgent, zones_doc, zones_manifest_doc
+from tests.support.services import Mosquitto, Subscriber
+
+SITE = "site"
+# Manifests flow fleet -> box (their signatures are base64), and `.../ota/status` is not yet in
+# agent.schema.TOPICS (the lead adds it with the OtaStatus model, see agent/ota/WIRING.md).
+EGRESS_EXEMPT = pytest.mark.egress_exempt("inbound signed manifests; ota/status awaits its agent.schema entry")
+GROUP = "site-paris"
+
+
+class _DeviceLink:
+    """One device: harness agent + applier + worker, subscribed to its own and its group's ota topics."""
+
+    def __init__(self, broker: Mosquitto, device_id: str, root: Path, trust: TrustStore, clip: Path,
+                 models_dir: Path) -> None:
+        zones = ZonesDoc.model_validate(zones_doc(1))
+        baseline = Baseline(ModelRef(YOLOX_JSON, models_dir), zones, {})
+        self.harness = HarnessAgent(clip, baseline.model, zones, run_detector=False).__enter__()
+        self.status_topic = f"edge/v1/{SITE}/{device_id}/ota/status"
+        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                                  client_id=device_id)
+        identity = DeviceIdentity(device_id, (GROUP,), "1.2.0")
+        applier = make_applier(self.harness, root, trust, baseline, root, self._report, identity=identity,
+                               health_window_s=0.3, health_min_frames=1)
+        self.worker = OtaWorker(applier).__enter__()
+        topics = [(f"edge/v1/{SITE}/{device_id}/ota/+", 1), (f"edge/v1/{SITE}/groups/{GROUP}/ota/+", 1)]
+        self.client.on_connect = lambda client, *_: client.subscribe(topics)
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if not msg.topic.endswith("/ota/status"):  # our own status matches ota/+ too
+            self.worker.submit(msg.payload)
+
+    def _report(self, status: OtaStatus) -> None:
+        self.client.publish(self.status_topic, status.to_bytes(), qos=1, retain=True)
+
+    def close(self) -> None:
+        self.worker.__exit__(None, None, None)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.harness.__exit__(None, None, None)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, mosquitto: Mosquitto, media_dir: Path, models_dir: Path) -> Iterator[tuple]:
+    key = keygen(tmp_path / "keys")
+    trust = TrustStore.from_file(key.trust_entry_path)
+    devices = {d: _DeviceLink(mosquitto, d, tmp_path / d, trust, media_dir / "vtest.avi", models_dir)
+               for d in ("box-0001", "box-0002")}
+    yield key, devices
+    for device in devices.values():
+        device.close()
+
+
+@pytest.fixture
+def cli() -> Callable[..., int]:
+    parser = argparse.ArgumentParser(prog="edge-agent")
+    add_fleet_parser(parser.add_subparsers(dest="command", required=True))
+    return lambda *argv: (args := parser.parse_args(["fleet", *argv])).func(args)
+
+
+def _broker_args(broker: Mosquitto) -> list[str]:
+    return ["--site", SITE, "--host", broker.host, "--port", str(broker.port), "--timeout-s", "60"]
+
+
+@EGRESS_EXEMPT
+def test_canary_first_then_the_group(fleet: tuple, mosquitto: Mosquitto, cli: Callable[..., int], tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    key, devices = fleet
+    signed = tmp_path / "zones.signed.json"
+    signed.write_bytes(sign(zones_manifest_doc(zones_doc(7), 3, target={"groups": [GROUP]}), key.private_key_path))
+    code = cli("publish", str(signed), *_broker_args(mosquitto), "--canary", "box-0001", "--group", GROUP)
+    out = capsys.readouterr().out
+    assert code == EXIT_OK, out
+    assert "box-0001" in out and "committed" in out
+    code = cli("status", *_broker_args(mosquitto), "--kind", "zones", "--version", "3",
+               "--device", "box-0001", "--device", "box-0002")
+    table = capsys.readouterr().out
+    assert code == EXIT_OK, table
+    rows = [line.split()[:2] for line in table.splitlines() if line.startswith("box-")]  # logs share stdout
+    assert rows == [["box-0001", "committed"], ["box-0002", "committed"]]
+    assert all(d.harness.live_zones_version() == 7 for d in devices.values())
+
+
+@EGRESS_EXEMPT
+def test_a_failing_canary_stops_the_rollout(fleet: tuple, mosquitto: Mosquitto, cli: Callable[..., int],
+                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key, devices = fleet
+    bad = zones_doc(8)
+    bad["zones"][0]["camera"] = "cam9"
+    signed = tmp_path / "bad.signed.json"
+    signed.write_bytes(sign(zones_manifest_doc(bad, 4, target={"groups": [GROUP]}), key.private_key_path))
+    groups = Subscriber(mosquitto.host, mosquitto.port, ota_topic(SITE, "zones", group=GROUP))
+    code = cli("publish", str(signed), *_broker_args(mosquitto), "--canary", "box-0001", "--group", GROUP)
+    captured = capsys.readouterr()
+    assert code == EXIT_ROLLOUT_FAILED
+    assert "failed" in captured.out and "zones_invalid" in captured.out
+    groups.close()
+    assert groups.messages == []  # the group never got it
+    assert devices["box-0002"].harness.live_zones_version() == 1
+    assert devices["box-0002"].worker.resumed.is_set()
