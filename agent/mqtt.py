@@ -3,13 +3,19 @@ drain thread that moves outbox rows to the broker.
 
 A row leaves the outbox only on the broker's PUBACK. paho's own queue is not the
 buffer (it is in memory and bounded): at most `max_inflight` rows are handed to
-paho at a time, and only while connected.
+paho at a time, and only while connected. The drain reads the outbox forward
+from a cursor (never rescanning a backlog) and deletes acknowledged rows in
+batches, so a backlog drains at broker speed with flat memory.
+
+The link subscribes to nothing: nothing that arrives from the network reaches
+the agent through it (tests/agent/test_mqtt.py checks it against the broker).
 """
 
 from __future__ import annotations
 
 import queue
 import socket
+import sqlite3
 import ssl
 import threading
 
@@ -42,7 +48,7 @@ class MqttLink:
         self._settings = settings
         self._outbox = outbox
         self._max_inflight = max_inflight
-        self._acks: queue.SimpleQueue = queue.SimpleQueue()  # (mid, reason) or (None, None) on disconnect
+        self._acks: queue.SimpleQueue = queue.SimpleQueue()  # (mid, reason code)
         self._wake = threading.Event()
         self.inflight = 0
         self._stop = threading.Event()
@@ -141,7 +147,6 @@ class MqttLink:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was_connected = self.connected.is_set()
         self.connected.clear()
-        self._acks.put((None, None))  # unacknowledged rows stay in the outbox and are sent again
         self._wake.set()
         if was_connected and not self._stop.is_set():
             self.reconnects += 1
@@ -151,43 +156,61 @@ class MqttLink:
         self._acks.put((mid, reason_code))
         self._wake.set()
 
-    # --- drain thread: the only owner of the in-flight map ---
+    # --- drain thread: the only owner of the in-flight map and the cursor ---
 
     def _drain_loop(self) -> None:
-        inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        # paho mid -> outbox row id. It survives a disconnect: paho keeps its unacknowledged
+        # QoS 1 messages and sends them again, with the same packet ids, on reconnect (the
+        # MQTT 5 rule for a resumed session), so their PUBACKs still find their rows here.
+        # A new process starts again from the outbox: every row still in it is sent again.
+        inflight: dict[int, int] = {}
+        after_id = 0  # the highest row id handed to paho: the outbox is read from there, never rescanned
+        acked: list[int] = []
         while not self._stop.is_set():
             self._wake.wait(timeout=0.5)
             self._wake.clear()
-            self._take_acks(inflight)
+            acked.extend(self._take_acks(inflight))
+            acked = self._delete(acked)
             self.inflight = len(inflight)
             if not self.connected.is_set():
                 continue
             room = self._max_inflight - len(inflight)
             if room <= 0:
                 continue
-            rows = self._outbox.pending(room, set(inflight.values()))
+            rows = self._outbox.pending(room, after_id)
             for row in rows:
                 info = self._client.publish(row.topic, row.payload, qos=1)
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    break  # disconnected meanwhile: the row is sent again after reconnect
+                # NO_CONN: paho queued it and sends it once connected again
+                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                    break
                 inflight[info.mid] = row.row_id
+                after_id = row.row_id
             if len(rows) == room:
                 self._wake.set()  # more may be waiting
 
-    def _take_acks(self, inflight: dict[int, int]) -> None:
+    def _take_acks(self, inflight: dict[int, int]) -> list[int]:
+        """Row ids acknowledged since the last call (refused ones included: see below)."""
+        acked = []
         while True:
             try:
                 mid, reason_code = self._acks.get_nowait()
             except queue.Empty:
-                return
-            if mid is None:
-                inflight.clear()
-                continue
+                return acked
             row_id = inflight.pop(mid, None)
             if row_id is None:
-                continue  # a retained status, or a retransmission we already re-sent
+                continue  # a retained status
             if reason_code.is_failure:
                 # the broker refused it for good (e.g. not authorised): retrying cannot help
                 self.rejected += 1
                 log.error("mqtt_publish_rejected", reason=str(reason_code), event_row=row_id)
-            self._outbox.ack(row_id)
+            acked.append(row_id)
+
+    def _delete(self, acked: list[int]) -> list[int]:
+        """Delete acknowledged rows in one transaction; what could not be deleted (disk
+        trouble) is tried again next round: the rows are never sent twice in this process."""
+        try:
+            self._outbox.ack(acked)
+        except sqlite3.OperationalError:
+            log.exception("outbox_ack_failed", rows=len(acked))
+            return acked
+        return []

@@ -4,16 +4,22 @@ leaves only once the broker acknowledged it.
 SQLite in WAL mode with synchronous=FULL: a committed row survives a crash or a
 power cut. Bounded by bytes and age; beyond either the oldest rows go first and
 are counted (the count is persisted and reported on health).
+
+Every operation costs O(log n + rows touched), never O(backlog): rows are read
+in id order from a cursor (`pending(after_id=...)`), depth and size are kept in
+memory, shedding walks the oldest rows lazily, and acks are deleted in batches
+(one fsync per batch instead of one per message).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import structlog
 
@@ -29,6 +35,19 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+# A small WAL, checkpointed often and then reused in place, so the disk space
+# the outbox needs beyond its rows stays small and known.
+_WAL_CHECKPOINT_PAGES = 128
+_WAL_LIMIT_BYTES = 2**20
+# Below this much free disk the outbox stops growing its file: it sheds its
+# oldest rows and reuses their pages instead. Hitting a truly full disk is worse
+# than shedding early: then even a DELETE (a WAL write) or a checkpoint (which
+# may extend the database file) can fail.
+LOW_DISK_BYTES = 2 * _WAL_LIMIT_BYTES
+
+
+def _disk_full(error: sqlite3.OperationalError) -> bool:
+    return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +76,22 @@ class Outbox:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
+        self._db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
         self._db.executescript(_SCHEMA)
         self._max_bytes = max_bytes
         self._max_age_ms = int(max_age_s * 1000)
         self._clock_s = clock_s
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
-        self._size_bytes = self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()[0]
+        # one scan at open; from then on depth and size are kept up to date in memory
+        self._depth, self._size_bytes = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
+        ).fetchone()
+        saved = self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()
+        self._dropped = self._dropped_saved = saved[0] if saved else 0
+        self._dir = path.parent
+        self._page_bytes = self._db.execute("PRAGMA page_size").fetchone()[0]
 
     def __enter__(self) -> Outbox:
         return self
@@ -75,98 +103,143 @@ class Outbox:
         with self._lock:
             self._db.close()
 
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """`callback()` runs after every committed `put` (the MQTT link wakes its drain thread)."""
+        self._listeners.append(callback)
+
     def put(self, items: list[tuple[str, str, bytes]]) -> None:
         """Store (event_id, topic, payload) rows in one transaction, then shed beyond the bounds."""
         if not items:
             return
         now_ms = int(self._clock_s() * 1000)
+        nbytes = sum(len(p) for _, _, p in items)
         with self._lock:
+            self._keep_disk_free(nbytes)
             try:
-                self._insert(items, now_ms)
+                self._insert(items, now_ms, nbytes)
             except sqlite3.OperationalError as e:
-                if "full" not in str(e):
+                if not _disk_full(e):
                     raise
-                # disk full: make room from the oldest rows and try once more; if that
-                # still fails the new events are the ones lost, and they are counted
-                freed = self._shed_oldest(max(sum(len(p) for _, _, p in items), self._size_bytes // 10))
-                log.warning("outbox_disk_full", shed_rows=freed)
-                try:
-                    self._insert(items, now_ms)
-                except sqlite3.OperationalError:
-                    self._count_dropped(len(items))
-                    log.error("outbox_disk_full_dropped_new", dropped=len(items))
-                    return
+                self._make_room_and_retry(items, now_ms, nbytes)
             self._enforce_bounds(now_ms)
         for listener in self._listeners:
             listener()
 
-    def add_listener(self, callback: Callable[[], None]) -> None:
-        """`callback()` runs after every committed `put` (the MQTT link wakes its drain thread)."""
-        self._listeners.append(callback)
-
-    def pending(self, limit: int, exclude: set[int]) -> list[Row]:
-        """Oldest rows first, skipping those already in flight."""
+    def pending(self, limit: int, after_id: int = 0) -> list[Row]:
+        """Up to `limit` rows with id > `after_id`, oldest first (the caller's cursor)."""
         with self._lock:
             cur = self._db.execute(
-                "SELECT id, event_id, topic, payload FROM outbox ORDER BY id LIMIT ?", (limit + len(exclude),)
+                "SELECT id, event_id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
             )
-            rows = [Row(*r) for r in cur if r[0] not in exclude]
-        return rows[:limit]
+            return [Row(*r) for r in cur]
 
-    def ack(self, row_id: int) -> None:
-        """The broker acknowledged the row: it leaves the outbox."""
+    def ack(self, row_ids: Iterable[int]) -> None:
+        """The broker acknowledged these rows: they leave the outbox, in one transaction."""
+        ids = [(i,) for i in row_ids]
+        if not ids:
+            return
         with self._lock:
-            cur = self._db.execute("DELETE FROM outbox WHERE id = ? RETURNING LENGTH(payload)", (row_id,))
-            deleted = cur.fetchone()
-            if deleted:
-                self._size_bytes -= deleted[0]
+            sizes = []
+            with self._db:
+                self._db.execute("BEGIN")
+                for params in ids:  # rows shed meanwhile are simply absent
+                    sizes.extend(self._db.execute("DELETE FROM outbox WHERE id = ? RETURNING LENGTH(payload)", params))
+                self._save_dropped(0)
+            self._dropped_saved = self._dropped
+            self._depth -= len(sizes)
+            self._size_bytes -= sum(n for (n,) in sizes)
 
     def stats(self) -> OutboxStats:
         with self._lock:
-            depth, oldest = self._db.execute("SELECT COUNT(*), MIN(created_ms) FROM outbox").fetchone()
-            dropped = self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()
-        age_s = 0.0 if oldest is None else max(0.0, self._clock_s() - oldest / 1000)
-        return OutboxStats(depth, self._size_bytes, age_s, dropped[0] if dropped else 0)
+            oldest = self._db.execute("SELECT created_ms FROM outbox ORDER BY id LIMIT 1").fetchone()
+            depth, size, dropped = self._depth, self._size_bytes, self._dropped
+        age_s = 0.0 if oldest is None else max(0.0, self._clock_s() - oldest[0] / 1000)
+        return OutboxStats(depth, size, age_s, dropped)
 
-    def _insert(self, items: list[tuple[str, str, bytes]], now_ms: int) -> None:
+    # --- under the lock ---
+
+    def _insert(self, items: list[tuple[str, str, bytes]], now_ms: int, nbytes: int) -> None:
         with self._db:  # one transaction: all or nothing
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO outbox (event_id, topic, payload, created_ms) VALUES (?, ?, ?, ?)",
                 [(eid, topic, payload, now_ms) for eid, topic, payload in items],
             )
-        self._size_bytes += sum(len(p) for _, _, p in items)
+            self._save_dropped(0)
+        self._dropped_saved = self._dropped
+        self._depth += len(items)
+        self._size_bytes += nbytes
+
+    def _keep_disk_free(self, nbytes: int) -> None:
+        """On a nearly full disk, make room inside the file (free pages that the next rows
+        reuse) by shedding the oldest tenth, rather than growing the file."""
+        disk = os.statvfs(self._dir)
+        if disk.f_bavail * disk.f_frsize >= LOW_DISK_BYTES:
+            return
+        free_in_file = self._db.execute("PRAGMA freelist_count").fetchone()[0] * self._page_bytes
+        if free_in_file < 2 * nbytes:
+            shed = self._shed(lambda freed, _created: freed < max(2 * nbytes, self._size_bytes // 10))
+            log.warning("outbox_low_disk", shed_rows=shed, dropped_total=self._dropped)
+
+    def _make_room_and_retry(self, items: list[tuple[str, str, bytes]], now_ms: int, nbytes: int) -> None:
+        """The disk filled anyway (another process wrote to it): shed the oldest tenth,
+        rewind the WAL and try once more. If that fails too, the new events are the ones
+        lost, and they are counted: the pipeline never stops for a full disk."""
+        try:
+            shed = self._shed(lambda freed, _created: freed < max(nbytes, self._size_bytes // 10))
+            self._db.execute("PRAGMA wal_checkpoint(RESTART)")
+            log.warning("outbox_disk_full", shed_rows=shed)
+            self._insert(items, now_ms, nbytes)
+        except sqlite3.OperationalError as e:
+            if not _disk_full(e):
+                raise
+            self._dropped += len(items)  # saved with the next transaction that succeeds
+            log.error("outbox_disk_full_dropped_new", dropped=len(items))
 
     def _enforce_bounds(self, now_ms: int) -> None:
-        cur = self._db.execute(
-            "DELETE FROM outbox WHERE created_ms < ? RETURNING LENGTH(payload)", (now_ms - self._max_age_ms,)
-        )
-        expired = cur.fetchall()
-        if expired:
-            self._size_bytes -= sum(n for (n,) in expired)
-            self._count_dropped(len(expired))
-        if self._size_bytes > self._max_bytes:
-            self._shed_oldest(self._size_bytes - self._max_bytes)
+        cutoff_ms = now_ms - self._max_age_ms
+        # rows are in time order by id (up to a clock step), so expired rows are a prefix
+        self._shed(lambda _freed, created_ms: created_ms < cutoff_ms)
+        excess = self._size_bytes - self._max_bytes
+        if excess > 0:
+            self._shed(lambda freed, _created: freed < excess)
 
-    def _shed_oldest(self, nbytes: int) -> int:
-        """Delete the oldest rows until at least `nbytes` are freed; count them as dropped."""
-        freed = 0
-        shed = 0
-        for row_id, size in self._db.execute("SELECT id, LENGTH(payload) FROM outbox ORDER BY id").fetchall():
-            if freed >= nbytes:
+    def _shed(self, keep_going: Callable[[int, int], bool]) -> int:
+        """Delete the oldest rows while `keep_going(bytes freed so far, row created_ms)`;
+        count them as dropped. Reads only the rows it deletes (plus one)."""
+        freed = shed = last = 0
+        for row_id, size, created_ms in self._db.execute(
+            "SELECT id, LENGTH(payload), created_ms FROM outbox ORDER BY id"
+        ):
+            if not keep_going(freed, created_ms):
                 break
-            freed += size
-            shed += 1
-            last = row_id
-        if shed:
-            self._db.execute("DELETE FROM outbox WHERE id <= ?", (last,))
-            self._size_bytes -= freed
-            self._count_dropped(shed)
+            freed, shed, last = freed + size, shed + 1, row_id
+        if not shed:
+            return 0
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.execute("DELETE FROM outbox WHERE id <= ?", (last,))
+                self._save_dropped(shed)
+        except sqlite3.OperationalError as e:
+            if not _disk_full(e):
+                raise
+            log.error("outbox_shed_failed_disk_full", rows=shed)
+            return 0
+        self._dropped += shed
+        self._dropped_saved = self._dropped
+        self._depth -= shed
+        self._size_bytes -= freed
         return shed
 
-    def _count_dropped(self, n: int) -> None:
-        self._db.execute(
-            "INSERT INTO counters (name, value) VALUES ('dropped', ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-            (n,),
-        )
+    def _save_dropped(self, more: int) -> None:
+        """Write the drop count (plus `more` being shed now) inside the caller's transaction,
+        so it commits or fails with it; a count that could not be written (disk full) is
+        written by the next transaction that succeeds."""
+        total = self._dropped + more
+        if total != self._dropped_saved:
+            self._db.execute(
+                "INSERT INTO counters (name, value) VALUES ('dropped', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                (total,),
+            )

@@ -1,6 +1,17 @@
-import sqlite3
+"""The durable outbox: acks, bounds, cursor paging, and a really full disk."""
 
-from agent.outbox import Outbox
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.outbox import LOW_DISK_BYTES, Outbox
 
 
 def rows(n, size=100, start=0):
@@ -11,13 +22,38 @@ def test_rows_leave_only_when_acked_and_survive_reopen(tmp_path):
     path = tmp_path / "o.sqlite"
     with Outbox(path, max_bytes=10**6, max_age_s=3600) as ob:
         ob.put(rows(3))
-        pending = ob.pending(10, set())
+        pending = ob.pending(10)
         assert [r.event_id for r in pending] == ["e0", "e1", "e2"]
-        ob.ack(pending[0].row_id)
-        assert [r.event_id for r in ob.pending(10, {pending[1].row_id})] == ["e2"]
+        ob.ack([pending[0].row_id])
+        assert [r.event_id for r in ob.pending(10, after_id=pending[1].row_id)] == ["e2"]
     with Outbox(path, max_bytes=10**6, max_age_s=3600) as ob:
-        assert [r.event_id for r in ob.pending(10, set())] == ["e1", "e2"]
+        assert [r.event_id for r in ob.pending(10)] == ["e1", "e2"]
         assert ob.stats().depth == 2 and ob.stats().size_bytes == 200
+
+
+def test_the_cursor_pages_through_a_backlog_and_acks_go_in_batches(tmp_path):
+    with Outbox(tmp_path / "o.sqlite", max_bytes=10**8, max_age_s=3600) as ob:
+        ob.put(rows(1000))
+        seen, after = [], 0
+        while page := ob.pending(64, after):
+            seen += page
+            after = page[-1].row_id
+        assert [r.event_id for r in seen] == [f"e{i}" for i in range(1000)]
+        ob.ack([r.row_id for r in seen[:900]] + [10**9])  # an unknown id (shed meanwhile) is ignored
+        assert ob.stats().depth == 100 and ob.stats().size_bytes == 100 * 100
+        assert ob.pending(1)[0].event_id == "e900"
+
+
+def test_the_same_bytes_are_returned_until_acked(tmp_path):
+    """A retry publishes the stored payload: same event_id, same bytes, whatever happened meanwhile."""
+    path = tmp_path / "o.sqlite"
+    payload = b'{"event_id":"box:0011223344556677:1"}'
+    with Outbox(path, 10**6, 3600) as ob:
+        ob.put([("box:0011223344556677:1", "edge/v1/s/box/events/intrusion", payload)])
+        first = ob.pending(1)[0]
+    with Outbox(path, 10**6, 3600) as ob:
+        again = ob.pending(1)[0]
+    assert again == first and again.payload == payload
 
 
 def test_wal_and_full_sync(tmp_path):
@@ -26,23 +62,27 @@ def test_wal_and_full_sync(tmp_path):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_full_outbox_sheds_oldest_and_counts(tmp_path):
+def test_full_outbox_sheds_oldest_and_counts_and_the_count_survives_reopen(tmp_path):
     with Outbox(tmp_path / "o.sqlite", max_bytes=2**16, max_age_s=3600) as ob:
         ob.put(rows(1000, size=100))  # 100 kB into a 64 kiB outbox
         s = ob.stats()
         assert s.size_bytes <= 2**16
         assert s.dropped == 1000 - s.depth
-        assert ob.pending(1, set())[0].event_id == f"e{s.dropped}"  # the newest survive
+        assert ob.pending(1)[0].event_id == f"e{s.dropped}"  # the newest survive
+    with Outbox(tmp_path / "o.sqlite", max_bytes=2**16, max_age_s=3600) as ob:
+        assert ob.stats().dropped == s.dropped and ob.stats().depth == s.depth
 
 
 def test_expired_rows_are_dropped_and_counted(tmp_path):
     now = [1000.0]
     with Outbox(tmp_path / "o.sqlite", max_bytes=10**6, max_age_s=60, clock_s=lambda: now[0]) as ob:
         ob.put(rows(5))
-        now[0] += 61
-        ob.put(rows(1, start=5))
-        assert [r.event_id for r in ob.pending(10, set())] == ["e5"]
-        assert ob.stats().dropped == 5
+        now[0] += 30
+        ob.put(rows(2, start=5))
+        now[0] += 31
+        ob.put(rows(1, start=7))
+        assert [r.event_id for r in ob.pending(10)] == ["e5", "e6", "e7"]
+        assert ob.stats().dropped == 5 and ob.stats().oldest_age_s == pytest.approx(31)
 
 
 def test_listener_runs_after_put(tmp_path):
@@ -52,3 +92,51 @@ def test_listener_runs_after_put(tmp_path):
         ob.put(rows(2))
         ob.put([])
     assert calls == [1]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs (needs root), unmounted at teardown."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_full_disk_sheds_the_oldest_counts_them_and_never_raises(small_disk):
+    """The outbox's byte bound is far above the disk: the disk is what fills."""
+    with Outbox(small_disk / "o.sqlite", max_bytes=2**30, max_age_s=3600) as ob:
+        for i in range(6000):  # 18 MB of payload onto a 16 MiB disk
+            ob.put(rows(10, size=300, start=10 * i))
+        s = ob.stats()
+        assert s.dropped > 0 and s.depth + s.dropped == 60000
+        assert ob.pending(1)[0].event_id == f"e{s.dropped}"  # what was shed is the oldest
+        ob.ack([r.row_id for r in ob.pending(100)])  # acks still work on the full disk
+        assert ob.stats().depth == s.depth - 100
+    free = os.statvfs(small_disk)
+    assert free.f_bavail * free.f_frsize > LOW_DISK_BYTES / 2  # it stopped short of really full
+    with Outbox(small_disk / "o.sqlite", max_bytes=2**30, max_age_s=3600) as ob:
+        assert ob.stats().dropped == s.dropped
+
+
+def test_a_disk_filled_by_someone_else_costs_the_new_events_not_a_crash(small_disk):
+    with Outbox(small_disk / "o.sqlite", max_bytes=2**30, max_age_s=3600) as ob:
+        ob.put(rows(100))
+        with open(small_disk / "hog", "wb") as hog:  # another process takes every last byte
+            try:
+                while True:
+                    hog.write(bytes(65536))
+                    hog.flush()
+            except OSError:
+                pass
+        for i in range(50):
+            ob.put(rows(10, size=300, start=100 + 10 * i))
+        s = ob.stats()
+        assert s.depth + s.dropped == 600 and s.dropped > 0
