@@ -13,13 +13,15 @@ import structlog
 from agent import __version__, sdnotify
 from agent.audit import AuditLog, AuditLogError
 from agent.config import AgentConfig
+from agent.health import HealthLoop, build_health
 from agent.metrics import ProcessUsage
 from agent.mqtt import MqttLink
 from agent.outbox import Outbox
 from agent.pipeline import Pipeline, PipelineStats
 from agent.privacy import EnvelopeBuilder
+from agent.prometheus import PrometheusServer
 from agent.sources import CameraReader
-from agent.status import CameraHealth, Health, ModelInfo, OutboxHealth, StageLatency, Status, to_bytes
+from agent.status import Health, ModelInfo, Status, to_bytes
 from agent.topics import Topics
 from agent.zones import ZonesDoc
 from engines.detector import Detector
@@ -27,10 +29,9 @@ from engines.manifest import load_manifest
 
 log = structlog.get_logger(__name__)
 
-HEALTH_INTERVAL_S = 10.0
 DRAIN_ON_EXIT_S = 10.0
 # counting kinds are statistics, not alerts: they are not written to the audit log
-COUNTING_KINDS = frozenset({"line_count", "zone_occupancy"})
+COUNTING_KINDS = frozenset({"line_count", "zone_occupancy", "aggregate"})
 
 
 def watched_classes(zones: ZonesDoc, class_names: list[str], class_map: dict[str, str]) -> list[str]:
@@ -122,15 +123,14 @@ class Agent:
                 self.topics,
                 _AuditedSink(outbox, self),
                 on_frame=watchdog.beat,
+                aggregate_interval_s={cid: a.interval_s for cid, a in cfg.aggregates_only.items()},
             )
             with self._lock:
                 self._link = link
                 link.set_retained(self.topics.status, to_bytes(self.status()))
             for reader in readers:
                 stack.enter_context(reader)
-            health = _HealthLoop(self, outbox, link, readers)
-            stack.callback(health.stop)
-            health.start()
+            self._start_health(stack, outbox, link, readers)
             sdnotify.ready()
             log.info("agent_started", device_id=cfg.device_id, cameras=len(readers), model=manifest.name)
             stats = self._pipeline.run(stop, duration_s)
@@ -142,6 +142,23 @@ class Agent:
             link.close(final_status=(self.topics.status, to_bytes(self.status("offline"))))
         return stats
 
+    def _start_health(self, stack: ExitStack, outbox: Outbox, link: MqttLink, readers: list[CameraReader]) -> None:
+        """The periodic health message and, if configured, the same figures for Prometheus."""
+        usage = ProcessUsage()
+
+        def snapshot() -> Health:
+            stages = self._pipeline.timer.percentiles_ms() if self._pipeline else {}
+            return build_health(
+                self.config.device_id, self.boot_id, [r.stats() for r in readers], stages,
+                outbox.stats(), link.reconnects, usage.sample(),
+            )  # fmt: skip
+
+        def publish(health: Health) -> None:
+            link.publish_now(self.topics.health, to_bytes(health))
+
+        health = stack.enter_context(HealthLoop(snapshot, publish, self.config.health.interval_s))
+        if self.config.health.prometheus_port is not None:
+            stack.enter_context(PrometheusServer(self.config.health.prometheus_port, lambda: health.latest))
 
     def swap_zones(self, zones: ZonesDoc, actor: str) -> None:
         """Apply a validated zones document at the next frame boundary, audited and shown in status."""
@@ -191,46 +208,3 @@ def _drain(outbox: Outbox, link: MqttLink, stop: threading.Event, timeout_s: flo
     deadline = time.monotonic() + timeout_s
     while outbox.stats().depth and link.connected.is_set() and time.monotonic() < deadline:
         time.sleep(0.05)
-
-
-class _HealthLoop:
-    def __init__(self, agent: Agent, outbox: Outbox, link: MqttLink, readers: list[CameraReader]) -> None:
-        self._agent, self._outbox, self._link, self._readers = agent, outbox, link, readers
-        self._stop = threading.Event()
-        self._usage = ProcessUsage()
-        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-
-    def _run(self) -> None:
-        while not self._stop.wait(HEALTH_INTERVAL_S):
-            try:
-                self._link.publish_now(self._agent.topics.health, to_bytes(self.snapshot()))
-            except Exception:  # health must never take the agent down
-                log.exception("health_failed")
-
-    def snapshot(self) -> Health:
-        ob = self._outbox.stats()
-        cams = {}
-        for r in self._readers:
-            s = r.stats()
-            cams[s.camera_id] = CameraHealth(
-                state=s.state, fps=round(s.fps, 2), frames=s.frames_read, dropped=s.frames_dropped, reconnects=s.reconnects
-            )
-        pipeline = self._agent._pipeline
-        stages = {k: StageLatency(**v) for k, v in pipeline.timer.percentiles_ms().items()} if pipeline else {}
-        return Health(
-            device_id=self._agent.config.device_id,
-            boot_id=self._agent.boot_id,
-            ts=now_ms(),
-            cameras=cams,
-            stages_ms=stages,
-            outbox=OutboxHealth(depth=ob.depth, size_bytes=ob.size_bytes, oldest_age_s=round(ob.oldest_age_s, 3), dropped=ob.dropped),
-            mqtt_reconnects=self._link.reconnects,
-            **self._usage.sample(),
-        )

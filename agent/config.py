@@ -77,6 +77,17 @@ class OutboxSettings(_Strict):
     max_inflight: int = Field(64, ge=1, le=1000, description="QoS 1 messages awaiting PUBACK at once")
 
 
+class HealthSettings(_Strict):
+    interval_s: float = Field(10.0, ge=1.0, le=3600.0, description="how often `.../health` is published")
+    prometheus_port: int | None = Field(
+        None, ge=1, le=65535, description="serve the health figures as Prometheus text on 127.0.0.1:port; absent: off"
+    )
+
+
+class AggregateSettings(_Strict):
+    interval_s: int = Field(60, ge=10, le=3600, description="length of one aggregation interval")
+
+
 class AgentConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EDGE_AGENT_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
@@ -91,6 +102,13 @@ class AgentConfig(BaseSettings):
     cameras: list[CameraConfig] = Field(min_length=1, description="the cameras this box reads")
     broker: BrokerSettings = Field(BrokerSettings(), description="the central MQTT broker")
     outbox: OutboxSettings = Field(OutboxSettings(), description="durable event outbox")
+    health: HealthSettings = Field(HealthSettings(), description="health messages and the local Prometheus endpoint")
+    aggregates_only: dict[Id, AggregateSettings] = Field(
+        {},
+        description=(
+            "cameras (by id) that publish only counts and durations per zone and interval, never a per-subject event"
+        ),
+    )
     subject_rotation_s: int = Field(3600, ge=60, le=3600, description="how often subject ids are re-salted")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
 
@@ -112,6 +130,9 @@ class AgentConfig(BaseSettings):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"duplicate camera ids {dupes}")
+        unknown = sorted(set(self.aggregates_only) - set(ids))
+        if unknown:
+            raise ValueError(f"aggregates_only names unknown cameras {unknown}")
         return self
 
 

@@ -10,7 +10,8 @@ from typing import Callable, Protocol
 
 import structlog
 
-from agent.events import encode
+from agent.aggregates import Aggregator
+from agent.events import Event, encode
 from agent.metrics import StageTimer
 from agent.privacy import EnvelopeBuilder
 from agent.rules.camera import CameraRules
@@ -40,6 +41,7 @@ class _Camera:
     reader: CameraReader
     tracker: ByteTracker
     rules: CameraRules
+    aggregator: Aggregator | None = None  # aggregates-only mode: rule events never leave the box
 
 
 @dataclass
@@ -63,7 +65,9 @@ class Pipeline:
         topics: Topics,
         sink: EventSink,
         on_frame: Callable[[], None] = lambda: None,
+        aggregate_interval_s: dict[str, int] | None = None,
     ) -> None:
+        """`aggregate_interval_s`: camera id -> interval, for the cameras in aggregates-only mode."""
         self._detector = detector
         self._class_names = class_names
         self._class_map = class_map
@@ -71,8 +75,14 @@ class Pipeline:
         self._topics = topics
         self._sink = sink
         self._on_frame = on_frame
+        intervals = aggregate_interval_s or {}
         self._cameras = {
-            r.config.id: _Camera(r, ByteTracker(tracker_config, r.config.id), self._rules_for(zones, r.config.id))
+            r.config.id: _Camera(
+                r,
+                ByteTracker(tracker_config, r.config.id),
+                self._rules_for(zones, r.config.id),
+                Aggregator(intervals[r.config.id]) if r.config.id in intervals else None,
+            )
             for r in readers
         }
         self._pending_zones: tuple[ZonesDoc, dict[str, CameraRules]] | None = None
@@ -100,7 +110,25 @@ class Pipeline:
                     break
                 continue
             self._process(frames)
+        self._flush_aggregates()
         return self.stats
+
+    def _rows(self, events: list[Event]) -> list[tuple[str, str, bytes]]:
+        """Outbox rows (event_id, topic, payload) of rule events."""
+        envelopes = [self._envelopes.build(e) for e in events]
+        return [(e.event_id, self._topics.event(e.kind), encode(e)) for e in envelopes]
+
+    def _flush_aggregates(self) -> None:
+        """On stop, the unfinished interval of every aggregates-only camera goes out too."""
+        events = [
+            Event(cid, body.start_ms * 1_000_000, body)
+            for cid, camera in self._cameras.items()
+            if camera.aggregator is not None
+            for body in camera.aggregator.flush()
+        ]
+        rows = self._rows(events)
+        self._sink.put(rows)
+        self.stats.events += len(rows)
 
     def _apply_pending_zones(self) -> None:
         with self._lock:
@@ -134,9 +162,11 @@ class Pipeline:
             t0 = time.perf_counter()
             tracks = camera.tracker.update(dets, frame.pts_ns, frame.size_wh)
             t1 = time.perf_counter()
-            for event in camera.rules.update(tracks, frame):
-                envelope = self._envelopes.build(event)
-                rows.append((envelope.event_id, self._topics.event(envelope.kind), encode(envelope)))
+            events = camera.rules.update(tracks, frame)
+            if camera.aggregator is not None:
+                bodies = camera.aggregator.update(events, frame.pts_ns)
+                events = [Event(frame.camera_id, body.start_ms * 1_000_000, body) for body in bodies]
+            rows.extend(self._rows(events))
             self.timer.add("tracking", t1 - t0)
             self.timer.add("rules", time.perf_counter() - t1)
         t2 = time.perf_counter()

@@ -74,5 +74,13 @@ class Health(_Msg):
     rss_mb: float = Field(ge=0)
 
 
+class DoctorProbe(_Msg):
+    """`edge-agent doctor`'s probe on `.../doctor`: proves a publish is routed, carries nothing else."""
+
+    schema_: Literal["edge.doctor_probe/1"] = Field("edge.doctor_probe/1", alias="schema")
+    device_id: Id
+    nonce: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+
+
 def to_bytes(message: _Msg) -> bytes:
     return message.model_dump_json(by_alias=True, exclude_none=True).encode()
