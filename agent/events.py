@@ -160,6 +160,32 @@ class FireBody(_Body):
     duration_ms: int = Field(ge=0, description="time burning so far (started) or in all (ended)")
 
 
+# one aggregate message stays under the payload cap even with the longest ids: a tally is
+# at most ~290 B of JSON, the envelope ~300 B
+MAX_TALLIES = 12
+
+
+class ZoneTally(_Body):
+    """What one kind of rule saw in one zone or line during the interval."""
+
+    area_id: Id = Field(description="the zone or line id")
+    event_kind: ClassName = Field(description="the rule's event kind (intrusion, line_count, ...)")
+    class_name: ClassName | None = Field(None, description="the watched class, where the rule has one")
+    direction: Literal["in", "out"] | None = Field(None, description="line crossings only")
+    count: int = Field(ge=0, description="occurrences that started in the interval (crossings for a line)")
+    duration_ms: int = Field(ge=0, description="summed duration of the occurrences that ended in the interval")
+    peak: int | None = Field(None, ge=0, description="the highest count a counting rule reported in the interval")
+
+
+class AggregateBody(_Body):
+    """Counts and durations per zone over one interval of one camera: never a subject."""
+
+    kind: Literal["aggregate"] = "aggregate"
+    start_ms: int = Field(ge=0, description="interval start, UTC milliseconds")
+    interval_ms: int = Field(gt=0, description="interval length")
+    tallies: list[ZoneTally] = Field(max_length=MAX_TALLIES, description="empty: nothing happened")
+
+
 EventBody = Annotated[
     Union[
         IntrusionBody,
@@ -173,6 +199,7 @@ EventBody = Annotated[
         PersonDownBody,
         WeaponBody,
         FireBody,
+        AggregateBody,
     ],
     Field(discriminator="kind"),
 ]
