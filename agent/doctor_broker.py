@@ -25,6 +25,7 @@ from paho.mqtt.properties import Properties
 
 from agent.config import AgentConfig
 from agent.doctor import CheckResult
+from agent.status import DoctorProbe, to_bytes
 from agent.topics import Topics
 
 BROKER_TIMEOUT_S = 5.0
@@ -84,6 +85,7 @@ class _MqttProbe:
 
     def __init__(self, config: AgentConfig, timeout_s: float) -> None:
         self._host, self._port, self._timeout_s = config.broker.host, config.broker.port, timeout_s
+        self._device_id = config.device_id
         self._cond = threading.Condition()
         self._connack: list[mqtt.ReasonCode] = []
         self._acks: dict[int, mqtt.ReasonCode] = {}
@@ -150,7 +152,7 @@ class _MqttProbe:
 
     def publish(self, topic: str) -> tuple[mqtt.ReasonCode | None, bool]:
         """QoS 1 publish of a fresh nonce: (PUBACK reason code or None, whether it came back to us)."""
-        nonce = f"edge-agent doctor probe {secrets.token_hex(8)}".encode()
+        nonce = to_bytes(DoctorProbe(device_id=self._device_id, nonce=secrets.token_hex(8)))
         props = Properties(PacketTypes.PUBLISH)
         props.MessageExpiryInterval = 10  # a probe is worthless later: let the broker drop it
         mid = self.client.publish(topic, nonce, qos=1, properties=props).mid
@@ -168,14 +170,14 @@ def _check_acl(probe: _MqttProbe, config: AgentConfig) -> list[CheckResult]:
     """Can publish on its own topic, can NOT on another device's.
 
     Evidence, strongest first: a delivery back to our own subscription (the
-    shipped ACL lets a device read `{own}/ota/#`, so a probe on its
-    `ota/status` comes back), else the MQTT 5 PUBACK reason code: mosquitto
+    shipped ACL lets a device read and write its own `doctor` topic, so a
+    probe there comes back; subscribers never read that topic), else the MQTT 5 PUBACK reason code: mosquitto
     answers 0x87 Not authorized to a publish its ACL denies, 0x00 or 0x10 to
     one it routes. The other device is `_doctor`, a name no certificate can
     carry, so even an open broker never gets a forged message for a real box.
     """
-    own = Topics(config.site, config.device_id).ota_status
-    other = Topics(config.site, OTHER_DEVICE).status
+    own = Topics(config.site, config.device_id).doctor
+    other = Topics(config.site, OTHER_DEVICE).doctor
     acl_hint = (
         f"the broker's ACL must let {config.device_id} write its own topics under site {config.site}: add it "
         "to the inventory, re-render with edge-agent pki acl, then kill -HUP mosquitto"

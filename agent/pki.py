@@ -297,7 +297,8 @@ def render_acl(
     (remove it, re-render, `kill -HUP` mosquitto) until CRLs are in place.
 
     - device: write its own events/#, status, health, ota/status; read its own
-      ota/# and each group's ota/#.
+      ota/# and each group's ota/#; read and write its own `doctor` topic, where
+      `edge-agent doctor` proves by delivery that publishing works.
     - subscriber: read every device's events/#, status, health, ota/status.
     - operator: write every device's and group's ota/# (manifests are signed;
       the ACL only keeps devices from forging them), read ota/status.
@@ -319,6 +320,7 @@ def render_acl(
         block(device, "device", [
             *(f"topic write {own}/{leaf}" for leaf in ("events/#", "status", "health", "ota/status")),
             f"topic read {own}/ota/#",
+            f"topic readwrite {own}/doctor",
             *(f"topic read edge/v1/{site}/groups/{check_name(g, 'group')}/ota/#"
               for g in sorted(set(grant.groups))),
         ])

@@ -26,5 +26,10 @@ class Topics:
         return f"{self.root}/health"
 
     @property
+    def doctor(self) -> str:
+        """Diagnostics only: `edge-agent doctor` publishes a probe here and reads it back."""
+        return f"{self.root}/doctor"
+
+    @property
     def ota_status(self) -> str:
         return f"{self.root}/ota/status"

@@ -179,6 +179,7 @@ def test_acl_binds_device_to_its_site_and_groups_only() -> None:
         "topic write edge/v1/s1/cam-a/health",
         "topic write edge/v1/s1/cam-a/ota/status",
         "topic read edge/v1/s1/cam-a/ota/#",
+        "topic readwrite edge/v1/s1/cam-a/doctor",
         "topic read edge/v1/s1/groups/lobby/ota/#",
     ]
     assert "pattern" not in text  # see render_acl: patterns cannot bind the site

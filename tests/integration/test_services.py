@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.services import Mosquitto, Subscriber
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.egress_exempt("checks the broker itself with arbitrary payloads")]
 
 
 def _publish(broker: Mosquitto, topic: str, payload: bytes, retain: bool) -> None:

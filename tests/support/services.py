@@ -3,6 +3,12 @@
 Loaded by tests/conftest.py through `pytest_plugins`. Every service runs as a
 child process on 127.0.0.1 with a free port, is restartable (tests break and
 heal it on purpose) and is terminated at teardown.
+
+Every broker of the `mosquitto` fixtures has an egress watcher on `#`
+(tests/support/egress.py): a test fails at teardown if anything that crossed
+its broker could not have come from the agent or could carry a picture. A test
+that publishes foreign payloads on purpose says so with
+`@pytest.mark.egress_exempt("why")`.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+
+from tests.support.egress import EgressWatcher
 
 MOSQUITTO_BIN = "/usr/sbin/mosquitto"
 # GStreamer's gi bindings come from Debian and exist only for its interpreter.
@@ -88,6 +96,10 @@ class Mosquitto:
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"
+            # as deploy/mosquitto/mosquitto.conf: a snapshot every 5 s (what a SIGKILL loses),
+            # and room for a long backlog queued for a consumer
+            "autosave_interval 5\n"
+            "max_queued_messages 200000\n"
             f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
             f"log_dest file {self.log_path}\n"
             "log_type all\n"
@@ -109,23 +121,45 @@ class Mosquitto:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int:
+        """The broker's process id (to freeze it with SIGSTOP, for instance)."""
+        return self._proc.pid
+
+
+EGRESS_SETTLE_S = 0.3  # let messages already on the wire reach the watcher before judging
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "egress_exempt(reason): this test publishes foreign payloads on purpose; skip the egress check"
+    )
+
+
+def _watched(broker: Mosquitto, exempt: pytest.Mark | None) -> Iterator[Mosquitto]:
+    """Run `broker` with an egress watcher; fail at teardown on any violation unless exempt."""
+    broker.start()
+    watcher = EgressWatcher(broker.host, broker.port)
+    yield broker
+    time.sleep(EGRESS_SETTLE_S)
+    watcher.close()
+    broker.stop()
+    violations = watcher.violations()
+    if violations and exempt is None:
+        shown = "\n  ".join(violations[:20])
+        pytest.fail(f"egress check: {len(violations)} of {len(watcher.messages)} messages must not leave a box:\n  {shown}")
+
 
 @pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A fresh broker per test, free to stop, kill and restart."""
-    broker = Mosquitto(tmp_path / "mosquitto")
-    broker.start()
-    yield broker
-    broker.stop()
+def mosquitto(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Mosquitto]:
+    """A fresh broker per test, free to stop, kill and restart; egress-checked."""
+    yield from _watched(Mosquitto(tmp_path / "mosquitto"), request.node.get_closest_marker("egress_exempt"))
 
 
 @pytest.fixture(scope="session")
 def mosquitto_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    """One broker shared by a session's tests; do not stop it in a test."""
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    broker.start()
-    yield broker
-    broker.stop()
+    """One broker shared by a session's tests; do not stop it in a test. Egress-checked at the end."""
+    yield from _watched(Mosquitto(tmp_path_factory.mktemp("mosquitto")), None)
 
 
 class RtspServer:
