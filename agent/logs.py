@@ -8,6 +8,16 @@ import sys
 import structlog
 
 
+class _Stderr:
+    """Writes each line to the `sys.stderr` of the moment, not the one seen at set-up
+    (a test harness or a daemoniser may swap it; a closed stream must not break logging)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
 def configure(level: str = "info") -> None:
     processors: list = [
         structlog.contextvars.merge_contextvars,
@@ -20,6 +30,6 @@ def configure(level: str = "info") -> None:
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *_: _Stderr(),
         cache_logger_on_first_use=True,
     )

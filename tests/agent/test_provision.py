@@ -120,8 +120,9 @@ def test_refuses_to_overwrite_identity_or_config_without_force(
     ],
 )
 def test_bad_input_writes_nothing(
-    tmp_path: Path, ca_dir: Path, media_dir: Path, models_dir: Path, capsys, change: list[str], message: str
+    tmp_path: Path, ca_dir: Path, media_dir: Path, models_dir: Path, capsys, monkeypatch, change: list[str], message: str
 ) -> None:
+    monkeypatch.delenv("EDGE_AGENT_MODELS_DIR", raising=False)  # the flags name the models dir
     args = parse(*flags(tmp_path, ca_dir, models_dir, f"clip={media_dir / 'vtest.avi'}"), *change)
     assert args.func(args) == 2
     assert message in capsys.readouterr().err
