@@ -12,7 +12,6 @@ import pytest
 
 import tests.support.pipeline as support
 from agent.sources import CameraReader
-from agent.tracker import TrackerConfig
 from agent.types import Detections, Frame, Tracks
 from agent.zones import ZonesDoc, build_rules
 from engines.manifest import load_manifest
@@ -215,9 +214,6 @@ def test_abandoned_bag_once_after_the_owner_left(aboda):
 # ---------------------------------------------------------------- person down
 
 
-# A lying person scores 0.4-0.55 on yolox_nano, under the default tracker's 0.6 for a new
-# track: indoor fall cameras need the tracker's thresholds lowered (agent config `tracker:`).
-LOW_SCORE_TRACKER = TrackerConfig(high_score=0.4, new_track_score=0.4)
 FALLS = ["le2i_coffee01_v01", "le2i_coffee01_v12", "le2i_home01_v01", "le2i_coffee02_v66_nofall"]
 
 
@@ -229,7 +225,7 @@ def falls(media_dir, models_dir):
         clip = media_dir / "fall" / f"{name}.mp4"
         start, end = (int(v) for v in (media_dir / "fall" / f"{name}.txt").read_text().split()[:2])
         fps = cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FPS)
-        out[name] = (_run(clip, zones, models_dir, tracker=LOW_SCORE_TRACKER), start / fps, end / fps)
+        out[name] = (_run(clip, zones, models_dir), start / fps, end / fps)
     return out
 
 
