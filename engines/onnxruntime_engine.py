@@ -73,7 +73,7 @@ class OnnxRuntimeEngine:
             parallel=parallel_execution,
         )
         self._path = Path(model_path)
-        model = _load_onnx(self._path)
+        model = _without_initializer_inputs(_load_onnx(self._path))
         self._session = self._open_batched(model, max_batch)
         self.inputs = tuple(_spec(t) for t in self._session.get_inputs())
         self.outputs = tuple(_spec(t) for t in self._session.get_outputs())
@@ -151,6 +151,21 @@ def _load_onnx(path: Path) -> onnx.ModelProto:
         onnx.checker.check_model(model)
     except Exception as exc:  # protobuf DecodeError, ValidationError, OSError: all mean "not a usable ONNX file"
         raise ModelError(f"{path}: not a valid ONNX model: {exc}") from exc
+    return model
+
+
+def _without_initializer_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with weights removed from the graph inputs (in place).
+
+    Old exporters (IR < 4, e.g. NanoDet's) list every weight as a graph input too:
+    ORT then treats weights as overridable (no constant folding, a warning per
+    weight) and the image is no longer the graph's only input.
+    """
+    weights = {init.name for init in model.graph.initializer}
+    if any(value.name in weights for value in model.graph.input):
+        kept = [value for value in model.graph.input if value.name not in weights]
+        del model.graph.input[:]
+        model.graph.input.extend(kept)
     return model
 
 

@@ -12,11 +12,12 @@ from typing import Protocol
 
 import numpy as np
 
+from engines.decoders.nanodet import NanodetDecoder
 from engines.decoders.yolox import YoloxDecoder
 from engines.manifest import ModelError, ModelManifest
 from engines.types import Detections
 
-_FAMILIES: dict[str, type[Decoder]] = {"yolox": YoloxDecoder}
+_FAMILIES: dict[str, type[Decoder]] = {"yolox": YoloxDecoder, "nanodet": NanodetDecoder}
 
 
 class Decoder(Protocol):

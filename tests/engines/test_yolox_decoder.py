@@ -85,7 +85,7 @@ def test_decode_batch_keeps_images_apart(tiny_manifest):
         ({"outputs": {"output": [10, 9]}}, "implied by"),
         ({"outputs": {"output": [11, 8]}}, "implied by"),
         ({"outputs": {"a": [10, 8], "b": [10, 8]}}, "one output"),
-        ({"decoder": "nanodet"}, "unknown decoder"),
+        ({"decoder": "ssd"}, "unknown decoder"),
     ],
 )
 def test_decoder_refuses_inconsistent_manifest(tiny_manifest_dict, change, message):
