@@ -15,6 +15,7 @@ from agent.doctor import add_doctor_parser
 from agent.ota.fleet_cli import add_fleet_parser
 from agent.pki import add_pki_parser
 from agent.provision import add_provision_parser
+from calibration.cli import add_calibrate_parser
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_fleet_parser(sub)
     add_provision_parser(sub)
     add_doctor_parser(sub)
+    add_calibrate_parser(sub)
     return parser
 
 
