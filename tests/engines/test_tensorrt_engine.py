@@ -1,0 +1,50 @@
+"""The TensorRT backend on a real GPU. Skipped where tensorrt does not import (no fakes:
+the pure rules it relies on are covered by test_tensorrt_plan.py)."""
+
+import numpy as np
+import pytest
+
+from engines.onnxruntime_engine import OnnxRuntimeEngine
+
+trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed here (needs an NVIDIA GPU and NVIDIA's wheels)")
+pytest.importorskip("cuda", reason="cuda-python is not installed")
+
+from engines.tensorrt_engine import TensorRTEngine  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def engine_fp16(models_dir, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("trt")
+    with TensorRTEngine(models_dir / "yolox_nano.onnx", max_batch=4, precision="fp16", cache_dir=cache) as engine:
+        yield engine, cache
+
+
+def test_specs_and_batches_match_onnxruntime(engine_fp16, models_dir):
+    engine, _ = engine_fp16
+    assert [s.name for s in engine.inputs] == ["images"] and engine.inputs[0].shape == (-1, 3, 416, 416)
+    assert engine.outputs[0].shape == (-1, 3549, 85) and engine.outputs[0].dtype == np.float32
+    batch = (np.random.default_rng(0).random((2, 3, 416, 416)) * 255).astype(np.float32)
+    with OnnxRuntimeEngine(models_dir / "yolox_nano.onnx", max_batch=2) as reference:
+        expected = reference.infer(batch)["output"]
+    for n in (1, 2):
+        got = engine.infer(batch[:n])["output"]
+        assert got.shape == (n, 3549, 85)
+        np.testing.assert_allclose(got[..., 4:], expected[:n, :, 4:], atol=0.05)  # fp16 scores
+
+
+def test_engine_cache_reused_and_keyed(engine_fp16, models_dir):
+    _, cache = engine_fp16
+    plans = sorted(cache.glob("*.plan"))
+    assert len(plans) == 1 and list(cache.glob("timing-*.cache"))
+    before = plans[0].stat().st_mtime_ns
+    with TensorRTEngine(models_dir / "yolox_nano.onnx", max_batch=4, precision="fp16", cache_dir=cache):
+        pass
+    assert plans[0].stat().st_mtime_ns == before  # deserialized, not rebuilt
+
+
+def test_oversized_batch_refused(engine_fp16):
+    engine, _ = engine_fp16
+    with pytest.raises(ValueError):
+        engine.infer(np.zeros((5, 3, 416, 416), np.float32))
