@@ -20,6 +20,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "health": Health,
     "ota_status": OtaStatus,
     "ota_manifest": SignedManifest,
+    "doctor_probe": DoctorProbe,
 }
 # Topic suffix under `edge/v1/{site}/{device}/` -> the model its messages are; `+`
 # stands for one level, the first match wins. Every topic a device publishes on is

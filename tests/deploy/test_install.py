@@ -22,12 +22,10 @@ EXPECTED_TREE = {
     "etc/edge-agent/config.yaml": 0o640,
     "etc/edge-agent/zones.yaml": 0o640,
     "opt/edge-agent/models": 0o755,
-    "opt/edge-agent/models/yolox_nano.json": 0o644,
-    "opt/edge-agent/models/light_person_detector.json": 0o644,
     "var/lib/edge-agent": 0o750,
     "var/log/edge-agent": 0o750,
     "etc/systemd/system/edge-agent.service": 0o644,
-}
+} | {f"opt/edge-agent/models/{m.name}": 0o644 for m in (REPO / "models").glob("*.json")}
 # Host changes that --root must print as a plan and never run.
 PLANNED = [
     "apt-get install -y --no-install-recommends python3-venv python3-pip ffmpeg mosquitto-clients",
