@@ -1,0 +1,118 @@
+"""The most cameras one box holds: raise N until p99 frame-to-event exceeds the budget or frames drop.
+
+    python -m benchmarks.streams_per_box --source file --duration 30 \
+        --manifest models/yolox_nano.json --manifest models/light_person_detector.json \
+        --out benchmarks/results/streams_per_box.json
+
+Per backend and model manifest (a manifest fixes the precision: give an INT8
+QDQ manifest from `edge-agent calibrate` to measure INT8), N doubles from
+--start until a run fails, then bisects between the last N that held and the
+first that failed. A run holds when its p99 end to end is within the budget,
+at most --max-drop of the frames read were dropped, and every camera kept at
+least 90% of its frame rate (a reader that falls behind an RTSP stream drops
+nothing but stamps late frames as new).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from benchmarks import data
+from benchmarks.agent_run import run_agent
+from benchmarks.latency_per_stream import add_run_arguments, print_runs, spec_for
+from benchmarks.machine import describe, model_info
+from benchmarks.plot import latency_figure
+from benchmarks.report import print_table, write_result
+
+MIN_RATE_SHARE = 0.9
+
+
+def failures(run: dict, budget_ms: float, max_drop: float) -> list[str]:
+    """Why a run does not hold (empty when it holds)."""
+    p99, frames = run["end_to_end_ms"]["p99"], run["frames"]
+    reasons = []
+    if p99 is None:
+        reasons.append("no event measured")
+    elif p99 > budget_ms:
+        reasons.append(f"p99 {p99:.0f} ms > {budget_ms:g} ms")
+    if frames["drop_fraction"] is None:
+        reasons.append("no health report, drops unknown (run longer than 10 s)")
+    elif frames["drop_fraction"] > max_drop:
+        reasons.append(f"dropped {100 * frames['drop_fraction']:.1f}% > {100 * max_drop:g}%")
+    slowest_fps = frames["camera_fps_min"]
+    if slowest_fps is not None and slowest_fps < MIN_RATE_SHARE * frames["camera_fps_nominal"]:
+        reasons.append(f"a camera fell to {frames['camera_fps_min']:.1f} fps")
+    return reasons
+
+
+def search(
+    run_at: Callable[[int], dict], start: int, max_streams: int, budget_ms: float, max_drop: float
+) -> tuple[list[dict], int]:
+    """Doubling then bisection over N; returns (every run made, largest N that held, 0 if none)."""
+    runs: dict[int, dict] = {}
+
+    def holds(n: int) -> bool:
+        runs[n] = run_at(n)
+        runs[n]["fails"] = failures(runs[n], budget_ms, max_drop)
+        print(f"  {n} streams: {'holds' if not runs[n]['fails'] else '; '.join(runs[n]['fails'])}", flush=True)
+        return not runs[n]["fails"]
+
+    good, bad, n = 0, None, start
+    while n <= max_streams:
+        if not holds(n):
+            bad = n
+            break
+        good, n = n, n * 2
+    while bad is not None and bad - good > 1:
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if holds(mid) else (good, mid)
+    return [runs[k] for k in sorted(runs)], good
+
+
+def _run(args: argparse.Namespace, manifest: Path, backend: str, streams: int) -> dict:
+    return run_agent(spec_for(args, streams, manifest, backend))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", type=Path, action="append", help="model manifest (repeat; default yolox_nano)")
+    parser.add_argument("--backend", action="append", help="inference backend (repeat; default onnxruntime)")
+    parser.add_argument("--budget-ms", type=float, default=100.0, help="p99 frame-to-event budget")
+    parser.add_argument("--max-drop", type=float, default=0.01, help="largest share of frames dropped")
+    parser.add_argument("--start", type=int, default=1, help="first stream count")
+    parser.add_argument("--max-streams", type=int, default=32, help="stop raising N here")
+    add_run_arguments(parser)
+    parser.set_defaults(source="file")
+    args = parser.parse_args(argv)
+    manifests, backends = args.manifest or [data.DEFAULT_MANIFEST], args.backend or ["onnxruntime"]
+    models = {m: model_info(m, data.models_dir()) for m in manifests}
+    machine = describe(vars(args) | {"models": list(models.values())})
+    configs = []
+    for backend in backends:
+        for manifest, model in models.items():
+            label = f"{backend} {model['name']} {model['precision']}"
+            print(f"{label}:", flush=True)
+            run_at = partial(_run, args, manifest, backend)
+            runs, best = search(run_at, args.start, args.max_streams, args.budget_ms, args.max_drop)
+            configs.append({"label": label, "backend": backend, "model": model, "max_streams": best, "runs": runs})
+            print_runs(label, runs)
+    print_table(
+        f"streams per box (p99 <= {args.budget_ms:g} ms, drops <= {100 * args.max_drop:g}%)",
+        ["backend", "model", "precision", "max streams", "first failure"],
+        [
+            [c["backend"], c["model"]["name"], c["model"]["precision"], c["max_streams"],
+             next(("; ".join(r["fails"]) for r in c["runs"] if r["fails"]), "none up to --max-streams")]
+            for c in configs
+        ],
+    )  # fmt: skip
+    png = latency_figure({c["label"]: c["runs"] for c in configs}, args.out.with_suffix(".png"), args.budget_ms)
+    criteria = {"budget_ms": args.budget_ms, "max_drop": args.max_drop, "min_rate_share": MIN_RATE_SHARE}
+    write_result(args.out, "streams_per_box", machine, {"criteria": criteria, "configs": configs, "plot": str(png)})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

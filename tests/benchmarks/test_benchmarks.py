@@ -1,0 +1,136 @@
+"""Each benchmark script runs briefly as `python -m benchmarks.<name>` and writes a valid result.
+
+These check plumbing, not speed: tiny durations, one stream, a 20-frame clip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+LIGHT = REPO / "models" / "light_person_detector.json"
+MACHINE_KEYS = {"host", "cpu", "load_average_1_5_15", "load_average_at_end", "libraries", "git", "settings"}
+RUN_KEYS = {"streams", "end_to_end_ms", "events", "frames", "stages_ms", "decode_probe", "resources"}
+PERCENTILE_KEYS = {"n", "p50", "p95", "p99", "max"}
+# one health report (every 10 s) is needed for stage timings and drop counts
+LIVE_RUN = ["--duration", "9", "--warmup", "2", "--decode-frames", "10"]
+
+
+def run_script(name: str, args: list[str], models_dir: Path, media_dir: Path, out: Path) -> dict:
+    env = os.environ | {"EDGE_AGENT_MODELS_DIR": str(models_dir), "EDGE_AGENT_MEDIA_DIR": str(media_dir)}
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", *args, "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == name
+    assert MACHINE_KEYS <= set(result["machine"])
+    assert {"model", "logical_cores", "flags"} <= set(result["machine"]["cpu"])
+    assert "avx512_vnni" in result["machine"]["cpu"]["flags"]
+    return result
+
+
+def check_live_run(run: dict, streams: int) -> None:
+    assert RUN_KEYS <= set(run)
+    assert run["streams"] == streams
+    assert set(run["end_to_end_ms"]) == PERCENTILE_KEYS
+    assert run["events"]["received"] == run["events"]["emitted"]
+    assert set(run["stages_ms"]) == {"decode", "preprocess", "inference", "postprocess", "tracking", "rules", "publish"}
+    assert run["frames"]["read"] > 0 and run["frames"]["dropped"] >= 0
+    assert run["resources"]["rss_mb_peak"] > 0 and run["resources"]["rss_budget_mb"] == 300 + 25 * streams
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path:
+    """The first 20 frames of vtest.avi as MJPEG: enough for a few batches and a tracker."""
+    path = tmp_path_factory.mktemp("clip") / "short.avi"
+    capture = cv2.VideoCapture(str(media_dir / "vtest.avi"))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (768, 576))
+    for _ in range(20):
+        writer.write(capture.read()[1])
+    writer.release()
+    capture.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def int8_model(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, short_clip: Path) -> Path:
+    """A QDQ light_person_detector, calibrated on two frames: good for plumbing, not for accuracy."""
+    from onnxruntime.quantization import QuantFormat, quantize_static
+
+    frames = [cv2.resize(cv2.VideoCapture(str(short_clip)).read()[1], (192, 192))] * 2
+
+    class Reader:
+        def __init__(self) -> None:
+            self._feeds = iter({"images": f.transpose(2, 0, 1)[None].astype(np.float32)} for f in frames)
+
+        def get_next(self) -> dict | None:
+            return next(self._feeds, None)
+
+    out = tmp_path_factory.mktemp("int8") / "light_int8.onnx"
+    quantize_static(str(models_dir / "light_person_detector.onnx"), str(out), Reader(), quant_format=QuantFormat.QDQ)
+    return out
+
+
+def test_latency_per_stream_over_rtsp(_gst_rtsp_available, tmp_path, models_dir, media_dir):
+    out = tmp_path / "latency.json"
+    args = ["--source", "rtsp", "--manifest", str(LIGHT), *LIVE_RUN]
+    result = run_script("latency_per_stream", args, models_dir, media_dir, out)
+    (run,) = result["results"]["runs"]
+    check_live_run(run, 1)
+    assert run["decode_probe"]["url"].startswith("rtsp://")
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_streams_per_box_from_files(tmp_path, models_dir, media_dir):
+    out = tmp_path / "streams.json"
+    args = ["--source", "file", "--manifest", str(LIGHT), "--max-streams", "1", "--budget-ms", "10000", *LIVE_RUN]
+    result = run_script("streams_per_box", args, models_dir, media_dir, out)
+    (config,) = result["results"]["configs"]
+    assert config["model"]["precision"] == "fp32" and len(config["model"]["sha256"]) == 64
+    check_live_run(config["runs"][0], 1)
+    assert config["runs"][0]["events"]["measured"] > 0
+    assert config["max_streams"] in (0, 1)
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_backends_with_int8(tmp_path, models_dir, media_dir, short_clip, int8_model):
+    out = tmp_path / "backends.json"
+    args = ["--manifest", str(LIGHT), "--int8", str(int8_model), "--clip", str(short_clip)]
+    args += ["--batches", "1", "2", "--rounds", "1", "--window", "0.2"]
+    result = run_script("backends", args, models_dir, media_dir, out)
+    rows = {(r["config"], r["batch"]): r for r in result["results"]["rows"]}
+    assert set(rows) == {(c, b) for c in ("onnxruntime fp32", "onnxruntime int8") for b in (1, 2)}
+    assert rows[("onnxruntime fp32", 1)]["speedup_vs_ort_fp32"] == 1.0
+    assert all(r["frames_per_s"] > 0 and set(r["batch_ms"]) == PERCENTILE_KEYS for r in rows.values())
+    assert result["results"]["models"]["onnxruntime int8"]["precision"] == "int8"
+
+
+def test_backends_notes_a_missing_int8(tmp_path, models_dir, media_dir, short_clip):
+    out = tmp_path / "backends.json"
+    args = ["--manifest", str(LIGHT), "--clip", str(short_clip), "--batches", "1", "--rounds", "1", "--window", "0.1"]
+    result = run_script("backends", args, models_dir, media_dir, out)
+    assert any(n.startswith("ORT INT8 skipped: no --int8") for n in result["results"]["skipped"])
+
+
+def test_peer_alternates_agent_peer_and_bare(tmp_path, models_dir, media_dir, short_clip):
+    out = tmp_path / "peer.json"
+    args = ["--manifest", str(LIGHT), "--clip", str(short_clip), "--rounds", "1"]
+    result = run_script("peer", args, models_dir, media_dir, out)
+    runs = result["results"]["runs"]
+    assert set(runs) == {"agent", "peer", "bare"}
+    assert all(arm[0]["frames"] == 20 for arm in runs.values())
+    assert set(result["results"]["ratios"]) == {
+        "agent_over_peer_fps", "agent_over_bare_cpu_per_frame", "agent_over_bare_wall_per_frame"
+    }
