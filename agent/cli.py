@@ -49,7 +49,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    stats = Agent(config, zones).run(stop, args.duration)
+    try:
+        stats = Agent(config, zones).run(stop, args.duration)
+    except ConfigError as e:  # an unreadable OTA state: never guess what to serve
+        print(f"config error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
     print(json.dumps({"frames": stats.frames, "events": stats.events}), file=sys.stderr)
     return EXIT_OK
 

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent import paths
+from agent.ota.trust import TrustStore
 from agent.sources import CameraConfig
 from agent.tracker import TrackerConfig
 from agent.zones import ZonesDoc, build_rules, load_zones
@@ -88,6 +89,26 @@ class AggregateSettings(_Strict):
     interval_s: int = Field(60, ge=10, le=3600, description="length of one aggregation interval")
 
 
+class OtaSettings(_Strict):
+    trust_file: ConfigPath = Field(description="fleet public keys whose signatures are accepted (JSON/YAML)")
+    golden_dir: ConfigPath = Field(description="golden frames (PNG) that staged models are checked on")
+    fps_floor: float = Field(0.0, ge=0, description="frames/s a staged model must reach; 0: no floor")
+    health_window_s: float = Field(30.0, gt=0, description="how long a switched update is watched before commit")
+    health_min_frames: int = Field(10, ge=0, description="frames that must flow during the window")
+
+    @model_validator(mode="after")
+    def _usable(self) -> OtaSettings:
+        TrustStore.from_file(self.trust_file)  # TrustFileError (a ValueError) names the file and the entry
+        if not self.golden_dir.is_dir():
+            raise ValueError(f"golden_dir {self.golden_dir} is not a folder")
+        return self
+
+
+class ZoneEditorSettings(_Strict):
+    enabled: bool = Field(False, description="serve the zone editor on 127.0.0.1 (reach it through an SSH tunnel)")
+    port: int = Field(8765, ge=0, le=65535, description="loopback port of the zone editor; 0 picks a free one")
+
+
 class AgentConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EDGE_AGENT_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
@@ -109,6 +130,8 @@ class AgentConfig(BaseSettings):
             "cameras (by id) that publish only counts and durations per zone and interval, never a per-subject event"
         ),
     )
+    ota: OtaSettings | None = Field(None, description="signed over-the-air updates; absent: OTA off")
+    zone_editor: ZoneEditorSettings = Field(ZoneEditorSettings(), description="the technician's zone editor")
     subject_rotation_s: int = Field(3600, ge=60, le=3600, description="how often subject ids are re-salted")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
 
@@ -133,6 +156,8 @@ class AgentConfig(BaseSettings):
         unknown = sorted(set(self.aggregates_only) - set(ids))
         if unknown:
             raise ValueError(f"aggregates_only names unknown cameras {unknown}")
+        if self.zone_editor.enabled and self.zones_file is None:
+            raise ValueError("zone_editor needs zones_file: that is where its saves go")
         return self
 
 

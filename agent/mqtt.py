@@ -7,8 +7,11 @@ paho at a time, and only while connected. The drain reads the outbox forward
 from a cursor (never rescanning a backlog) and deletes acknowledged rows in
 batches, so a backlog drains at broker speed with flat memory.
 
-The link subscribes to nothing: nothing that arrives from the network reaches
-the agent through it (tests/agent/test_mqtt.py checks it against the broker).
+Inbound, the link subscribes only to the `subscriptions` it is given (the
+agent's OTA topics) and hands each message to `on_message(topic, payload)` on
+paho's network thread: the callback must not block (the agent queues the
+payload for the OTA worker). Without subscriptions it subscribes to nothing and
+has no message handler (tests/agent/test_mqtt.py checks it against the broker).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import socket
 import sqlite3
 import ssl
 import threading
+from collections.abc import Callable, Sequence
 
 import paho.mqtt.client as mqtt
 import structlog
@@ -44,8 +48,12 @@ class MqttLink:
         will_topic: str,
         will_payload: bytes,
         max_inflight: int = 64,
+        subscriptions: Sequence[str] = (),
+        on_message: Callable[[str, bytes], None] | None = None,
     ) -> None:
+        """`subscriptions`: topic filters subscribed (QoS 1) on every connect, `on_message` receives what arrives."""
         self._settings = settings
+        self._subscriptions = list(subscriptions)
         self._outbox = outbox
         self._max_inflight = max_inflight
         self._acks: queue.SimpleQueue = queue.SimpleQueue()  # (mid, reason code)
@@ -77,6 +85,8 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_socket_open = self._on_socket_open
+        if on_message is not None:
+            client.on_message = lambda _client, _userdata, msg: on_message(msg.topic, bytes(msg.payload))
         self._client = client
         self._drain = threading.Thread(target=self._drain_loop, name="mqtt-drain", daemon=True)
 
@@ -141,6 +151,10 @@ class MqttLink:
         log.info("mqtt_connected", session_present=flags.session_present)
         for topic, payload in list(self._retained.items()):
             client.publish(topic, payload, qos=1, retain=True)
+        if self._subscriptions:
+            # Every connect: a broker that lost our session would otherwise leave us deaf. Retained
+            # messages come again each time; the receiver must take duplicates quietly.
+            client.subscribe([(topic, 1) for topic in self._subscriptions])
         self.connected.set()
         self._wake.set()
 

@@ -1,13 +1,20 @@
 """The frame loop: camera queues -> batched detector -> per-camera tracker and
-rules -> envelopes -> outbox. One thread; the outbox is its only hand-off."""
+rules -> envelopes -> outbox. One thread; the outbox is its only hand-off.
+
+Zones, the detector and the tracker settings change only at a frame boundary:
+a swap is prepared by the caller (rules are built there, so a bad document
+fails before anything changes), handed over under a lock, and installed by the
+loop between two batches, so no frame is processed half by the old and half by
+the new setup and no frame is skipped."""
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
+import numpy as np
 import structlog
 
 from agent.aggregates import Aggregator
@@ -31,6 +38,8 @@ class FrameDetector(Protocol):
 
     def detect(self, images: list) -> list[Detections]: ...
 
+    def close(self) -> None: ...
+
 
 class EventSink(Protocol):
     def put(self, items: list[tuple[str, str, bytes]]) -> None: ...
@@ -48,6 +57,28 @@ class _Camera:
 class PipelineStats:
     frames: int = 0
     events: int = 0
+    errors: int = 0  # batches whose detection failed (their frames are dropped); the OTA health window reads it
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What the loop runs with; a swap replaces some of it."""
+
+    detector: FrameDetector
+    class_names: list[str]
+    class_map: dict[str, str]
+    zones: ZonesDoc
+    tracker_config: TrackerConfig
+
+
+@dataclass
+class _Swap:
+    """A setup waiting for the next frame boundary, the rules built for it, and who waits for it."""
+
+    setup: _Setup
+    rules: dict[str, CameraRules]
+    new_trackers: bool  # a new detector or tracker config: class ids and tracks change meaning, end them all
+    applied: list[threading.Event] = field(default_factory=list)
 
 
 class Pipeline:
@@ -68,9 +99,7 @@ class Pipeline:
         aggregate_interval_s: dict[str, int] | None = None,
     ) -> None:
         """`aggregate_interval_s`: camera id -> interval, for the cameras in aggregates-only mode."""
-        self._detector = detector
-        self._class_names = class_names
-        self._class_map = class_map
+        self._live = _Setup(detector, class_names, class_map, zones, tracker_config)
         self._envelopes = envelopes
         self._topics = topics
         self._sink = sink
@@ -80,30 +109,93 @@ class Pipeline:
             r.config.id: _Camera(
                 r,
                 ByteTracker(tracker_config, r.config.id),
-                self._rules_for(zones, r.config.id),
+                build_rules(zones, r.config.id, class_names, class_map),
                 Aggregator(intervals[r.config.id]) if r.config.id in intervals else None,
             )
             for r in readers
         }
-        self._pending_zones: tuple[ZonesDoc, dict[str, CameraRules]] | None = None
-        self._lock = threading.Lock()
+        self._target = self._live  # the live setup plus every swap requested so far
+        self._pending: _Swap | None = None
+        self._lock = threading.Lock()  # the hand-off between requesters and the loop
+        self._request_lock = threading.Lock()  # one request at a time: each builds on the last target
+        self._latest: dict[str, np.ndarray] = {}
         self.zones_version = zones.version
         self.timer = StageTimer()
         self.stats = PipelineStats()
 
-    def _rules_for(self, zones: ZonesDoc, camera_id: str) -> CameraRules:
-        return build_rules(zones, camera_id, self._class_names, self._class_map)
+    @property
+    def detector(self) -> FrameDetector:
+        """The detector in use now (the pipeline's owner closes it after `run`)."""
+        return self._live.detector
 
-    def swap_zones(self, zones: ZonesDoc) -> None:
-        """Use new zones from the next frame boundary on (rules are built here, so errors surface now)."""
-        rules = {cid: self._rules_for(zones, cid) for cid in self._cameras}
+    @property
+    def zones(self) -> ZonesDoc:
+        """The zones in use now."""
+        return self._live.zones
+
+    def latest_image(self, camera_id: str) -> np.ndarray | None:
+        """The last frame processed for a camera: BGR uint8 (H, W, 3), never modified; None before the first.
+        For the local zone editor only: the image never leaves the box."""
+        return self._latest.get(camera_id)
+
+    def swap_zones(self, zones: ZonesDoc) -> threading.Event:
+        """Use new zones from the next frame boundary on; the event is set once they are live.
+        Rules are built here, so errors (ValueError) surface now and change nothing."""
+        return self._request(zones=zones)
+
+    def swap_detector(
+        self,
+        detector: FrameDetector,
+        class_names: list[str],
+        class_map: dict[str, str],
+        tracker_config: TrackerConfig,
+        zones: ZonesDoc | None = None,
+    ) -> threading.Event:
+        """Use `detector` (and `tracker_config`, and `zones` if given) from the next frame boundary on;
+        the event is set once it is live.
+
+        Rules are rebuilt here (ValueError if the zones do not fit the new classes: nothing changes).
+        At the boundary every tracker starts afresh, and the old detector is closed by the loop
+        thread, so it is never closed in the middle of a detect.
+        """
+        changes = {"zones": zones} if zones is not None else {}
+        return self._request(
+            new_trackers=True, detector=detector, class_names=class_names, class_map=class_map,
+            tracker_config=tracker_config, **changes,
+        )  # fmt: skip
+
+    def withdraw(self, applied: threading.Event) -> bool:
+        """Cancel the pending swap that `applied` waits for, if the loop has not installed it yet (True then).
+
+        A withdrawn detector is the caller's to close. Used when the loop does not reach a boundary in time.
+        """
         with self._lock:
-            self._pending_zones = (zones, rules)
+            if self._pending is None or applied not in self._pending.applied:
+                return False
+            self._pending = None
+            self._target = self._live
+            return True
+
+    def _request(self, new_trackers: bool = False, **changes: object) -> threading.Event:
+        with self._request_lock:
+            target = replace(self._target, **changes)
+            rules = {cid: build_rules(target.zones, cid, target.class_names, target.class_map) for cid in self._cameras}
+            applied = threading.Event()
+            with self._lock:
+                earlier = self._pending
+                swap = _Swap(target, rules, new_trackers, [applied])
+                if earlier is not None:  # not installed yet: this swap carries it along
+                    swap.new_trackers |= earlier.new_trackers
+                    swap.applied[:0] = earlier.applied
+                self._pending, self._target = swap, target
+        if earlier is not None and earlier.setup.detector not in (target.detector, self._live.detector):
+            earlier.setup.detector.close()  # replaced before it ever ran
+        return applied
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> PipelineStats:
         deadline = None if duration_s is None else time.monotonic() + duration_s
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            self._apply_pending_zones()
+            self._apply_pending()
             frames = self._next_frames()
             if not frames:
                 if all(c.reader.finished and len(c.reader.queue) == 0 for c in self._cameras.values()):
@@ -130,16 +222,24 @@ class Pipeline:
         self._sink.put(rows)
         self.stats.events += len(rows)
 
-    def _apply_pending_zones(self) -> None:
+    def _apply_pending(self) -> None:
+        """The frame boundary: install a requested swap between two batches."""
         with self._lock:
-            pending, self._pending_zones = self._pending_zones, None
-        if pending is None:
+            swap, self._pending = self._pending, None
+        if swap is None:
             return
-        zones, rules = pending
+        old, new = self._live, swap.setup
         for cid, camera in self._cameras.items():
-            camera.rules = rules[cid]
-        self.zones_version = zones.version
-        log.info("zones_applied", version=zones.version)
+            camera.rules = swap.rules[cid]
+            if swap.new_trackers:
+                camera.tracker = ByteTracker(new.tracker_config, cid)
+        self._live = new
+        self.zones_version = new.zones.version
+        if new.detector is not old.detector:
+            old.detector.close()
+        log.info("setup_applied", zones_version=new.zones.version, new_detector=new.detector is not old.detector)
+        for applied in swap.applied:
+            applied.set()
 
     def _next_frames(self) -> list[Frame]:
         """At most one frame per camera: whatever is ready now, else wait briefly on one queue."""
@@ -153,12 +253,20 @@ class Pipeline:
         return []
 
     def _process(self, frames: list[Frame]) -> None:
-        detections = self._detector.detect([f.image for f in frames])
-        for stage, seconds in self._detector.last_timings_s.items():
+        detector = self._live.detector
+        try:
+            detections = detector.detect([f.image for f in frames])
+        except Exception:
+            # One bad batch must not end the loop; the count shows on health and fails an OTA health window.
+            log.exception("detect_failed", cameras=[f.camera_id for f in frames])
+            self.stats.errors += 1
+            return
+        for stage, seconds in detector.last_timings_s.items():
             self.timer.add(stage, seconds)
         rows: list[tuple[str, str, bytes]] = []
         for frame, dets in zip(frames, detections):
             camera = self._cameras[frame.camera_id]
+            self._latest[frame.camera_id] = frame.image
             t0 = time.perf_counter()
             tracks = camera.tracker.update(dets, frame.pts_ns, frame.size_wh)
             t1 = time.perf_counter()

@@ -1,0 +1,124 @@
+"""Pipeline swaps at a frame boundary and detect errors, on the real clip through a real CameraReader;
+the detector is scripted (it records its frames and can fail on purpose), and the live config patch rules."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.config import AgentConfig, ConfigError
+from agent.control import check_live_keys, patched_config
+from agent.pipeline import Pipeline
+from agent.privacy import EnvelopeBuilder
+from agent.sources import CameraConfig, CameraReader
+from agent.topics import Topics
+from agent.tracker import TrackerConfig
+from agent.types import Detections
+from agent.zones import ZonesDoc
+from tests.support.pipeline import ListSink
+
+CAMERA = "cam"
+FRAMES = 40
+WHOLE = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+
+
+class ScriptedDetector:
+    """Finds nothing; records the seq of every frame it saw, raises on the `fail_on`-th call, notes where it closed."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.last_timings_s: dict[str, float] = {}
+        self.calls = 0
+        self.fail_on = fail_on
+        self.closed_on: str | None = None
+
+    def detect(self, images: list) -> list[Detections]:
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise RuntimeError("a broken engine")
+        empty = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
+        return [empty for _ in images]
+
+    def close(self) -> None:
+        self.closed_on = threading.current_thread().name
+
+
+def make_pipeline(clip: Path, detector: ScriptedDetector, stop: threading.Event) -> tuple[Pipeline, CameraReader]:
+    reader = CameraReader(CameraConfig(id=CAMERA, url=str(clip), replay="fast"))
+    pipeline = Pipeline(
+        [reader], detector, ["person"], {}, ZonesDoc(), TrackerConfig(),
+        EnvelopeBuilder("dev", "0123456789abcdef", b"k" * 32), Topics("site", "dev"), ListSink(),
+        on_frame=lambda: stop.set() if pipeline.stats.frames >= FRAMES else None,
+    )  # fmt: skip
+    return pipeline, reader
+
+
+def run_in_thread(pipeline: Pipeline, reader: CameraReader, stop: threading.Event) -> threading.Thread:
+    reader.start()
+    loop = threading.Thread(target=pipeline.run, args=(stop,), name="frame-loop")
+    loop.start()
+    return loop
+
+
+def test_a_failing_detect_is_counted_and_the_loop_goes_on(media_dir: Path) -> None:
+    stop = threading.Event()
+    detector = ScriptedDetector(fail_on=3)
+    pipeline, reader = make_pipeline(media_dir / "vtest.avi", detector, stop)
+    with reader:
+        stats = pipeline.run(stop)
+    assert stats.errors == 1 and stats.frames == FRAMES
+    assert pipeline.latest_image(CAMERA).shape == (576, 768, 3)
+
+
+def test_swap_detector_installs_at_a_boundary_and_closes_the_old_one_on_the_loop_thread(media_dir: Path) -> None:
+    stop = threading.Event()
+    old, new = ScriptedDetector(), ScriptedDetector()
+    pipeline, reader = make_pipeline(media_dir / "vtest.avi", old, stop)
+    zones = ZonesDoc(version=2, zones=[{"id": "z", "camera": CAMERA, "polygon": WHOLE, "occupancy": {}}])
+    loop = run_in_thread(pipeline, reader, stop)
+    try:
+        while pipeline.stats.frames < 5:  # mid-run
+            time.sleep(0.005)
+        applied = pipeline.swap_detector(new, ["person"], {}, TrackerConfig(), zones)
+        assert applied.wait(10)
+    finally:
+        stop.set()
+        loop.join(10)
+        reader.close()
+    assert pipeline.detector is new and pipeline.zones_version == 2
+    assert old.closed_on == "frame-loop" and new.closed_on is None
+    assert old.calls + new.calls == pipeline.stats.frames and old.calls >= 5 and new.calls > 0  # each frame ran on one
+
+
+def test_a_swap_the_loop_never_reached_is_withdrawn(media_dir: Path) -> None:
+    stop = threading.Event()
+    old, new = ScriptedDetector(), ScriptedDetector()
+    pipeline, _ = make_pipeline(media_dir / "vtest.avi", old, stop)
+    applied = pipeline.swap_detector(new, ["person"], {}, TrackerConfig())
+    assert pipeline.withdraw(applied) and not pipeline.withdraw(applied)
+    assert pipeline.detector is old and not applied.is_set()
+
+
+def test_rules_that_do_not_build_change_nothing(media_dir: Path) -> None:
+    stop = threading.Event()
+    pipeline, _ = make_pipeline(media_dir / "vtest.avi", ScriptedDetector(), stop)
+    cars = ZonesDoc(version=3, zones=[{"id": "z", "camera": CAMERA, "polygon": WHOLE, "classes": ["car"]}])
+    with pytest.raises(ValueError):
+        pipeline.swap_zones(cars)  # the model has no car class
+    assert pipeline.withdraw(threading.Event()) is False  # nothing pending
+
+
+def test_a_config_patch_merges_and_only_live_keys_pass(tmp_path: Path, media_dir: Path, repo_dir: Path) -> None:
+    base = AgentConfig(
+        device_id="dev", site="site", model={"manifest": repo_dir / "models" / "yolox_nano.json"},
+        cameras=[{"id": CAMERA, "url": str(media_dir / "vtest.avi")}],
+    )  # fmt: skip
+    patched = patched_config(base, {"model": {"confidence": 0.5}})
+    assert patched.model.confidence == 0.5 and patched.model.manifest == base.model.manifest
+    check_live_keys({"model": {"confidence": 0.5}, "tracker": {}})
+    for refused in ({"broker": {"port": 1884}}, {"model": {"manifest": "x.json"}}, {"state_dir": str(tmp_path)}):
+        with pytest.raises(ConfigError):
+            check_live_keys(refused)
