@@ -1,35 +1,36 @@
-"""Draw a zone in the editor (real Chromium) and see the running agent use it.
+"""Draw a zone in the editor (real Chromium) on the camera's real frame and see the running agent use it.
 
-The agent runs in-process on the sample clip with no zones; the editor's
-callbacks are wired the way agent/app.py can take them today
-(`Agent.swap_zones`, `Agent.audit`). Agent has no accessor for the latest
-frame yet, so the page draws on a blank canvas here (the frame path is
-covered by test_zone_editor.py).
+The agent runs in-process on the sample clip with no zones and `zone_editor.enabled`: it
+starts the editor itself, with its own wiring (the pipeline's latest frame, `check_zones`,
+the zones file written atomically, the live swap, the audit log).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agent.app import Agent
-from agent.config import check_zones, load_config
+from agent.config import load_config
 from agent.status import Status
-from agent.zone_editor import ZoneEditor
-from agent.zones import ZonesDoc
-from engines.manifest import load_manifest
 from tests.integration.test_zone_editor import browser, click_canvas  # noqa: F401 (the browser fixture)
 from tests.support.agent_process import base_config, write_config
+from tests.support.services import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 
 EVENT_TIMEOUT_S = 60.0
+CLIP_SIZE_WH = (768, 576)  # vtest.avi
 
 
-def test_a_zone_drawn_in_the_browser_is_used_by_the_running_agent(
+def test_a_zone_drawn_in_the_browser_on_the_live_frame_is_used_by_the_running_agent(
     tmp_path: Path,
     browser,  # noqa: F811 (the fixture imported above)
     mosquitto,
@@ -38,41 +39,32 @@ def test_a_zone_drawn_in_the_browser_is_used_by_the_running_agent(
     media_dir: Path,
 ) -> None:
     cameras = [{"id": "plaza", "url": str(media_dir / "vtest.avi"), "loop": True}]
-    config, zones = load_config(write_config(tmp_path, base_config(models_dir, mosquitto.port, cameras), {}))
-    manifest = load_manifest(config.model.manifest)
+    port = free_port()
+    raw = {**base_config(models_dir, mosquitto.port, cameras), "zone_editor": {"enabled": True, "port": port}}
+    config, zones = load_config(write_config(tmp_path, raw, {}))
     agent = Agent(config, zones)
     events = subscriber(mosquitto, "edge/v1/site-1/box-1/#")
     stop = threading.Event()
     runner = threading.Thread(target=agent.run, args=(stop,), name="agent", daemon=True)
     runner.start()
-
-    def save_zones(doc: ZonesDoc) -> int:
-        check_zones(config, doc, manifest.classes, manifest.class_map, where="zone editor")
-        agent.swap_zones(doc, actor="technician")
-        return doc.version
-
+    url = f"http://127.0.0.1:{port}/"
     try:
-        events.wait_for(lambda ms: any(_status(m).state == "online" for m in ms if m.topic.endswith("/status")), 60)
-        editor = ZoneEditor(
-            snapshot=lambda _camera_id: None,
-            current_zones=lambda: agent.zones,
-            save_zones=save_zones,
-            camera_ids=lambda: [c.id for c in config.cameras],
-            audit=lambda action, **details: agent.audit("technician", action, **details),
-            port=0,
-        )
-        with editor:
-            page = browser.new_page()
-            page.goto(editor.url)
-            page.wait_for_selector("body[data-ready='1']")
-            click_canvas(page, (0.01, 0.01), (0.99, 0.01), (0.99, 0.99), (0.01, 0.99))  # the whole frame
-            page.click("#close-shape")
-            page.fill("#shape-id", "everywhere")
-            page.check("#rule-occupancy")
-            page.click("#add-shape")
-            page.click("#save")
-            page.wait_for_selector("#message.ok >> text=saved: zones version 2")
-            page.close()
+        wait_for_port("127.0.0.1", port, EVENT_TIMEOUT_S)
+        _wait_for_a_frame(url + "api/snapshot/plaza", EVENT_TIMEOUT_S)
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='1']")
+        # the canvas takes the size of the frame the agent processed last: the real camera's picture
+        page.wait_for_selector(f"#frame-note >> text={CLIP_SIZE_WH[0]}x{CLIP_SIZE_WH[1]}")
+        assert page.eval_on_selector("#canvas", "c => [c.width, c.height]") == list(CLIP_SIZE_WH)
+        click_canvas(page, (0.01, 0.01), (0.99, 0.01), (0.99, 0.99), (0.01, 0.99))  # the whole frame
+        page.click("#close-shape")
+        page.fill("#shape-id", "everywhere")
+        page.check("#rule-occupancy")
+        page.click("#add-shape")
+        page.click("#save")
+        page.wait_for_selector("#message.ok >> text=saved: zones version 2")
+        page.close()
         occupancy = events.wait_for(
             lambda ms: any(m.topic.endswith("/events/zone_occupancy") for m in ms), EVENT_TIMEOUT_S
         )
@@ -81,12 +73,31 @@ def test_a_zone_drawn_in_the_browser_is_used_by_the_running_agent(
         runner.join(timeout=60)
     bodies = [json.loads(m.payload)["body"] for m in occupancy if m.topic.endswith("/events/zone_occupancy")]
     assert bodies and all(b["zone_id"] == "everywhere" for b in bodies)
+    # saved where the next start reads it
+    saved = yaml.safe_load(config.zones_file.read_text())
+    assert saved["version"] == 2 and [z["id"] for z in saved["zones"]] == ["everywhere"]
     # the status the agent publishes (at the latest its final one) shows the new version
     events.wait_for(lambda ms: any(_status(m).zones_version == 2 for m in ms if m.topic.endswith("/status")), 10)
     audit = [json.loads(line) for line in (config.state_dir / "audit.jsonl").read_text().splitlines()]
     actions = [r["action"] for r in audit]
-    assert "zone_editor.save" in actions and "zones_change" in actions
+    assert {"zone_editor.start", "zone_editor.page", "zone_editor.snapshot", "zone_editor.stop"} <= set(actions)
     assert actions.index("zone_editor.save") < actions.index("zones_change")
+    change = audit[actions.index("zones_change")]
+    assert change["actor"] == "technician" and change["details"] == {"old_version": 1, "new_version": 2}
+
+
+def _wait_for_a_frame(url: str, timeout_s: float) -> None:
+    """Poll the snapshot endpoint until the pipeline has processed a frame of the camera."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                assert response.headers["Content-Type"] == "image/jpeg"
+                return
+        except urllib.error.HTTPError as e:
+            assert e.code == 404  # no frame yet
+        time.sleep(0.2)
+    raise AssertionError(f"no frame from {url} within {timeout_s} s")
 
 
 def _status(message) -> Status:

@@ -1,0 +1,197 @@
+"""OTA through the real agent: the agent as a process on a looping file camera at realtime,
+real Mosquitto, artifacts served by a real HTTP server on loopback, manifests signed with a
+fleet key and published with `fleet publish`'s own function.
+
+One agent run: yolox_nano -> light_person_detector (v1, another input size and class map),
+a refused update (v2, the served bytes do not match the signed hash), back to yolox_nano (v3),
+then a zones update applied live. Events must flow all along with contiguous `seq`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.events import Envelope
+from agent.ota.fleet import DeviceOutcome, FleetKey, connect, keygen, publish, sign
+from agent.ota.report import OtaStatus
+from agent.status import Health, Status
+from engines.manifest import sha256_of
+from tests.agent.ota.harness import (
+    LIGHT_JSON,
+    YOLOX_JSON,
+    golden_reference,
+    model_manifest_doc,
+    write_golden_frames,
+    zones_manifest_doc,
+)
+from tests.agent.ota.http_server import ArtifactServer, Served, artifact_server  # noqa: F401 (fixture)
+from tests.support.agent_process import AgentProcess, base_config, write_config
+from tests.support.services import Mosquitto, Received, Subscriber
+
+pytestmark = pytest.mark.integration
+
+DEVICE = "box-1"
+SITE = "site-1"
+ROOT = f"edge/v1/{SITE}/{DEVICE}"
+CAMERA = "plaza"
+STRIPS = 6  # occupancy zones side by side: people walking across make events every second or so
+
+
+def strips(version: int, prefix: str) -> dict[str, Any]:
+    """A zones document of STRIPS vertical occupancy zones named `{prefix}{i}`."""
+    edges = [i / STRIPS for i in range(STRIPS + 1)]
+    zones = [
+        {"id": f"{prefix}{i}", "camera": CAMERA, "polygon": [[a, 0.0], [b, 0.0], [b, 1.0], [a, 1.0]],
+         "occupancy": {"settle_s": 0.2}}
+        for i, (a, b) in enumerate(zip(edges, edges[1:]))
+    ]  # fmt: skip
+    return {"version": version, "zones": zones}
+
+
+ZONES, ZONES_V2 = strips(1, "strip"), strips(2, "lane")
+ROLLOUT_TIMEOUT_S = 60.0
+MAX_EVENT_GAP_S = 4.0
+
+
+@dataclass
+class Fleet:
+    key: FleetKey
+    server: ArtifactServer
+    golden: dict[str, Any]  # model name -> golden reference signed into its manifests
+    broker: Mosquitto
+
+    def publish(self, doc: dict[str, Any]) -> tuple[DeviceOutcome, float]:
+        """Sign `doc` and publish it to the device as `fleet publish --canary` does; the outcome and seconds taken."""
+        now = datetime.now(UTC)
+        doc = {**doc, "issued_at": _iso(now - timedelta(hours=1)), "expires": _iso(now + timedelta(days=1)),
+               "min_agent_version": "0.1.0", "target": {"device_ids": [DEVICE], "groups": []}}  # fmt: skip
+        envelope = sign(doc, self.key.private_key_path)
+        client = connect(self.broker.host, self.broker.port)
+        start = time.monotonic()
+        try:
+            outcomes = publish(client, envelope, SITE, canaries=[DEVICE], timeout_s=ROLLOUT_TIMEOUT_S)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        return outcomes[DEVICE], time.monotonic() - start
+
+    def model(self, model_json: Path, models_dir: Path, version: int, body: bytes | None = None) -> dict[str, Any]:
+        """A model manifest for `model_json`, served from the artifact server (`body`: serve these bytes instead)."""
+        name = json.loads(model_json.read_text())["file"]
+        served = (models_dir / name).read_bytes() if body is None else body
+        url = self.server.serve(f"v{version}/{name}", Served(served))
+        return model_manifest_doc(model_json, url, self.golden[model_json.stem], version)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, mosquitto: Mosquitto, artifact_server: ArtifactServer,  # noqa: F811
+          models_dir: Path, media_dir: Path) -> Iterator[Fleet]:  # fmt: skip
+    golden_dir = tmp_path / "golden"
+    names = write_golden_frames(media_dir / "vtest.avi", golden_dir)
+    golden = {j.stem: golden_reference(j, models_dir, golden_dir, names) for j in (YOLOX_JSON, LIGHT_JSON)}
+    yield Fleet(keygen(tmp_path / "keys"), artifact_server, golden, mosquitto)
+
+
+def _statuses(messages: list[Received], suffix: str, model: type) -> list:
+    return [model.model_validate_json(m.payload) for m in messages if m.topic == f"{ROOT}/{suffix}"]
+
+
+def _retained_status(broker: Mosquitto) -> Status:
+    """What a newcomer reads on the retained `.../status`."""
+    sub = Subscriber(broker.host, broker.port, f"{ROOT}/status")
+    try:
+        (first, *_) = sub.wait_for(lambda ms: bool(ms), timeout_s=10)
+    finally:
+        sub.close()
+    assert first.retain
+    return Status.model_validate_json(first.payload)
+
+
+def _max_gap_s(events: list[Envelope], start_ms: int, end_ms: int) -> float:
+    """The longest time without an event between start_ms and end_ms (event time, ms)."""
+    times = [start_ms, *sorted(e.ts for e in events if start_ms < e.ts < end_ms), end_ms]
+    return max(b - a for a, b in zip(times, times[1:])) / 1000
+
+
+def test_model_swaps_a_refused_update_and_a_zones_update_while_the_camera_runs(
+    tmp_path: Path, fleet: Fleet, mosquitto: Mosquitto, subscriber, models_dir: Path, media_dir: Path
+) -> None:
+    cameras = [{"id": CAMERA, "url": str(media_dir / "vtest.avi"), "replay": "realtime", "loop": True}]
+    config = base_config(models_dir, mosquitto.port, cameras, device_id=DEVICE)
+    config["ota"] = {"trust_file": str(fleet.key.trust_entry_path), "golden_dir": str(tmp_path / "golden"),
+                     "health_window_s": 3.0, "health_min_frames": 5}  # fmt: skip
+    config["health"] = {"interval_s": 1.0}
+    everything = subscriber(mosquitto, f"{ROOT}/#")
+    agent = AgentProcess(write_config(tmp_path / "agent", config, ZONES))
+    yolox_sha, light_sha = sha256_of(models_dir / "yolox_nano.onnx"), sha256_of(models_dir / "light_person_detector.onnx")
+    timings: dict[str, float] = {}
+    try:
+        everything.wait_for(lambda ms: any(e.ts for e in _events(ms)), timeout_s=60)
+
+        outcome, timings["light"] = fleet.publish(fleet.model(LIGHT_JSON, models_dir, version=1))
+        assert outcome.state == "committed", (outcome, agent.log_tail())
+        assert _retained_status(mosquitto).model.sha256 == light_sha
+
+        bad = bytearray((models_dir / "light_person_detector.onnx").read_bytes())
+        bad[-1] ^= 0xFF  # same length, other bytes: only the hash can tell
+        outcome, _ = fleet.publish(fleet.model(LIGHT_JSON, models_dir, version=2, body=bytes(bad)))
+        assert (outcome.state, outcome.error_code) == ("failed", "hash_mismatch"), outcome
+        assert _retained_status(mosquitto).model.sha256 == light_sha
+
+        outcome, timings["yolox"] = fleet.publish(fleet.model(YOLOX_JSON, models_dir, version=3))
+        assert outcome.state == "committed", (outcome, agent.log_tail())
+        assert _retained_status(mosquitto).model.sha256 == yolox_sha
+
+        reconnects_before = _reconnects(everything.messages)
+        outcome, timings["zones"] = fleet.publish(zones_manifest_doc(ZONES_V2, version=1))
+        assert outcome.state == "committed", (outcome, agent.log_tail())
+        switched_ms = int(time.time() * 1000)
+        everything.wait_for(lambda ms: any(getattr(e.body, "zone_id", "").startswith("lane") for e in _events(ms) if e.ts > switched_ms), 30)
+        assert _retained_status(mosquitto).zones_version == 2
+        everything.wait_for(lambda ms: len(_health(ms)) and _health(ms)[-1].ts > switched_ms, timeout_s=10)
+        assert _reconnects(everything.messages) == reconnects_before == 0  # the camera was never reopened
+    finally:
+        code = agent.stop()
+    assert code == 0, agent.log_tail()
+
+    messages = everything.messages
+    events = _events(messages)
+    seqs = sorted({e.seq for e in events})
+    assert seqs == list(range(1, seqs[-1] + 1)), "an event was lost"
+    ota = _statuses(messages, "ota/status", OtaStatus)
+    switches = [(s.ts, next(w.ts for w in ota if w.state == "watch" and w.ts >= s.ts)) for s in ota if s.state == "switch"]
+    assert len(switches) == 3  # two models and the zones; the refused update never reached its switch
+    for switch_ms, live_ms in switches:
+        gap_s = _max_gap_s(events, max(switch_ms - 5000, events[0].ts), live_ms + 5000)
+        print(f"switch took {(live_ms - switch_ms)} ms; longest event gap around it {gap_s:.2f} s")
+    run_gap_s = _max_gap_s(events, events[0].ts, events[-1].ts)
+    print(f"rollouts (publish to committed, s): { {k: round(v, 1) for k, v in timings.items()} }; "
+          f"{len(events)} events, longest gap over the run {run_gap_s:.2f} s")
+    assert run_gap_s < MAX_EVENT_GAP_S  # events never paused, swaps included
+    audit = [json.loads(line) for line in (tmp_path / "agent" / "state" / "audit.jsonl").read_text().splitlines()]
+    changes = [(r["action"], r["details"].get("new_version")) for r in audit if r["action"].endswith("_change")]
+    assert changes == [("model_change", 1), ("model_change", 3), ("zones_change", 2)]
+
+
+def _events(messages: list[Received]) -> list[Envelope]:
+    return [Envelope.model_validate_json(m.payload) for m in messages if "/events/" in m.topic]
+
+
+def _health(messages: list[Received]) -> list[Health]:
+    return _statuses(messages, "health", Health)
+
+
+def _reconnects(messages: list[Received]) -> int:
+    return _health(messages)[-1].cameras[CAMERA].reconnects
