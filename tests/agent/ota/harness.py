@@ -4,7 +4,7 @@
 replay: the reader blocks instead of dropping, so any lost frame shows as a gap
 in `seq`), runs the real Detector on every frame in its own thread, and applies
 model and zones swaps at frame boundaries, the way Pipeline.swap_zones does.
-The lead adds the full-agent swap test once Agent/Pipeline are wired.
+The same swaps on the real agent process are in tests/integration/test_ota_agent.py.
 """
 
 from __future__ import annotations

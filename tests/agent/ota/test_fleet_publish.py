@@ -1,6 +1,7 @@
 """`fleet publish` and `fleet status` against real Mosquitto and two harness devices running the real applier.
 
-The device side's MQTT adapter here (`_DeviceLink`) is what agent/ota/WIRING.md asks MqttLink to do.
+Two lightweight devices (harness agent + the real applier and worker, each on its own MQTT
+client) keep this test fast; the real agent is exercised in tests/integration/test_ota_agent.py.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from tests.agent.ota.harness import YOLOX_JSON, HarnessAgent, zones_doc, zones_m
 from tests.support.services import Mosquitto, Subscriber
 
 SITE = "site"
-# Manifests flow fleet -> box (their signatures are base64), and `.../ota/status` is not yet in
-# agent.schema.TOPICS (the lead adds it with the OtaStatus model, see agent/ota/WIRING.md).
 GROUP = "site-paris"
 
 
