@@ -32,10 +32,10 @@ class FireAnalyzerSettings(BaseModel):
         description="mean absolute change of brightness between samples (0..255) that counts as flicker",
     )
     flicker_memory_s: float = Field(
-        1.0, gt=0.0, le=30.0, description="time constant of the flicker average: how long a pixel stays flickering"
+        0.5, gt=0.0, le=30.0, description="time constant of the flicker average: how long a pixel stays flickering"
     )
     persistence_s: float = Field(
-        1.0, gt=0.0, le=30.0, description="time constant of the share of samples in which a pixel looked like fire"
+        0.5, gt=0.0, le=30.0, description="time constant of the share of samples in which a pixel looked like fire"
     )
     persistence_min: float = Field(
         0.5, gt=0.0, le=1.0, description="share of recent samples a pixel must look like fire in to count"
