@@ -1,14 +1,22 @@
 """The frame loop: camera queues -> batched detector -> per-camera tracker and
-rules -> envelopes -> outbox. One thread; the outbox is its only hand-off.
+rules -> envelopes -> outbox. The outbox is its only hand-off.
+
+Two threads: the loop thread reads and detects; the analytics thread tracks,
+runs the rules and writes the outbox, one batch behind (a one-slot queue
+between them). ONNX Runtime releases the GIL, so the Python stages of batch k
+run while batch k+1 is in inference.
 
 Zones, the detector and the tracker settings change only at a frame boundary:
 a swap is prepared by the caller (rules are built there, so a bad document
-fails before anything changes), handed over under a lock, and installed by the
-loop between two batches, so no frame is processed half by the old and half by
-the new setup and no frame is skipped."""
+fails before anything changes), handed over under a lock, installed by the
+loop thread between two batches, and passed down the queue in order, so the
+analytics thread switches rules and trackers exactly between the last batch of
+the old setup and the first of the new: no frame is processed half by the old
+and half by the new setup and no frame is skipped."""
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -31,6 +39,8 @@ from agent.zones import ZonesDoc, build_rules
 log = structlog.get_logger(__name__)
 
 IDLE_WAIT_S = 0.005
+HANDOFF_POLL_S = 0.5
+_DONE = object()  # the end of the hand-off queue
 
 
 class FrameDetector(Protocol):
@@ -119,6 +129,7 @@ class Pipeline:
         self._lock = threading.Lock()  # the hand-off between requesters and the loop
         self._request_lock = threading.Lock()  # one request at a time: each builds on the last target
         self._latest: dict[str, np.ndarray] = {}
+        self._failure: BaseException | None = None  # what ended the analytics thread, re-raised by `run`
         self.zones_version = zones.version
         self.timer = StageTimer()
         self.stats = PipelineStats()
@@ -194,16 +205,53 @@ class Pipeline:
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> PipelineStats:
         deadline = None if duration_s is None else time.monotonic() + duration_s
-        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            self._apply_pending()
-            frames = self._next_frames()
-            if not frames:
-                if all(c.reader.finished and len(c.reader.queue) == 0 for c in self._cameras.values()):
-                    break
-                continue
-            self._process(frames)
+        handoff: queue.Queue = queue.Queue(maxsize=1)
+        analytics = threading.Thread(target=self._analytics_loop, args=(handoff,), name="analytics", daemon=True)
+        analytics.start()
+        try:
+            while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                swap = self._apply_pending()
+                if swap is not None:
+                    self._hand_over(handoff, swap)
+                frames = self._next_frames()
+                if not frames:
+                    if all(c.reader.finished and len(c.reader.queue) == 0 for c in self._cameras.values()):
+                        break
+                    continue
+                batch = self._detect(frames)
+                if batch is not None:
+                    self._hand_over(handoff, batch)
+        finally:
+            self._hand_over(handoff, _DONE)
+            analytics.join()
+        if self._failure is not None:
+            raise self._failure
         self._flush_aggregates()
         return self.stats
+
+    def _hand_over(self, handoff: queue.Queue, item: object) -> None:
+        """Queue for the analytics thread, waiting while it is a batch behind; if it died, raise its error."""
+        while True:
+            if self._failure is not None:
+                if item is _DONE:
+                    return
+                raise self._failure
+            try:
+                handoff.put(item, timeout=HANDOFF_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def _analytics_loop(self, handoff: queue.Queue) -> None:
+        try:
+            while (item := handoff.get()) is not _DONE:
+                if isinstance(item, _Swap):
+                    self._install(item)
+                else:
+                    self._analyse(*item)
+        except BaseException as e:  # noqa: BLE001 - handed to `run`, which re-raises it on the loop thread
+            log.exception("analytics_failed")
+            self._failure = e
 
     def _rows(self, events: list[Event]) -> list[tuple[str, str, bytes]]:
         """Outbox rows (event_id, topic, payload) of rule events."""
@@ -222,22 +270,28 @@ class Pipeline:
         self._sink.put(rows)
         self.stats.events += len(rows)
 
-    def _apply_pending(self) -> None:
-        """The frame boundary: install a requested swap between two batches."""
+    def _apply_pending(self) -> _Swap | None:
+        """The frame boundary on the loop thread: detect with the requested setup from the next batch on.
+        Returns the swap, which the analytics thread installs in turn (`_install`)."""
         with self._lock:
             swap, self._pending = self._pending, None
         if swap is None:
-            return
+            return None
         old, new = self._live, swap.setup
+        self._live = new
+        if new.detector is not old.detector:
+            old.detector.close()  # every batch it detected is already on its way
+        return swap
+
+    def _install(self, swap: _Swap) -> None:
+        """The same boundary on the analytics thread: rules and trackers of the new setup."""
+        new = swap.setup
         for cid, camera in self._cameras.items():
             camera.rules = swap.rules[cid]
             if swap.new_trackers:
                 camera.tracker = ByteTracker(new.tracker_config, cid)
-        self._live = new
         self.zones_version = new.zones.version
-        if new.detector is not old.detector:
-            old.detector.close()
-        log.info("setup_applied", zones_version=new.zones.version, new_detector=new.detector is not old.detector)
+        log.info("setup_applied", zones_version=new.zones.version, new_trackers=swap.new_trackers)
         for applied in swap.applied:
             applied.set()
 
@@ -252,7 +306,7 @@ class Pipeline:
                 return [] if frame is None else [frame]
         return []
 
-    def _process(self, frames: list[Frame]) -> None:
+    def _detect(self, frames: list[Frame]) -> tuple[list[Frame], list[Detections]] | None:
         detector = self._live.detector
         try:
             detections = detector.detect([f.image for f in frames])
@@ -260,9 +314,12 @@ class Pipeline:
             # One bad batch must not end the loop; the count shows on health and fails an OTA health window.
             log.exception("detect_failed", cameras=[f.camera_id for f in frames])
             self.stats.errors += 1
-            return
+            return None
         for stage, seconds in detector.last_timings_s.items():
             self.timer.add(stage, seconds)
+        return frames, detections
+
+    def _analyse(self, frames: list[Frame], detections: list[Detections]) -> None:
         rows: list[tuple[str, str, bytes]] = []
         for frame, dets in zip(frames, detections):
             camera = self._cameras[frame.camera_id]

@@ -69,7 +69,8 @@ def test_a_failing_detect_is_counted_and_the_loop_goes_on(media_dir: Path) -> No
     pipeline, reader = make_pipeline(media_dir / "vtest.avi", detector, stop)
     with reader:
         stats = pipeline.run(stop)
-    assert stats.errors == 1 and stats.frames == FRAMES
+    # every frame detected is analysed, even the batch in flight when the stop came
+    assert stats.errors == 1 and stats.frames == detector.calls - 1 >= FRAMES
     assert pipeline.latest_image(CAMERA).shape == (576, 768, 3)
 
 
