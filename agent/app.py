@@ -23,7 +23,7 @@ from agent.ota.applier import Applier
 from agent.ota.control import Baseline, ModelRef
 from agent.ota.report import DeviceIdentity, StepSettings
 from agent.ota.slots import SlotLayout
-from agent.ota.state import write_atomic
+from engines.atomic import write_atomic
 from agent.ota.trust import TrustStore
 from agent.ota.worker import OtaWorker
 from agent.outbox import Outbox

@@ -27,6 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from engines.atomic import fsync_dir
+
 __all__ = [
     "GENESIS_HASH",
     "AuditLog",
@@ -143,7 +145,7 @@ class AuditLog:
             self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
         )
         if created:
-            _fsync_dir(self.path.parent)  # so the new file survives a power cut
+            fsync_dir(self.path.parent)  # so the new file survives a power cut
         self._lock = threading.Lock()
         self._size = -1
         self._seq = 0
@@ -235,14 +237,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import ipaddress
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from engines.atomic import write_atomic
 
 Role = Literal["device", "subscriber", "operator", "auditor", "server"]
 ROLES: tuple[Role, ...] = ("device", "subscriber", "operator", "auditor", "server")
@@ -84,18 +84,7 @@ def write_files(files: Mapping[Path, tuple[bytes, int]], *, force: bool = False)
     if not force:
         _refuse_existing(files)
     for path, (data, mode) in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, data, mode)
 
 
 def _validity(days: int) -> tuple[dt.datetime, dt.datetime]:

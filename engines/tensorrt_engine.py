@@ -10,13 +10,12 @@ engines.tensorrt_plan and are unit-tested without a GPU.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from engines.atomic import write_atomic
 from engines.base import TensorSpec
 from engines.manifest import ModelError, sha256_of
 from engines.tensorrt_plan import (
@@ -101,8 +100,8 @@ class TensorRTEngine:
             plan = engine_path.read_bytes()
         else:
             plan = self._build(precision, cache_dir / timing_cache_name(key.gpu_name, key.compute_capability, key.trt_version), workspace_bytes)
-            _write_atomic(engine_path, plan)
-            _write_atomic(engine_path.with_name(engine_path.name + KEY_SUFFIX), _json_bytes(key_record(key, plan)))
+            write_atomic(engine_path, plan)
+            write_atomic(engine_path.with_name(engine_path.name + KEY_SUFFIX), _json_bytes(key_record(key, plan)))
         self._open(plan)
 
     def _engine_key(self, precision: Precision) -> EngineKey:
@@ -146,7 +145,7 @@ class TensorRTEngine:
         plan = builder.build_serialized_network(network, config)
         if plan is None:
             raise ModelError(f"{self._path}: TensorRT build failed: {'; '.join(self._logger.errors) or 'no message'}")
-        _write_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
+        write_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
         return bytes(plan)
 
     def _open(self, plan: bytes) -> None:
@@ -236,12 +235,3 @@ def _dynamic_batch_onnx(path: Path) -> bytes:
 
 def _json_bytes(record: dict) -> bytes:
     return json.dumps(record, indent=2, sort_keys=True).encode()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a truncated engine behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)

@@ -23,7 +23,7 @@ import structlog
 
 from agent.ota.errors import ErrorCode, OtaError
 from agent.ota.manifest import Artifact
-from agent.ota.state import fsync_dir
+from engines.atomic import fsync_dir
 
 log = structlog.get_logger(__name__)
 

@@ -21,8 +21,9 @@ from onnx import AttributeProto, GraphProto, TensorProto
 from agent.ota.control import Baseline, ModelRef
 from agent.ota.errors import ErrorCode, OtaError
 from agent.ota.manifest import Kind
-from agent.ota.state import OtaState, Slot, StateStore, fsync_dir
+from agent.ota.state import OtaState, Slot, StateStore
 from agent.zones import ZonesDoc
+from engines.atomic import fsync_dir
 
 MODEL_MANIFEST_FILE = "model.json"
 ZONES_FILE = "zones.json"

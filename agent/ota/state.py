@@ -8,8 +8,6 @@ a mix, so the next start can finish or undo the update from what it reads.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.ota.errors import ErrorCode, OtaError, describe_validation_error
 from agent.ota.manifest import MAX_VERSION, Kind
+from engines.atomic import write_atomic
 
 KINDS: tuple[Kind, ...] = ("model", "zones", "config")
 
@@ -124,28 +123,3 @@ class StateStore:
     def save(self, state: OtaState) -> None:
         """Write `state` atomically and durably."""
         write_atomic(self.path, state.model_dump_json(indent=1).encode("utf-8"))
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` by `data` so that a crash leaves the old or the new content, and the new one survives."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make renames and new entries in `folder` durable."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

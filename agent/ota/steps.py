@@ -12,7 +12,8 @@ from agent.ota.golden import GOLDEN_NMS_IOU, check_fps, check_golden, detector_c
 from agent.ota.manifest import Manifest, ModelPayload, ZonesPayload
 from agent.ota.report import StepSettings
 from agent.ota.slots import CONFIG_PATCH_FILE, MODEL_MANIFEST_FILE, ZONES_FILE, SlotLayout, check_external_data
-from agent.ota.state import Slot, Step, Update, write_atomic
+from agent.ota.state import Slot, Step, Update
+from engines.atomic import write_atomic
 from engines.detector import Detector
 from engines.manifest import sha256_of
 
