@@ -12,13 +12,8 @@ The default run is short; `make soak` runs the long variants
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -86,22 +81,6 @@ def test_agent_sigkilled_and_restarted_loses_nothing(tmp_path, mosquitto):
         consumer.close()
     # the broker was never killed: every committed event must arrive, whatever the agent went through
     assert result.lost_by_agent == 0 and result.delivered == result.committed > 500
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MiB tmpfs for the agent's state (needs root), unmounted at teardown."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
 
 
 def test_disk_full_during_an_outage_sheds_the_oldest_and_says_so(tmp_path, small_disk, mosquitto):

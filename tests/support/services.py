@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pwd
 import selectors
+import shutil
 import socket
 import subprocess
 import threading
@@ -308,3 +309,19 @@ def subscriber() -> Iterator[Callable[..., Subscriber]]:
     yield make
     for sub in subs:
         sub.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs (needs root), unmounted at teardown: a disk that fills up."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
