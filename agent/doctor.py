@@ -186,7 +186,7 @@ def _gpu_present() -> bool:
 def check_inference(config: AgentConfig) -> CheckResult:
     """The configured backend can run the model on this box."""
     if config.model.backend == "tensorrt":
-        return _check_tensorrt()
+        return _check_tensorrt(config)
     from engines.detector import Detector  # loads onnxruntime: only when the check runs
 
     try:
@@ -207,7 +207,7 @@ def check_inference(config: AgentConfig) -> CheckResult:
     return CheckResult("inference", True, detail)
 
 
-def _check_tensorrt() -> CheckResult:
+def _check_tensorrt(config: AgentConfig) -> CheckResult:
     hint = (
         "Jetson: the venv must see JetPack's TensorRT (deploy/install.sh makes it with --system-site-packages); "
         "x86: pip install '.[tensorrt]' and the NVIDIA driver; or set model.backend: onnxruntime (CPU)"
@@ -225,16 +225,23 @@ def _check_tensorrt() -> CheckResult:
             f"CUDA sees no GPU ({err})",
             "check the driver (nvidia-smi / tegrastats) and that the service user is in the video and render groups",
         )
-    try:
-        import engines.tensorrt_engine  # noqa: F401
-    except ImportError as e:
+    from engines.manifest import load_manifest, resolve_model_file
+    from engines.tensorrt_engine import DEFAULT_MAX_BATCH, engine_cache_entry
+    from engines.tensorrt_plan import cached_engine_problem, default_profile
+
+    manifest = load_manifest(config.model.manifest)
+    model_path = resolve_model_file(manifest, config.models_dir)
+    engine_path, key = engine_cache_entry(model_path, manifest.precision, default_profile(DEFAULT_MAX_BATCH))
+    found = f"TensorRT {tensorrt.__version__}, {count} GPU(s) ({key.gpu_name}, sm{key.compute_capability[0]}{key.compute_capability[1]})"
+    problem = cached_engine_problem(engine_path, key)
+    if problem is not None:
         return CheckResult(
             "inference",
             False,
-            f"TensorRT {tensorrt.__version__}, {count} GPU(s), but no TensorRT backend in this build: {e}",
-            "set model.backend: onnxruntime until the TensorRT backend ships",
+            f"{found}; engine cache {engine_path.name}: {problem}",
+            "the agent builds the engine at its first start (minutes on a Jetson): start it once, then run doctor again",
         )
-    return CheckResult("inference", True, f"TensorRT {tensorrt.__version__}, {count} GPU(s)")
+    return CheckResult("inference", True, f"{found}; cached engine {engine_path.name} matches this GPU and model")
 
 
 def kernel_clock_synchronised() -> bool | None:

@@ -23,6 +23,7 @@ from engines.tensorrt_plan import (
     BufferSpec,
     EngineKey,
     Precision,
+    Profile,
     cached_engine_problem,
     default_profile,
     host_view,
@@ -32,6 +33,7 @@ from engines.tensorrt_plan import (
 )
 
 _WORKSPACE_BYTES = 1 << 30
+DEFAULT_MAX_BATCH = 8  # frames of several cameras per engine call
 
 
 def _cudart() -> Any:
@@ -67,6 +69,32 @@ def _logger() -> Any:
     return CapturingLogger()
 
 
+def engine_cache_entry(
+    model_path: Path, precision: Precision, profile: Profile, cache_dir: Path | None = None
+) -> tuple[Path, EngineKey]:
+    """Where this GPU's engine for the model, precision and profile is cached, and its key.
+
+    Needs TensorRT and CUDA (the key names the GPU and the TensorRT version); `edge-agent
+    doctor` uses it to check the cache without building anything.
+    """
+    import tensorrt as trt
+
+    cudart = _cudart()
+    device = _cuda(cudart.cudaGetDevice())
+    props = _cuda(cudart.cudaGetDeviceProperties(device))
+    name = props.name.decode(errors="replace").rstrip("\x00") if isinstance(props.name, bytes) else str(props.name)
+    key = EngineKey(
+        gpu_name=name,
+        compute_capability=(int(props.major), int(props.minor)),
+        trt_version=trt.__version__,
+        model_sha256=sha256_of(model_path),
+        precision=precision,
+        max_batch=profile.max_batch,
+        opt_batch=profile.opt_batch,
+    )
+    return Path(cache_dir or model_path.parent / "trt_cache") / key.file_name(model_path.stem), key
+
+
 class TensorRTEngine:
     """One ONNX graph (FP32 or QDQ INT8) with a single float32 (B, 3, H, W) input, built into
     a TensorRT engine cached under `cache_dir` and run on one CUDA stream.
@@ -79,7 +107,7 @@ class TensorRTEngine:
         self,
         model_path: Path,
         *,
-        max_batch: int = 8,
+        max_batch: int = DEFAULT_MAX_BATCH,
         opt_batch: int | None = None,
         precision: Precision = "int8",
         cache_dir: Path | None = None,
@@ -92,32 +120,15 @@ class TensorRTEngine:
         self._logger = _logger()
         self._profile = default_profile(max_batch, opt_batch)
         self.max_batch = max_batch
-        cache_dir = Path(cache_dir or self._path.parent / "trt_cache")
-        key = self._engine_key(precision)
-        engine_path = cache_dir / key.file_name(self._path.stem)
+        engine_path, key = engine_cache_entry(self._path, precision, self._profile, cache_dir)
         problem = cached_engine_problem(engine_path, key)
         if problem is None:
             plan = engine_path.read_bytes()
         else:
-            plan = self._build(precision, cache_dir / timing_cache_name(key.gpu_name, key.compute_capability, key.trt_version), workspace_bytes)
+            plan = self._build(precision, engine_path.parent / timing_cache_name(key.gpu_name, key.compute_capability, key.trt_version), workspace_bytes)
             write_atomic(engine_path, plan)
             write_atomic(engine_path.with_name(engine_path.name + KEY_SUFFIX), _json_bytes(key_record(key, plan)))
         self._open(plan)
-
-    def _engine_key(self, precision: Precision) -> EngineKey:
-        cudart = self._cudart
-        device = _cuda(cudart.cudaGetDevice())
-        props = _cuda(cudart.cudaGetDeviceProperties(device))
-        name = props.name.decode(errors="replace").rstrip("\x00") if isinstance(props.name, bytes) else str(props.name)
-        return EngineKey(
-            gpu_name=name,
-            compute_capability=(int(props.major), int(props.minor)),
-            trt_version=self._trt.__version__,
-            model_sha256=sha256_of(self._path),
-            precision=precision,
-            max_batch=self._profile.max_batch,
-            opt_batch=self._profile.opt_batch,
-        )
 
     def _build(self, precision: Precision, timing_path: Path, workspace_bytes: int) -> bytes:
         trt = self._trt

@@ -48,3 +48,15 @@ def test_oversized_batch_refused(engine_fp16):
     engine, _ = engine_fp16
     with pytest.raises(ValueError):
         engine.infer(np.zeros((5, 3, 416, 416), np.float32))
+
+
+def test_cache_entry_names_the_engine_built_and_flags_another_model(engine_fp16, models_dir):
+    """What `edge-agent doctor` checks: the cached engine matches this GPU and model, and no other."""
+    from engines.tensorrt_engine import engine_cache_entry
+    from engines.tensorrt_plan import cached_engine_problem, default_profile
+
+    _, cache = engine_fp16
+    path, key = engine_cache_entry(models_dir / "yolox_nano.onnx", "fp16", default_profile(4), cache)
+    assert path.is_file() and cached_engine_problem(path, key) is None
+    other_path, other_key = engine_cache_entry(models_dir / "light_person_detector.onnx", "fp16", default_profile(4), cache)
+    assert cached_engine_problem(other_path, other_key) == "no cached engine"
