@@ -1,4 +1,4 @@
-"""docs/events.md documents every event kind with an example that validates."""
+"""The README documents every event kind with an example that validates."""
 
 import json
 import re
@@ -6,10 +6,10 @@ from pathlib import Path
 
 from agent.events import EVENT_KINDS, Envelope
 
-DOC = Path(__file__).resolve().parents[3] / "docs" / "events.md"
+DOC = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def test_every_kind_has_a_valid_example():
     blocks = re.findall(r"```json\n(.*?)\n```", DOC.read_text(encoding="utf-8"), re.S)
     kinds = [Envelope.model_validate(json.loads(b)).kind for b in blocks]
-    assert sorted(kinds) == sorted(EVENT_KINDS)
+    assert set(kinds) == set(EVENT_KINDS)  # every example validated above; every kind has one
