@@ -15,12 +15,13 @@ the location): never log it; log `CameraConfig.redacted_url` instead.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import cv2
 
-from agent.sources import CameraConfig
+if TYPE_CHECKING:  # sources opens cameras through this module
+    from agent.sources import CameraConfig
 
 Codec = Literal["h264", "h265"]
 Backend = Literal["gstreamer", "ffmpeg"]

@@ -25,6 +25,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent import paths
+from agent.gst import Codec, choose_backend, is_jetson, opencv_has_gstreamer
 from agent.types import Frame
 
 __all__ = ["CameraConfig", "CameraReader", "FrameQueue", "ReaderStats", "StatusCallback", "backoff_s"]
@@ -66,6 +67,12 @@ class CameraConfig(BaseModel):
     open_timeout_s: float = Field(10.0, gt=0, description="RTSP: give up opening the stream after this many seconds.")
     read_timeout_s: float = Field(
         5.0, gt=0, description="RTSP: declare the camera offline after this many seconds without a frame."
+    )
+    codec: Codec = Field(
+        "h264", description="RTSP on a Jetson: the stream's codec, for the hardware decoder (provision probes it)."
+    )
+    latency_ms: int = Field(
+        200, ge=0, le=5000, description="RTSP on a Jetson: GStreamer's jitter buffer before decoding, in ms."
     )
 
     @field_validator("url")
@@ -216,6 +223,10 @@ class CameraReader:
 
     def __init__(self, config: CameraConfig, on_status: StatusCallback | None = None) -> None:
         self.config = config
+        # on a Jetson whose OpenCV has GStreamer, RTSP is decoded by the hardware (NVDEC)
+        self._backend, self._source = choose_backend(
+            config, is_jetson(), opencv_has_gstreamer(), config.codec, config.latency_ms
+        )
         self.queue = FrameQueue(config.queue_size, block_when_full=config.is_file and config.replay == "fast")
         self._on_status = on_status
         self._log = structlog.get_logger().bind(camera_id=config.id)
@@ -304,6 +315,8 @@ class CameraReader:
         self._log.info("camera.stopped", frames_read=self._seq, finished=self._finished)
 
     def _open(self) -> cv2.VideoCapture:
+        if self._backend == "gstreamer":
+            return cv2.VideoCapture(self._source, cv2.CAP_GSTREAMER)
         if self.config.is_file:
             return cv2.VideoCapture(self.config.url, cv2.CAP_FFMPEG)
         # OpenCV's FFmpeg backend uses RTSP over TCP (interleaved) unless

@@ -184,3 +184,18 @@ def test_gstreamer_sees_one_source_with_the_exact_credentials(user: str, passwor
     assert (fakesink, source) == ("fakesink", "rtspsrc")
     assert props["user"] == user and props["password"] == password and props["host"] == "cam"
     assert unquote(props["request"]) == "rtsp://cam:554" + path  # the path reaches the camera as written
+
+
+def test_a_reader_on_a_jetson_with_gstreamer_opens_rtsp_through_the_hardware_pipeline(monkeypatch) -> None:
+    """Only the choice and the pipeline can be checked here (no Jetson): the reader hands
+    OpenCV the NVDEC pipeline for RTSP, and the plain URL for files and elsewhere."""
+    import agent.sources as sources
+    from agent.sources import CameraConfig, CameraReader
+
+    camera = CameraConfig(id="gate", url="rtsp://10.0.0.7:554/s1", codec="h265", latency_ms=100)
+    assert CameraReader(camera)._backend == "ffmpeg"  # this box: pip OpenCV, not a Jetson
+    monkeypatch.setattr(sources, "is_jetson", lambda: True)
+    monkeypatch.setattr(sources, "opencv_has_gstreamer", lambda: True)
+    reader = CameraReader(camera)
+    assert reader._backend == "gstreamer"
+    assert "nvv4l2decoder" in reader._source and "rtph265depay" in reader._source and "latency=100" in reader._source
