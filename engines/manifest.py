@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from engines.base import TensorSpec
 
@@ -52,6 +52,8 @@ class ModelManifest(BaseModel):
     """A detector model file and everything needed to run and decode it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # the folder of the file it was loaded from: the model file may sit beside it
+    _folder: Path | None = PrivateAttr(None)
 
     name: str = Field(min_length=1, description="Model name, unique within a device.")
     file: str = Field(
@@ -110,20 +112,27 @@ def load_manifest(path: Path) -> ModelManifest:
     except (OSError, ValueError) as exc:
         raise ModelError(f"{path}: cannot read manifest: {exc}") from exc
     try:
-        return ModelManifest.model_validate(raw)
+        manifest = ModelManifest.model_validate(raw)
     except ValidationError as exc:
         fields = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(manifest)'}: {err['msg']}" for err in exc.errors()
         )
         raise ModelError(f"{path}: invalid manifest: {fields}") from exc
+    manifest._folder = Path(path).resolve().parent
+    return manifest
 
 
 def resolve_model_file(manifest: ModelManifest, models_dir: Path) -> Path:
-    """Path of the manifest's model file in `models_dir`; ModelError if it is not there."""
-    path = Path(models_dir) / manifest.file
-    if not path.is_file():
-        raise ModelError(f"model file {manifest.file!r} of {manifest.name!r} not found in {models_dir}")
-    return path
+    """Path of the manifest's model file: in `models_dir`, else beside the manifest file it
+    was loaded from (where `edge-agent calibrate` and OTA slots put theirs); ModelError if
+    it is in neither."""
+    folders = [Path(models_dir)] + ([manifest._folder] if manifest._folder is not None else [])
+    for folder in folders:
+        if (folder / manifest.file).is_file():
+            return folder / manifest.file
+    raise ModelError(
+        f"model file {manifest.file!r} of {manifest.name!r} not found in {' or '.join(map(str, folders))}"
+    )
 
 
 def sha256_of(path: Path) -> str:

@@ -17,6 +17,8 @@ from engines.manifest import (
 from engines.onnxruntime_engine import OnnxRuntimeEngine
 from tests.engines.conftest import write_json
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 @pytest.mark.parametrize(("name", "classes"), [("yolox_nano", 80), ("light_person_detector", 1)])
 def test_shipped_manifests_match_their_files(manifests_dir, models_dir, name, classes):
@@ -139,3 +141,16 @@ def test_tensor_mismatch_table(tiny_manifest, inputs, outputs, message):
 def test_manifest_files_are_plain_json(manifests_dir):
     for path in manifests_dir.glob("*.json"):
         assert json.loads(path.read_text())["file"].endswith(".onnx")
+
+
+def test_a_model_file_beside_its_manifest_is_found_when_models_dir_lacks_it(tmp_path, models_dir):
+    """Where `edge-agent calibrate` writes its INT8 model: the manifest and the ONNX side by side."""
+    import shutil
+
+    folder = tmp_path / "int8"
+    folder.mkdir()
+    shutil.copy(REPO / "models" / "light_person_detector.json", folder)
+    shutil.copy(models_dir / "light_person_detector.onnx", folder)
+    manifest = load_manifest(folder / "light_person_detector.json")
+    assert resolve_model_file(manifest, tmp_path / "elsewhere") == folder / "light_person_detector.onnx"
+    assert resolve_model_file(manifest, models_dir) == models_dir / "light_person_detector.onnx"  # models_dir first
