@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from agent.events import Envelope
-from agent.ota.fleet import DeviceOutcome, FleetKey, connect, keygen, publish, sign
+from agent.ota.fleet import DeviceOutcome, FleetKey, connect, keygen, ota_topic, publish, sign
 from agent.ota.report import OtaStatus
 from agent.status import Health, Status
 from engines.manifest import sha256_of
@@ -68,12 +68,25 @@ class Fleet:
     golden: dict[str, Any]  # model name -> golden reference signed into its manifests
     broker: Mosquitto
 
-    def publish(self, doc: dict[str, Any]) -> tuple[DeviceOutcome, float]:
-        """Sign `doc` and publish it to the device as `fleet publish --canary` does; the outcome and seconds taken."""
+    def signed(self, doc: dict[str, Any]) -> bytes:
+        """`doc` valid from an hour ago for a day, for the device, signed with the fleet key."""
         now = datetime.now(UTC)
         doc = {**doc, "issued_at": _iso(now - timedelta(hours=1)), "expires": _iso(now + timedelta(days=1)),
                "min_agent_version": "0.1.0", "target": {"device_ids": [DEVICE], "groups": []}}  # fmt: skip
-        envelope = sign(doc, self.key.private_key_path)
+        return sign(doc, self.key.private_key_path)
+
+    def post(self, doc: dict[str, Any], kind: str) -> None:
+        """Publish the signed `doc` retained on the device's topic and return at once."""
+        client = connect(self.broker.host, self.broker.port)
+        try:
+            client.publish(ota_topic(SITE, kind, device_id=DEVICE), self.signed(doc), qos=1, retain=True).wait_for_publish(10)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    def publish(self, doc: dict[str, Any]) -> tuple[DeviceOutcome, float]:
+        """Sign `doc` and publish it to the device as `fleet publish --canary` does; the outcome and seconds taken."""
+        envelope = self.signed(doc)
         client = connect(self.broker.host, self.broker.port)
         start = time.monotonic()
         try:
@@ -183,6 +196,45 @@ def test_model_swaps_a_refused_update_and_a_zones_update_while_the_camera_runs(
     audit = [json.loads(line) for line in (tmp_path / "agent" / "state" / "audit.jsonl").read_text().splitlines()]
     changes = [(r["action"], r["details"].get("new_version")) for r in audit if r["action"].endswith("_change")]
     assert changes == [("model_change", 1), ("model_change", 3), ("zones_change", 2)]
+
+
+@pytest.mark.parametrize("step", ["download", "validate", "watch"])
+def test_agent_sigkilled_during_an_update_serves_old_or_new_and_finishes_by_itself(
+    step: str, tmp_path: Path, fleet: Fleet, mosquitto: Mosquitto, subscriber, models_dir: Path, media_dir: Path
+) -> None:
+    """The real agent process is SIGKILLed as soon as `.../ota/status` reports `step`
+    (by then it may be a step further: the verdict below holds wherever the kill lands),
+    then started again on the same state."""
+    cameras = [{"id": CAMERA, "url": str(media_dir / "vtest.avi"), "replay": "realtime", "loop": True}]
+    config = base_config(models_dir, mosquitto.port, cameras, device_id=DEVICE)
+    config["ota"] = {"trust_file": str(fleet.key.trust_entry_path), "golden_dir": str(tmp_path / "golden"),
+                     "health_window_s": 3.0, "health_min_frames": 5}  # fmt: skip
+    config_path = write_config(tmp_path / "agent", config, ZONES)
+    old_sha, new_sha = sha256_of(models_dir / "yolox_nano.onnx"), sha256_of(models_dir / "light_person_detector.onnx")
+    everything = subscriber(mosquitto, f"{ROOT}/#")
+    agent = AgentProcess(config_path)
+    try:
+        everything.wait_for(lambda ms: bool(_events(ms)), timeout_s=60)
+        fleet.post(fleet.model(LIGHT_JSON, models_dir, version=1), "model")
+        everything.wait_for(lambda ms: any(s.state == step for s in _statuses(ms, "ota/status", OtaStatus)), 60)
+        agent.kill()
+        killed = len(everything.messages)
+        agent = AgentProcess(config_path)  # the same state dir; the manifest is still retained
+        done = everything.wait_for(
+            lambda ms: any(s.state in ("committed", "rolled_back", "failed") for s in _statuses(ms[killed:], "ota/status", OtaStatus)),
+            timeout_s=ROLLOUT_TIMEOUT_S,
+        )
+        final = [s for s in _statuses(done[killed:], "ota/status", OtaStatus) if s.state in ("committed", "rolled_back", "failed")][0]
+        served = [s.model.sha256 for s in _statuses(done[killed:], "status", Status) if s.state == "online" and s.model]
+        assert served and set(served) <= {old_sha, new_sha}, served  # never anything but the old or the new model
+        expected = new_sha if final.state == "committed" else old_sha
+        assert final.model_sha256 == expected and _retained_status(mosquitto).model.sha256 == expected
+        after = int(time.time() * 1000)
+        everything.wait_for(lambda ms: any(e.ts > after for e in _events(ms)), timeout_s=30)  # events flow again
+        print(f"killed at {step}: the restarted agent ended {final.state}")
+    finally:
+        code = agent.stop()
+    assert code == 0, agent.log_tail()
 
 
 def _events(messages: list[Received]) -> list[Envelope]:
