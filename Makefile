@@ -20,10 +20,13 @@ soak: setup
 
 # the benchmark runs behind the README's results (minutes each; run them on a quiet machine)
 bench: setup
-	$(PY) -m benchmarks.backends --rounds 10 --window 1.0 --out benchmarks/results/backends.json
-	$(PY) -m benchmarks.latency_per_stream --source file --streams 1 2 4 8 --duration 30 --out benchmarks/results/latency_per_stream.json
-	$(PY) -m benchmarks.streams_per_box --source file --duration 30 --max-streams 16 --manifest models/yolox_nano.json --manifest models/light_person_detector.json --out benchmarks/results/streams_per_box.json
+	.venv/bin/edge-agent calibrate --model models/yolox_nano.json --frames $(EDGE_AGENT_MEDIA_DIR)/vtest.avi --ground-truth $(EDGE_AGENT_MEDIA_DIR)/vtest.gt.txt --out var/int8
+	$(PY) -m benchmarks.backends --rounds 8 --window 1.0 --int8 var/int8/yolox_nano_int8.json --out benchmarks/results/backends.json
 	$(PY) -m benchmarks.peer --rounds 3 --out benchmarks/results/peer.json
+	$(PY) -m benchmarks.peer --rounds 3 --manifest models/light_person_detector.json --out benchmarks/results/peer_light.json
+	$(PY) -m benchmarks.latency_per_stream --source file --streams 1 2 4 8 --duration 30 --out benchmarks/results/latency_per_stream.json
+	$(PY) -m benchmarks.latency_per_stream --source rtsp --streams 1 --duration 30 --out benchmarks/results/latency_rtsp.json
+	$(PY) -m benchmarks.streams_per_box --source file --duration 30 --max-streams 16 --manifest models/yolox_nano.json --manifest models/light_person_detector.json --manifest var/int8/yolox_nano_int8.json --out benchmarks/results/streams_per_box.json
 
 schema: setup
 	.venv/bin/edge-agent schema --out schema
