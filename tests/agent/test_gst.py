@@ -160,7 +160,7 @@ print(json.dumps({"elements": sorted(found)}))
 def _gst_parse(description: str) -> dict:
     probe = [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtsp', '1.0')"]
     if subprocess.run(probe, capture_output=True, timeout=30).returncode != 0:
-        pytest.skip(f"{SYSTEM_PYTHON} has no GStreamer bindings (python3-gi, gir1.2-gst-plugins-base-1.0)")
+        pytest.fail(f"{SYSTEM_PYTHON} has no GStreamer bindings: run deploy/setup-debian.sh (python3-gi, gir1.2-gst-rtsp-server-1.0)")
     done = subprocess.run([SYSTEM_PYTHON, "-c", _PARSE, description], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)

@@ -87,9 +87,10 @@ def editor(agent: FakeAgent) -> Iterator[ZoneEditor]:
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api  # the test extra; deploy/setup-debian.sh installs it and Chromium
+
     if shutil.which(CHROMIUM) is None:
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+        pytest.fail(f"{CHROMIUM} is missing: run deploy/setup-debian.sh (apt-get install chromium)")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

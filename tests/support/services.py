@@ -225,7 +225,7 @@ def _gst_rtsp_available() -> None:
     reason = _gst_rtsp_missing()
     if reason is not None:
         install = "apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-{good,ugly,bad}"
-        pytest.skip(f"{SYSTEM_PYTHON} cannot import GstRtspServer ({reason}): {install}")
+        pytest.fail(f"{SYSTEM_PYTHON} cannot import GstRtspServer ({reason}): run deploy/setup-debian.sh ({install})")
 
 
 @pytest.fixture
