@@ -65,18 +65,15 @@ class AbandonedRule:
             for key, box in candidates.items()
             if points_in_polygon(_centre(box)[None], self._polygon)[0] and _nearest(box, person_boxes) > self._s.owner_radius
         }
-        events = []
-        gone = [("detection", t) for t in tracks.ended.tolist()]
-        for key, state, spell in self._spells.update(tracks.pts_ns, active, gone):
-            body = AbandonedObjectBody(
-                zone_id=self.rule_id,
-                state=state,
-                source=key[0],
-                box=tuple(spell.payload),
-                duration_ms=spell.duration_ms(tracks.pts_ns, state),
-            )
-            events.append(Event(tracks.camera_id, tracks.pts_ns, body, key[1] if key[0] == "detection" else None))
-        return events
+        return self._spells.events(
+            tracks,
+            active,
+            lambda key, state, ms, box: AbandonedObjectBody(
+                zone_id=self.rule_id, state=state, source=key[0], box=tuple(box), duration_ms=ms
+            ),
+            gone=[("detection", t) for t in tracks.ended.tolist()],
+            subject=lambda key: key[1] if key[0] == "detection" else None,
+        )
 
     def _still_detections(self, tracks: Tracks) -> dict[tuple[str, int], np.ndarray]:
         rows = np.flatnonzero(self._objects.mask(tracks))

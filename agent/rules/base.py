@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Generic, Iterable, Protocol, TypeVar
+from typing import Any, Callable, Generic, Iterable, Protocol, TypeVar
 
 import numpy as np
 
@@ -110,6 +110,22 @@ class Spells(Generic[K]):
                 if spell.started:
                     out.append((key, "ended", spell))
         return out
+
+    def events(
+        self,
+        tracks: Tracks,
+        active: dict[K, Any],
+        body: Callable[[K, str, int, Any], Any],
+        gone: Iterable[K] = (),
+        subject: Callable[[K], int | None] = lambda key: None,
+    ) -> list[Event]:
+        """`update` at the frame's time, as events: `body(key, state, duration_ms, payload)` builds each
+        event's body and `subject(key)` names the track it is about (None: no subject)."""
+        now = tracks.pts_ns
+        return [
+            Event(tracks.camera_id, now, body(key, state, spell.duration_ms(now, state), spell.payload), subject(key))
+            for key, state, spell in self.update(now, active, gone)
+        ]
 
     def is_started(self, key: K) -> bool:
         spell = self._spells.get(key)

@@ -48,20 +48,14 @@ class CrowdDensityRule:
         count, value = self.density(tracks)
         level = self._release if self._spells.is_started(self.rule_id) else self._threshold
         active = {self.rule_id: (count, value)} if value >= level else {}
-        events = []
-        for _, state, spell in self._spells.update(tracks.pts_ns, active):
+        unit = "per_zone" if self._area_m2 is None else "per_m2"
+
+        def body(_: str, state: str, ms: int, started_with: tuple[int, float]) -> CrowdDensityBody:
             # the ended event reports the value that ended it, the started one the value that started it
-            n, v = (count, value) if state == "ended" else spell.payload
-            body = CrowdDensityBody(
-                zone_id=self.rule_id,
-                state=state,
-                count=n,
-                value=round(v, 3),
-                unit="per_zone" if self._area_m2 is None else "per_m2",
-                duration_ms=spell.duration_ms(tracks.pts_ns, state),
-            )
-            events.append(Event(tracks.camera_id, tracks.pts_ns, body))
-        return events
+            n, v = (count, value) if state == "ended" else started_with
+            return CrowdDensityBody(zone_id=self.rule_id, state=state, count=n, value=round(v, 3), unit=unit, duration_ms=ms)
+
+        return self._spells.events(tracks, active, body)
 
     def state_size(self) -> int:
         return len(self._spells)

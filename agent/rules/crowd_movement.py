@@ -69,18 +69,13 @@ class CrowdMovementRule:
             self._observed_ns += int(dt_s * NS_PER_S)
             weight = min(dt_s / self._s.baseline_s, 1.0)
             self._baseline = speed if self._baseline is None else self._baseline + weight * (speed - self._baseline)
-        events = []
-        for _, state, spell in self._spells.update(now, active):
-            count, ratio = spell.payload
-            body = CrowdMovementBody(
-                zone_id=self.rule_id,
-                state=state,
-                count=count,
-                value=round(min(ratio, 1000.0), 2),
-                duration_ms=spell.duration_ms(now, state),
-            )
-            events.append(Event(tracks.camera_id, now, body))
-        return events
+        return self._spells.events(
+            tracks,
+            active,
+            lambda _, state, ms, p: CrowdMovementBody(
+                zone_id=self.rule_id, state=state, count=p[0], value=round(min(p[1], 1000.0), 2), duration_ms=ms
+            ),
+        )
 
     def state_size(self) -> int:
         # the baseline is a fixed-size summary, not per-subject state

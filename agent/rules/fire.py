@@ -79,19 +79,13 @@ class FireRule:
     def update(self, tracks: Tracks) -> list[Event]:
         seen = self._from_detections(tracks) or self._from_colour()
         active = {self.rule_id: seen} if seen is not None else {}
-        events = []
-        for _, state, spell in self._spells.update(tracks.pts_ns, active):
-            source, box, share = spell.payload
-            body = FireBody(
-                zone_id=self.rule_id,
-                state=state,
-                source=source,
-                box=box,
-                value=round(min(share, 1.0), 4),
-                duration_ms=spell.duration_ms(tracks.pts_ns, state),
-            )
-            events.append(Event(tracks.camera_id, tracks.pts_ns, body))
-        return events
+        return self._spells.events(
+            tracks,
+            active,
+            lambda _, state, ms, p: FireBody(
+                zone_id=self.rule_id, state=state, source=p[0], box=p[1], value=round(min(p[2], 1.0), 4), duration_ms=ms
+            ),
+        )
 
     def state_size(self) -> int:
         return len(self._spells)

@@ -37,18 +37,15 @@ class LoiteringRule:
             int(tracks.track_id[row]): (self._classes.name(tracks.detections.class_id[row]), tuple(anchors[row].tolist()))
             for row in np.flatnonzero(in_zone(tracks, self._polygon, self._classes))
         }
-        events = []
-        for tid, state, spell in self._spells.update(tracks.pts_ns, active, tracks.ended.tolist()):
-            name, point = spell.payload
-            body = LoiteringBody(
-                zone_id=self.rule_id,
-                state=state,
-                class_name=name,
-                point=point,
-                duration_ms=spell.duration_ms(tracks.pts_ns, state),
-            )
-            events.append(Event(tracks.camera_id, tracks.pts_ns, body, tid))
-        return events
+        return self._spells.events(
+            tracks,
+            active,
+            lambda _, state, ms, p: LoiteringBody(
+                zone_id=self.rule_id, state=state, class_name=p[0], point=p[1], duration_ms=ms
+            ),
+            gone=tracks.ended.tolist(),
+            subject=lambda tid: tid,
+        )
 
     def state_size(self) -> int:
         return len(self._spells)

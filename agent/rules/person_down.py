@@ -88,12 +88,13 @@ class PersonDownRule:
         for tid, ref in list(self._upright.items()):
             if now - ref.seen_ns > self._relink_ns and tid not in current:
                 del self._upright[tid]
-        events = []
-        for tid, state, spell in self._spells.update(now, active, ended):
-            duration_ms = spell.duration_ms(now, state)
-            body = PersonDownBody(zone_id=self.rule_id, state=state, box=spell.payload, duration_ms=duration_ms)
-            events.append(Event(tracks.camera_id, now, body, tid))
-        return events
+        return self._spells.events(
+            tracks,
+            active,
+            lambda _, state, ms, box: PersonDownBody(zone_id=self.rule_id, state=state, box=box, duration_ms=ms),
+            gone=ended,
+            subject=lambda tid: tid,
+        )
 
     def _follow(self, ref: _Upright | None, x1: float, y1: float, x2: float, y2: float, now: int) -> _Upright:
         """The reference after an upright box: it rises freely but sinks at most `max_sink_per_s`

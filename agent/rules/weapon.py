@@ -42,18 +42,13 @@ class WeaponRule:
             int(tracks.track_id[r]): (self._classes.name(det.class_id[r]), box_norm(det.xyxy[r], tracks.size_wh))
             for r in rows.tolist()
         }
-        events = []
-        for tid, state, spell in self._spells.update(tracks.pts_ns, active, tracks.ended.tolist()):
-            name, box = spell.payload
-            body = WeaponBody(
-                zone_id=self.rule_id,
-                state=state,
-                class_name=name,
-                box=box,
-                duration_ms=spell.duration_ms(tracks.pts_ns, state),
-            )
-            events.append(Event(tracks.camera_id, tracks.pts_ns, body, tid))
-        return events
+        return self._spells.events(
+            tracks,
+            active,
+            lambda _, state, ms, p: WeaponBody(zone_id=self.rule_id, state=state, class_name=p[0], box=p[1], duration_ms=ms),
+            gone=tracks.ended.tolist(),
+            subject=lambda tid: tid,
+        )
 
     def state_size(self) -> int:
         return len(self._spells)

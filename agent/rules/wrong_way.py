@@ -65,19 +65,15 @@ class WrongWayRule:
         for tid, (_, seen_ns) in list(self._furthest.items()):
             if now - seen_ns > self._grace_ns:
                 del self._furthest[tid]
-        events = []
-        for tid, state, spell in self._spells.update(now, active, ended):
-            name, point, distance = spell.payload
-            body = WrongWayBody(
-                zone_id=self.rule_id,
-                state=state,
-                class_name=name,
-                point=point,
-                distance=min(distance, 2.0),
-                duration_ms=spell.duration_ms(now, state),
-            )
-            events.append(Event(tracks.camera_id, now, body, tid))
-        return events
+        return self._spells.events(
+            tracks,
+            active,
+            lambda _, state, ms, p: WrongWayBody(
+                zone_id=self.rule_id, state=state, class_name=p[0], point=p[1], distance=min(p[2], 2.0), duration_ms=ms
+            ),
+            gone=ended,
+            subject=lambda tid: tid,
+        )
 
     def state_size(self) -> int:
         return len(self._furthest) + len(self._spells)
