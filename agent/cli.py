@@ -22,27 +22,32 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 
-def _cmd_check_config(args: argparse.Namespace) -> int:
+def _load(path: Path) -> tuple | None:
+    """(config, zones), or None after printing the first error with its field path."""
     from agent.config import ConfigError, load_config
 
     try:
-        config, zones = load_config(args.config)
+        return load_config(path)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
+        return None
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    if (loaded := _load(args.config)) is None:
         return EXIT_CONFIG
+    config, zones = loaded
     print(f"{args.config}: ok ({len(config.cameras)} cameras, {len(zones.zones)} zones, {len(zones.lines)} lines)")
     return EXIT_OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent import logs
-    from agent.config import ConfigError, load_config
+    from agent.config import ConfigError
 
-    try:
-        config, zones = load_config(args.config)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
+    if (loaded := _load(args.config)) is None:
         return EXIT_CONFIG
+    config, zones = loaded
     logs.configure(config.log_level)
     from agent.app import Agent
 

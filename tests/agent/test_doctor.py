@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +23,7 @@ import yaml
 from agent.doctor import CheckResult, add_doctor_parser, format_table, kernel_clock_synchronised, run_checks
 from agent.pki import DeviceGrant, init_ca, issue
 from tests.conftest import REPO
+from tests.support.services import tmpfs
 from tests.support.tls_broker import TlsBroker, tls_broker
 
 DEVICE, SITE = "box-1", "site-1"
@@ -164,17 +162,8 @@ def test_open_broker_is_caught_letting_this_box_write_for_another(
 
 @pytest.fixture
 def tiny_full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs, filled up; needs root (mount) and is unmounted at teardown."""
-    mount_point = tmp_path / "state"
-    mount_point.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True, check=False
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    """A 1 MiB disk, filled up."""
+    with tmpfs(tmp_path / "state", "1m") as mount_point:
         with open(mount_point / "filler", "wb") as f:
             try:
                 while True:
@@ -183,8 +172,6 @@ def tiny_full_disk(tmp_path: Path) -> Iterator[Path]:
             except OSError:
                 pass
         yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
 
 
 def test_full_disk_fails_disk_and_state_dir(
