@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from agent.config import ConfigError
+from agent.settings.config import ConfigError
 from agent.ota import steps
 from agent.ota.control import AgentControl, Baseline
 from agent.ota.errors import ErrorCode, OtaError

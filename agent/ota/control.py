@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.zones import ZonesDoc
+from agent.settings.zones import ZonesDoc
 from engines.manifest import ModelManifest
 
 

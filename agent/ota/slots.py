@@ -22,7 +22,7 @@ from agent.ota.control import Baseline, ModelRef
 from agent.ota.errors import ErrorCode, OtaError
 from agent.ota.manifest import Kind
 from agent.ota.state import OtaState, Slot, StateStore
-from agent.zones import ZonesDoc
+from agent.settings.zones import ZonesDoc
 from engines.atomic import fsync_dir
 
 MODEL_MANIFEST_FILE = "model.json"

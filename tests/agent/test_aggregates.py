@@ -4,8 +4,8 @@ and interval, with nothing that could single out a subject."""
 from __future__ import annotations
 
 
-from agent.aggregates import MAX_TALLIES, AggregateBody, Aggregator, ZoneTally
-from agent.events import Event, IntrusionBody, LineCountBody, ZoneOccupancyBody
+from agent.analytics.aggregates import MAX_TALLIES, AggregateBody, Aggregator, ZoneTally
+from agent.core.events import Event, IntrusionBody, LineCountBody, ZoneOccupancyBody
 
 S = 1_000_000_000
 
@@ -54,8 +54,8 @@ def test_many_zones_are_split_under_the_payload_cap():
 
 
 def test_an_aggregate_is_an_event_on_the_wire_under_the_cap():
-    from agent.events import encode
-    from agent.privacy import EnvelopeBuilder
+    from agent.core.events import encode
+    from agent.wire.privacy import EnvelopeBuilder
 
     agg = Aggregator(interval_s=10)
     agg.update([ev(ZoneOccupancyBody(zone_id=f"z{i}", class_name="person", count=9, previous=0), 1) for i in range(MAX_TALLIES)], S)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.audit import (
+from agent.io.audit import (
     GENESIS_HASH,
     AuditLog,
     AuditLogError,
@@ -42,7 +42,7 @@ def edit_field(ls: list[bytes], index: int = 2) -> list[bytes]:
 
 def forge_wrong_prev(ls: list[bytes]) -> list[bytes]:
     """A self-consistent record (hash recomputed) that does not link to the chain."""
-    from agent.audit import _canonical, _record_hash
+    from agent.io.audit import _canonical, _record_hash
 
     last = json.loads(ls[-1])
     forged = dict(last, seq=last["seq"] + 1, action="stop", prev="f" * 64)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.config import ConfigError, load_config
+from agent.settings.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,7 +91,7 @@ def test_bad_config_is_refused_naming_the_problem(write_config, what, edit, mess
 @pytest.mark.parametrize("what, edit, message", BAD[:4] + BAD[5:6], ids=[b[0] for b in BAD[:4] + BAD[5:6]])
 def test_check_config_exits_2_with_the_first_error(write_config, what, edit, message):
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "check-config", str(write_config(edit))], capture_output=True, text=True
+        [sys.executable, "-m", "agent.tools.cli", "check-config", str(write_config(edit))], capture_output=True, text=True
     )
     assert proc.returncode == 2
     assert message in proc.stderr
@@ -100,7 +100,7 @@ def test_check_config_exits_2_with_the_first_error(write_config, what, edit, mes
 def test_check_config_accepts_the_example(models_dir, media_dir):
     env = {**os.environ, "EDGE_AGENT_MODELS_DIR": str(models_dir), "EDGE_AGENT_MEDIA_DIR": str(media_dir)}
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "check-config", str(REPO / "examples" / "vtest.yaml")],
+        [sys.executable, "-m", "agent.tools.cli", "check-config", str(REPO / "examples" / "vtest.yaml")],
         capture_output=True,
         text=True,
         env=env,

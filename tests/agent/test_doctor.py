@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.doctor import CheckResult, add_doctor_parser, format_table, kernel_clock_synchronised, run_checks
-from agent.pki import DeviceGrant, init_ca, issue
+from agent.tools.doctor import CheckResult, add_doctor_parser, format_table, kernel_clock_synchronised, run_checks
+from fleet.pki import DeviceGrant, init_ca, issue
 from tests.conftest import REPO
 from tests.support.services import tmpfs
 from tests.support.tls_broker import TlsBroker, tls_broker

@@ -10,7 +10,7 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from agent.gst import (
+from agent.io.gst import (
     choose_backend,
     codec_from_fourcc,
     jetson_rtsp_pipeline,
@@ -18,7 +18,7 @@ from agent.gst import (
     quote_value,
     rtspsrc,
 )
-from agent.sources import CameraConfig
+from agent.io.sources import CameraConfig
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 TAIL = (
@@ -189,8 +189,8 @@ def test_gstreamer_sees_one_source_with_the_exact_credentials(user: str, passwor
 def test_a_reader_on_a_jetson_with_gstreamer_opens_rtsp_through_the_hardware_pipeline(monkeypatch) -> None:
     """Only the choice and the pipeline can be checked here (no Jetson): the reader hands
     OpenCV the NVDEC pipeline for RTSP, and the plain URL for files and elsewhere."""
-    import agent.sources as sources
-    from agent.sources import CameraConfig, CameraReader
+    import agent.io.sources as sources
+    from agent.io.sources import CameraConfig, CameraReader
 
     camera = CameraConfig(id="gate", url="rtsp://10.0.0.7:554/s1", codec="h265", latency_ms=100)
     assert CameraReader(camera)._backend == "ffmpeg"  # this box: pip OpenCV, not a Jetson

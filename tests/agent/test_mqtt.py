@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from agent.config import BrokerSettings
-from agent.mqtt import MqttLink
-from agent.outbox import Outbox
-from agent.privacy import EnvelopeBuilder
-from agent.status import Status, to_bytes
-from agent.topics import Topics
+from agent.settings.config import BrokerSettings
+from agent.io.mqtt import MqttLink
+from agent.io.outbox import Outbox
+from agent.wire.privacy import EnvelopeBuilder
+from agent.wire.status import Status, to_bytes
+from agent.wire.topics import Topics
 from tests.support.consumer import DedupConsumer
 from tests.support.event_source import event_rows
 

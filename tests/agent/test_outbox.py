@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from agent.outbox import LOW_DISK_BYTES, Outbox
+from agent.io.outbox import LOW_DISK_BYTES, Outbox
 
 
 def rows(n, size=100, start=0):

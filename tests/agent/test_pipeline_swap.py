@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import AgentConfig, ConfigError
-from agent.control import check_live_keys, patched_config
-from agent.pipeline import Pipeline
-from agent.privacy import EnvelopeBuilder
-from agent.sources import CameraConfig, CameraReader
-from agent.topics import Topics
-from agent.tracker import TrackerConfig
-from agent.types import Detections
-from agent.zones import ZonesDoc
+from agent.settings.config import AgentConfig, ConfigError
+from agent.runtime.live import check_live_keys, patched_config
+from agent.runtime.pipeline import Pipeline
+from agent.wire.privacy import EnvelopeBuilder
+from agent.io.sources import CameraConfig, CameraReader
+from agent.wire.topics import Topics
+from agent.core.tracker import TrackerConfig
+from agent.core.types import Detections
+from agent.settings.zones import ZonesDoc
 from tests.support.pipeline import ListSink
 
 CAMERA = "cam"

@@ -1,4 +1,4 @@
-"""agent/pki.py: certificates chain to the CA with the right identity and
+"""fleet/pki.py: certificates chain to the CA with the right identity and
 usage, files are never silently overwritten, the CSR flow grants a device
 certificate and nothing more, and the ACL binds each identity."""
 
@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from agent.pki import (
+from fleet.pki import (
     DeviceGrant,
     PkiError,
     init_ca,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import sdnotify
+from agent.io import sdnotify
 
 TICK_S = 0.05  # WATCHDOG_USEC=100000 -> pings every 50 ms
 

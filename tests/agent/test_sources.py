@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from agent import paths
-from agent.sources import CameraConfig, CameraReader, FrameQueue, backoff_s
-from agent.types import Frame
+from agent.settings import paths
+from agent.io.sources import CameraConfig, CameraReader, FrameQueue, backoff_s
+from agent.core.types import Frame
 
 VTEST_FRAMES = 795
 VTEST_FRAME_NS = 100_000_000  # 10 fps

@@ -8,11 +8,11 @@ import urllib.request
 
 import pytest
 
-from agent.health import HealthLoop, build_health
-from agent.outbox import OutboxStats
-from agent.prometheus import PrometheusServer, render
-from agent.sources import ReaderStats
-from agent.status import Health
+from agent.io.health import HealthLoop, build_health
+from agent.io.outbox import OutboxStats
+from agent.io.prometheus import PrometheusServer, render
+from agent.io.sources import ReaderStats
+from agent.wire.status import Health
 
 
 def health() -> Health:

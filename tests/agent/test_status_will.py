@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from agent.status import Status
+from agent.wire.status import Status
 from tests.support.delivery import SyntheticAgent
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from agent import kalman
-from agent.tracker import ByteTracker, TrackerConfig, iou_xyxy, match_iou
-from agent.types import Detections, Tracks
+from agent.core import kalman
+from agent.core.tracker import ByteTracker, TrackerConfig, iou_xyxy, match_iou
+from agent.core.types import Detections, Tracks
 
 SIZE_WH = (768, 576)
 FRAME_NS = 100_000_000  # 10 fps

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import tests.support.pipeline as support
-from agent.sources import CameraReader
-from agent.types import Detections, Frame, Tracks
-from agent.zones import ZonesDoc, build_rules
+from agent.io.sources import CameraReader
+from agent.core.types import Detections, Frame, Tracks
+from agent.settings.zones import ZonesDoc, build_rules
 from engines.manifest import load_manifest
 from tests.support.pipeline import YOLOX, run_clip
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from agent.pki import DeviceGrant, init_ca, issue
+from fleet.pki import DeviceGrant, init_ca, issue
 from tests.support.tls_broker import (
     DEPLOY_CONF,
     Inbox,

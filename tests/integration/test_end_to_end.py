@@ -15,11 +15,11 @@ import time
 import numpy as np
 import pytest
 
-from agent.events import Envelope
-from agent.rules.base import ClassSelector
-from agent.rules.line_count import LineCountRule, LineSettings
-from agent.status import Status
-from agent.types import Detections, Tracks
+from agent.core.events import Envelope
+from agent.analytics.base import ClassSelector
+from agent.analytics.kinds.line_count import LineCountRule, LineSettings
+from agent.wire.status import Status
+from agent.core.types import Detections, Tracks
 from tests.support.agent_process import AgentProcess, base_config, write_config
 
 pytestmark = pytest.mark.integration
@@ -121,7 +121,7 @@ def test_file_camera_end_to_end_with_line_counts_against_ground_truth(
     assert actions.count("alert") == len(intrusions)
     assert online[-1].audit_head in {r["hash"] for r in audit}
     verify = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "audit", "verify", str(tmp_path / "state" / "audit.jsonl")]
+        [sys.executable, "-m", "agent.tools.cli", "audit", "verify", str(tmp_path / "state" / "audit.jsonl")]
     )
     assert verify.returncode == 0
 

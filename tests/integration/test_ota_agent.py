@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from agent.events import Envelope
-from agent.ota.fleet import DeviceOutcome, FleetKey, connect, keygen, ota_topic, publish, sign
+from agent.core.events import Envelope
+from fleet.publish import DeviceOutcome, FleetKey, connect, keygen, ota_topic, publish, sign
 from agent.ota.report import OtaStatus
-from agent.status import Health, Status
+from agent.wire.status import Health, Status
 from engines.manifest import sha256_of
 from tests.agent.ota.harness import (
     LIGHT_JSON,

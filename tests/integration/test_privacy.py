@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.schema import SCHEMAS, TOPICS
-from agent.status import Health
+from agent.tools.schema import SCHEMAS, TOPICS
+from agent.wire.status import Health
 from tests.support.agent_process import REPO, AgentProcess, base_config, write_config
 from tests.support.services import free_port
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 IMAGE_OUTPUT = re.compile(r"\b(imencode|imwrite|VideoWriter|PIL|Image\.save)\b")
 # the modules that handle what arrives from the network, and every module they import
-NETWORK_FACING = ["agent.mqtt", *sorted(f"agent.ota.{p.stem}" for p in (REPO / "agent" / "ota").glob("*.py"))]
+NETWORK_FACING = ["agent.io.mqtt", *sorted(f"agent.ota.{p.stem}" for p in (REPO / "agent" / "ota").glob("*.py"))]
 
 
 def module_file(name: str) -> Path | None:
@@ -66,11 +66,11 @@ def closure(roots: list[str]) -> set[str]:
 
 def test_no_image_output_is_reachable_from_a_network_message():
     reachable = closure(NETWORK_FACING)
-    assert {"agent.mqtt", "agent.outbox", "agent.config"} <= reachable  # the walk does follow imports
+    assert {"agent.io.mqtt", "agent.io.outbox", "agent.settings.config"} <= reachable  # the walk does follow imports
     offenders = {m for m in reachable if IMAGE_OUTPUT.search(module_file(m).read_text())}
     assert offenders == set(), f"image encoders reachable from MQTT-facing code: {sorted(offenders)}"
     # the detector reads frames, it never writes one: it stays in the closure on purpose
-    assert "agent.zone_editor" not in reachable  # the one module that encodes a frame (for a local browser)
+    assert "agent.io.zone_editor" not in reachable  # the one module that encodes a frame (for a local browser)
 
 
 def test_every_published_topic_has_a_published_schema():

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.sources import CameraConfig, CameraReader
-from agent.types import Frame
+from agent.io.sources import CameraConfig, CameraReader
+from agent.core.types import Frame
 from tests.support.services import RtspServer
 
 pytestmark = pytest.mark.integration

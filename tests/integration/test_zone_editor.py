@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import yaml
 
-from agent.config import AgentConfig, check_zones, load_config
-from agent.zone_editor import MAX_BODY_BYTES, ZONE_RULES, ZoneEditor
-from agent.zones import ZonesDoc
+from agent.settings.config import AgentConfig, check_zones, load_config
+from agent.io.zone_editor import MAX_BODY_BYTES, ZONE_RULES, ZoneEditor
+from agent.settings.zones import ZonesDoc
 from engines.manifest import load_manifest
 from tests.conftest import REPO
 

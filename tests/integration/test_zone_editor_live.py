@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.app import Agent
-from agent.config import load_config
-from agent.status import Status
+from agent.runtime.app import Agent
+from agent.settings.config import load_config
+from agent.wire.status import Status
 from tests.integration.test_zone_editor import browser, click_canvas  # noqa: F401 (the browser fixture)
 from tests.support.agent_process import base_config, write_config
 from tests.support.services import free_port, wait_for_port

@@ -1,4 +1,4 @@
-"""The agent as a real process (`python -m agent.cli run`), configured by a dict."""
+"""The agent as a real process (`python -m agent.tools.cli run`), configured by a dict."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class AgentProcess:
     """Runs the agent; `stop()` sends SIGTERM and returns the exit code."""
 
     def __init__(self, config_path: Path, duration_s: float | None = None, env: dict | None = None) -> None:
-        cmd = [sys.executable, "-m", "agent.cli", "run", "--config", str(config_path)]
+        cmd = [sys.executable, "-m", "agent.tools.cli", "run", "--config", str(config_path)]
         if duration_s is not None:
             cmd += ["--duration", str(duration_s)]
         self.log_path = config_path.parent / "agent.log"

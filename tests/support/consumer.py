@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.status import Health
+from agent.wire.status import Health
 
 SESSION_EXPIRY_S = 3600
 CONNECT_TIMEOUT_S = 10.0

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.status import Health
+from agent.wire.status import Health
 from tests.support.consumer import DedupConsumer
 from tests.support.agent_process import REPO
 from tests.support.services import Mosquitto

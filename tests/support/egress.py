@@ -8,10 +8,10 @@ restarts, with a persistent session) and `violations()` lists every message that
 - carries a base64-looking run (>= 64 characters of [A-Za-z0-9+/=]; a hash in
   lowercase hex up to 64 characters, such as a model's sha256, is allowed),
 - is on a topic the agent does not publish on, or does not validate against
-  the model of its topic (`agent.schema.TOPICS`: add a suffix there and this
+  the model of its topic (`agent.tools.schema.TOPICS`: add a suffix there and this
   check covers it).
 
-Messages the fleet sends TO devices (signed OTA manifests, `agent.schema.INBOUND_TOPICS`)
+Messages the fleet sends TO devices (signed OTA manifests, `agent.tools.schema.INBOUND_TOPICS`)
 are not egress: they only have to validate as what they claim to be.
 
 Validation uses the pydantic models the published JSON Schemas are generated
@@ -29,8 +29,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ValidationError
 
-from agent.events import MAX_PAYLOAD_BYTES
-from agent.schema import INBOUND_TOPICS, model_for_topic
+from agent.core.events import MAX_PAYLOAD_BYTES
+from agent.tools.schema import INBOUND_TOPICS, model_for_topic
 
 SUBSCRIBE_TIMEOUT_S = 10.0
 _IMAGE_MAGIC_AT_START = (b"BM", b"II*\x00", b"MM\x00*")  # short: only meaningful as a file's first bytes

@@ -28,15 +28,15 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from agent.config import BrokerSettings
-from agent.events import Event, IntrusionBody, encode
-from agent.health import HealthLoop, build_health
-from agent.metrics import ProcessUsage
-from agent.mqtt import MqttLink
-from agent.outbox import Outbox
-from agent.privacy import EnvelopeBuilder
-from agent.status import Status, to_bytes
-from agent.topics import Topics
+from agent.settings.config import BrokerSettings
+from agent.core.events import Event, IntrusionBody, encode
+from agent.io.health import HealthLoop, build_health
+from agent.io.metrics import ProcessUsage
+from agent.io.mqtt import MqttLink
+from agent.io.outbox import Outbox
+from agent.wire.privacy import EnvelopeBuilder
+from agent.wire.status import Status, to_bytes
+from agent.wire.topics import Topics
 
 TICK_S = 0.01
 BURST_BATCH = 500

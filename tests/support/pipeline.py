@@ -9,14 +9,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.app import watched_classes
-from agent.events import Envelope
-from agent.pipeline import Pipeline
-from agent.privacy import EnvelopeBuilder
-from agent.sources import CameraConfig, CameraReader
-from agent.topics import Topics
-from agent.tracker import TrackerConfig
-from agent.zones import ZonesDoc
+from agent.runtime.app import watched_classes
+from agent.core.events import Envelope
+from agent.runtime.pipeline import Pipeline
+from agent.wire.privacy import EnvelopeBuilder
+from agent.io.sources import CameraConfig, CameraReader
+from agent.wire.topics import Topics
+from agent.core.tracker import TrackerConfig
+from agent.settings.zones import ZonesDoc
 from engines.detector import Detector
 from engines.manifest import load_manifest
 

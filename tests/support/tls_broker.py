@@ -1,7 +1,7 @@
 """A real mosquitto running the shipped deploy/mosquitto/mosquitto.conf.
 
 `tls_broker(tmp_dir, ...)` makes a throwaway CA and the server and client
-certificates with agent/pki.py, renders the ACL from an inventory, rewrites
+certificates with fleet/pki.py, renders the ACL from an inventory, rewrites
 only the port and the file paths of the deploy config, starts mosquitto on a
 free loopback port and waits until it completes a TLS handshake. Everything
 else (no anonymous, client certs, CN as username, persistence) is exactly
@@ -28,7 +28,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.pki import DeviceGrant, init_ca, issue, render_acl
+from fleet.pki import DeviceGrant, init_ca, issue, render_acl
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_CONF = REPO / "deploy" / "mosquitto" / "mosquitto.conf"

@@ -21,7 +21,7 @@ from agent.ota.control import Baseline, ModelRef
 from agent.ota.report import OtaStatus
 from agent.ota.slots import SlotLayout, served_model, served_zones
 from agent.ota.trust import TrustStore
-from agent.zones import ZonesDoc
+from agent.settings.zones import ZonesDoc
 from tests.agent.ota.device import make_applier
 from tests.agent.ota.harness import YOLOX_JSON, HarnessAgent, zones_doc
 

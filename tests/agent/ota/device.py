@@ -15,7 +15,7 @@ from agent.ota.report import DeviceIdentity, OtaStatus, StepSettings
 from agent.ota.slots import SlotLayout
 from agent.ota.state import OtaState
 from agent.ota.trust import TrustStore
-from agent.zones import ZonesDoc
+from agent.settings.zones import ZonesDoc
 from tests.agent.ota.harness import (
     LIGHT_JSON,
     YOLOX_JSON,

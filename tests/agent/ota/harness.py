@@ -19,11 +19,11 @@ from typing import Any
 
 import cv2
 
-from agent.config import AgentConfig, check_zones
+from agent.settings.config import AgentConfig, check_zones
 from agent.ota.control import HealthSample, ModelRef
 from agent.ota.golden import GOLDEN_CONFIDENCE, GOLDEN_NMS_IOU
-from agent.sources import CameraConfig, CameraReader
-from agent.zones import ZonesDoc
+from agent.io.sources import CameraConfig, CameraReader
+from agent.settings.zones import ZonesDoc
 from engines.detector import Detector
 from engines.manifest import ModelManifest, load_manifest
 from tests.agent.ota.manifests import DEVICE_ID, manifest_doc

@@ -9,7 +9,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.ota.canonical import canonical_json_bytes
-from agent.ota.fleet import sign_bytes
+from fleet.publish import sign_bytes
 
 DEVICE_ID = "box-0001"
 GROUPS = ("site-paris", "canary")

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.config import ConfigError
-from agent.zones import ZonesDoc
+from agent.settings.config import ConfigError
+from agent.settings.zones import ZonesDoc
 from tests.agent.ota.device import Device, device, golden  # noqa: F401 - fixtures
 from tests.agent.ota.harness import zones_doc, zones_manifest_doc
 from tests.agent.ota.manifests import sign_doc

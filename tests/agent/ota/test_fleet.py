@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from agent.ota import Manifest, SignedManifest, TrustStore, verify
-from agent.ota.fleet import FleetError, keygen, sign
-from agent.ota.fleet_cli import EXIT_BAD_INPUT, EXIT_OK, add_fleet_parser
+from fleet.publish import FleetError, keygen, sign
+from fleet.cli import EXIT_BAD_INPUT, EXIT_OK, add_fleet_parser
 from tests.agent.ota.manifests import AGENT_VERSION, DEVICE_ID, GROUPS, NOW, manifest_doc
 
 

@@ -14,12 +14,12 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from agent.ota.control import Baseline, ModelRef
-from agent.ota.fleet import keygen, ota_topic, sign
-from agent.ota.fleet_cli import EXIT_OK, EXIT_ROLLOUT_FAILED, add_fleet_parser
+from fleet.publish import keygen, ota_topic, sign
+from fleet.cli import EXIT_OK, EXIT_ROLLOUT_FAILED, add_fleet_parser
 from agent.ota.report import DeviceIdentity, OtaStatus
 from agent.ota.trust import TrustStore
 from agent.ota.worker import OtaWorker
-from agent.zones import ZonesDoc
+from agent.settings.zones import ZonesDoc
 from tests.agent.ota.device import make_applier
 from tests.agent.ota.harness import YOLOX_JSON, HarnessAgent, zones_doc, zones_manifest_doc
 from tests.support.services import Mosquitto, Subscriber

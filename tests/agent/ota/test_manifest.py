@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from agent.ota import Manifest, SignedManifest
 from agent.ota.canonical import canonical_json_bytes, parse_json_strict
-from agent.ota.fleet import sign_bytes
+from fleet.publish import sign_bytes
 from agent.ota.manifest import Artifact, Target
 from tests.agent.ota.manifests import GRAPH_SHA256, manifest_doc
 

@@ -13,7 +13,7 @@ from agent.ota.control import Baseline, ModelRef
 from agent.ota.errors import ErrorCode, OtaError
 from agent.ota.slots import SlotLayout, check_external_data, other_slot, served_model
 from agent.ota.state import OtaState, StateStore, Update
-from agent.zones import ZonesDoc
+from agent.settings.zones import ZonesDoc
 
 
 def _update(step: str = "download") -> Update:

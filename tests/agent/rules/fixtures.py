@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.rules.base import ClassSelector
-from agent.types import Detections, Tracks
+from agent.analytics.base import ClassSelector
+from agent.core.types import Detections, Tracks
 
 CLASSES = ["person", "car", "backpack"]
 PERSON = ClassSelector(["person"], CLASSES, {"backpack": "bag"})

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from agent.rules.crowd_density import CrowdDensityRule, CrowdDensitySettings
+from agent.analytics.kinds.crowd_density import CrowdDensityRule, CrowdDensitySettings
 from tests.agent.rules.fixtures import PERSON, run
 
 ZONE = np.array([[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]], np.float32)

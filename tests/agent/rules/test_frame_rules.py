@@ -3,12 +3,12 @@ analyzers on synthetic frames; the fire rule on the analyzer's mask."""
 
 import numpy as np
 
-from agent.analyzers.fire import FireAnalyzer, FireAnalyzerSettings
-from agent.analyzers.static import StaticAnalyzer, StaticAnalyzerSettings
-from agent.rules.base import ClassSelector
-from agent.rules.camera import CameraRules, Scheduled
-from agent.rules.fire import FireRule, FireSettings
-from agent.types import Frame
+from agent.analytics.analyzers.fire import FireAnalyzer, FireAnalyzerSettings
+from agent.analytics.analyzers.static import StaticAnalyzer, StaticAnalyzerSettings
+from agent.analytics.base import ClassSelector
+from agent.analytics.camera import CameraRules, Scheduled
+from agent.analytics.kinds.fire import FireRule, FireSettings
+from agent.core.types import Frame
 from tests.agent.rules.fixtures import CLASSES, FRAME_NS, tracks
 
 FULL = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], np.float32)

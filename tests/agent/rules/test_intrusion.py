@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from agent.rules.intrusion import IntrusionRule, IntrusionSettings
+from agent.analytics.kinds.intrusion import IntrusionRule, IntrusionSettings
 from tests.agent.rules.fixtures import PERSON, run
 
 ZONE = np.array([[0.4, 0.4], [0.6, 0.4], [0.6, 0.6], [0.4, 0.6]], np.float32)

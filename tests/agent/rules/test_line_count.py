@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from agent.rules.line_count import LineCountRule, LineSettings
+from agent.analytics.kinds.line_count import LineCountRule, LineSettings
 from tests.agent.rules.fixtures import PERSON, run
 
 # a->b points down the frame: its right-hand side on screen is x < 0.5 (west)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from agent.rules.loitering import LoiteringRule, LoiteringSettings
+from agent.analytics.kinds.loitering import LoiteringRule, LoiteringSettings
 from tests.agent.rules.fixtures import PERSON, run
 
 ZONE = np.array([[0.4, 0.4], [0.6, 0.4], [0.6, 0.6], [0.4, 0.6]], np.float32)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from agent.rules.occupancy import OccupancyRule, OccupancySettings
+from agent.analytics.kinds.occupancy import OccupancyRule, OccupancySettings
 from tests.agent.rules.fixtures import PERSON, run
 
 ZONE = np.array([[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]], np.float32)

@@ -1,7 +1,7 @@
 import numpy as np
 
-from agent.rules.person_down import PersonDownRule, PersonDownSettings
-from agent.types import Detections, Tracks
+from agent.analytics.kinds.person_down import PersonDownRule, PersonDownSettings
+from agent.core.types import Detections, Tracks
 from tests.agent.rules.fixtures import FRAME_NS, PERSON, SIZE_WH
 
 ZONE = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], np.float32)

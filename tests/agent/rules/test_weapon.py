@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from agent.rules.base import ClassSelector
-from agent.rules.weapon import WeaponRule, WeaponSettings
+from agent.analytics.base import ClassSelector
+from agent.analytics.kinds.weapon import WeaponRule, WeaponSettings
 from tests.agent.rules.fixtures import CLASSES, run
 
 ZONE = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], np.float32)

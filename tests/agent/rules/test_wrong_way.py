@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from agent.rules.wrong_way import WrongWayRule, WrongWaySettings
+from agent.analytics.kinds.wrong_way import WrongWayRule, WrongWaySettings
 from tests.agent.rules.fixtures import PERSON, run
 
 ZONE = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], np.float32)

@@ -1,0 +1,178 @@
+"""What every rule shares: the interface, class selection and time helpers."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Iterable, Protocol, TypeVar
+
+import numpy as np
+
+from agent.core.events import Event
+from agent.core.geometry import points_in_polygon
+from agent.core.types import Tracks
+
+K = TypeVar("K")
+
+NS_PER_S = 1_000_000_000
+NS_PER_MS = 1_000_000
+
+
+class Rule(Protocol):
+    """A pure, per-camera rule. State is bounded and evicted for `tracks.ended`."""
+
+    rule_id: str
+
+    def update(self, tracks: Tracks) -> list[Event]: ...
+
+    def state_size(self) -> int:
+        """Number of entries held; 0 once every track has ended."""
+        ...
+
+
+class ClassSelector:
+    """Maps the class names (or class-map categories) a zone watches to model class ids."""
+
+    def __init__(self, names: list[str], class_names: list[str], class_map: dict[str, str]) -> None:
+        wanted = set(names)
+        ids = [i for i, n in enumerate(class_names) if n in wanted or class_map.get(n) in wanted]
+        known = set(class_names) | set(class_map.values())
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise ValueError(f"unknown classes {unknown}: the model knows {sorted(known)}")
+        self.class_ids = np.asarray(ids, dtype=np.int32)
+        self.class_names = class_names
+        self._class_map = class_map
+
+    def only(self, categories: set[str], exclude: bool = False) -> ClassSelector:
+        """The watched classes whose name or class-map category is one of `categories` (or, with
+        `exclude`, is not): a zone watching persons and weapons gives its weapon rule only the weapons."""
+        keep = [self.class_names[i] for i in self.class_ids.tolist()]
+        keep = [n for n in keep if (n in categories or self._class_map.get(n) in categories) != exclude]
+        sub = ClassSelector([], self.class_names, self._class_map)
+        sub.class_ids = np.asarray([self.class_names.index(n) for n in keep], dtype=np.int32)
+        return sub
+
+    def mask(self, tracks: Tracks) -> np.ndarray:
+        """bool (N,): rows of a watched class."""
+        return np.isin(tracks.detections.class_id, self.class_ids)
+
+    def name(self, class_id: int) -> str:
+        return self.class_names[int(class_id)]
+
+
+@dataclass(slots=True)
+class Spell:
+    """One situation of one key: when its condition first held, when it last held,
+    whether `started` was emitted, and the latest payload the rule attached to it."""
+
+    since_ns: int
+    last_ns: int
+    payload: Any
+    started: bool = False
+
+    def duration_ms(self, now_ns: int, state: str) -> int:
+        """Time in the situation so far (started) or in all, up to the last time it held (ended)."""
+        end_ns = now_ns if state == "started" else self.last_ns
+        return max(end_ns - self.since_ns, 0) // NS_PER_MS
+
+
+class Spells(Generic[K]):
+    """Debounced situations keyed by track id, zone, ...: the shared start/end logic of every rule.
+
+    A key whose condition holds for `on_s` (gaps shorter than `off_s` tolerated)
+    starts once; a started key whose condition has not held for `off_s`, or that
+    is `gone` (its track ended), ends once. State holds only keys seen within
+    `off_s`, so it empties when the situations do. Before the start, a gap longer than
+    `reset_s` (default `off_s`) starts the count again: flickers must not add up.
+    """
+
+    def __init__(self, on_s: float, off_s: float, reset_s: float | None = None) -> None:
+        self._on_ns = int(on_s * NS_PER_S)
+        self._off_ns = int(off_s * NS_PER_S)
+        self._reset_ns = self._off_ns if reset_s is None else int(reset_s * NS_PER_S)
+        self._spells: dict[K, Spell] = {}
+
+    def update(self, now_ns: int, active: dict[K, Any], gone: Iterable[K] = ()) -> list[tuple[K, str, Spell]]:
+        """active: key -> payload for every key whose condition holds now.
+        Returns the transitions as (key, "started" | "ended", spell), in key order of appearance."""
+        out: list[tuple[K, str, Spell]] = []
+        for key, payload in active.items():
+            spell = self._spells.setdefault(key, Spell(now_ns, now_ns, payload))
+            spell.last_ns, spell.payload = now_ns, payload
+            if not spell.started and now_ns - spell.since_ns >= self._on_ns:
+                spell.started = True
+                out.append((key, "started", spell))
+        gone = set(gone)
+        for key, spell in list(self._spells.items()):
+            if key in gone or now_ns - spell.last_ns > (self._off_ns if spell.started else self._reset_ns):
+                del self._spells[key]
+                if spell.started:
+                    out.append((key, "ended", spell))
+        return out
+
+    def events(
+        self,
+        tracks: Tracks,
+        active: dict[K, Any],
+        body: Callable[[K, str, int, Any], Any],
+        gone: Iterable[K] = (),
+        subject: Callable[[K], int | None] = lambda key: None,
+    ) -> list[Event]:
+        """`update` at the frame's time, as events: `body(key, state, duration_ms, payload)` builds each
+        event's body and `subject(key)` names the track it is about (None: no subject)."""
+        now = tracks.pts_ns
+        return [
+            Event(tracks.camera_id, now, body(key, state, spell.duration_ms(now, state), spell.payload), subject(key))
+            for key, state, spell in self.update(now, active, gone)
+        ]
+
+    def is_started(self, key: K) -> bool:
+        spell = self._spells.get(key)
+        return spell is not None and spell.started
+
+    def __len__(self) -> int:
+        return len(self._spells)
+
+
+def box_norm(xyxy: np.ndarray, size_wh: tuple[int, int]) -> tuple[float, float, float, float]:
+    """A pixel box float (4,) as a normalised (x1, y1, x2, y2) tuple for event bodies."""
+    w, h = size_wh
+    return (float(xyxy[0]) / w, float(xyxy[1]) / h, float(xyxy[2]) / w, float(xyxy[3]) / h)
+
+
+def in_zone(tracks: Tracks, polygon: np.ndarray, classes: ClassSelector) -> np.ndarray:
+    """bool (N,): rows of a watched class whose anchor (bottom centre) lies inside `polygon` (M, 2)."""
+    return points_in_polygon(tracks.anchors_norm(), polygon) & classes.mask(tracks)
+
+
+class TrackHistory:
+    """Recent anchors of each track, float (2,) normalised, kept for `window_s`; evicted
+    when a track ends or is unseen for the window."""
+
+    def __init__(self, window_s: float) -> None:
+        self._window_ns = int(window_s * NS_PER_S)
+        self._points: dict[int, deque[tuple[int, np.ndarray]]] = {}
+
+    def update(self, tracks: Tracks, rows: np.ndarray) -> None:
+        """Record the anchors of `rows` (int index array) at `tracks.pts_ns` and drop what is stale."""
+        now = tracks.pts_ns
+        anchors = tracks.anchors_norm()
+        for row in rows.tolist():
+            self._points.setdefault(int(tracks.track_id[row]), deque()).append((now, anchors[row]))
+        ended = set(tracks.ended.tolist())
+        for tid, q in list(self._points.items()):
+            while q and now - q[0][0] > self._window_ns:
+                q.popleft()
+            if not q or tid in ended:
+                del self._points[tid]
+
+    def velocity(self, track_id: int) -> np.ndarray | None:
+        """Mean velocity over the window, normalised units per second, float (2,); None below two samples."""
+        q = self._points.get(track_id)
+        if q is None or len(q) < 2 or q[-1][0] == q[0][0]:
+            return None
+        return (q[-1][1] - q[0][1]) * (NS_PER_S / (q[-1][0] - q[0][0]))
+
+    def __len__(self) -> int:
+        return len(self._points)

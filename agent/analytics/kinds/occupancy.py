@@ -1,0 +1,60 @@
+"""Zone occupancy: the number of subjects per class in a zone, debounced so it does not flap."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.core.events import Event, ZoneOccupancyBody
+from agent.core.geometry import points_in_polygon
+from agent.analytics.base import NS_PER_S, ClassSelector
+from agent.core.types import Tracks
+
+
+class OccupancySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    settle_s: float = Field(
+        1.0, ge=0.0, le=600.0, description="a new count is reported only after holding this long (hysteresis in time)"
+    )
+    min_change: int = Field(1, ge=1, le=1000, description="smallest change from the last reported count worth an event")
+
+
+class OccupancyRule:
+    """One zone of one camera. A count that stays away from the last reported one for
+    `settle_s` is reported. State is bounded by the number of watched classes."""
+
+    def __init__(self, zone_id: str, polygon: np.ndarray, classes: ClassSelector, settings: OccupancySettings) -> None:
+        self.rule_id = zone_id
+        self._polygon = polygon
+        self._classes = classes
+        self._settle_ns = int(settings.settle_s * NS_PER_S)
+        self._min_change = settings.min_change
+        self._reported: dict[int, int] = {}
+        # class id -> when the count first moved away from the reported one
+        self._deviating_since: dict[int, int] = {}
+
+    def update(self, tracks: Tracks) -> list[Event]:
+        inside = points_in_polygon(tracks.anchors_norm(), self._polygon) & self._classes.mask(tracks)
+        ids, counts = np.unique(tracks.detections.class_id[inside], return_counts=True)
+        now = dict(zip(ids.tolist(), counts.tolist()))
+        events: list[Event] = []
+        for cid in self._classes.class_ids.tolist():
+            count = now.get(cid, 0)
+            reported = self._reported.get(cid, 0)
+            if abs(count - reported) < self._min_change:
+                self._deviating_since.pop(cid, None)
+                continue
+            since = self._deviating_since.setdefault(cid, tracks.pts_ns)
+            if tracks.pts_ns - since >= self._settle_ns:
+                del self._deviating_since[cid]
+                self._reported[cid] = count
+                body = ZoneOccupancyBody(
+                    zone_id=self.rule_id, class_name=self._classes.name(cid), count=count, previous=reported
+                )
+                events.append(Event(tracks.camera_id, tracks.pts_ns, body))
+        return events
+
+    def state_size(self) -> int:
+        # reported zero counts carry no state
+        return len(self._deviating_since) + sum(1 for c in self._reported.values() if c)

@@ -1,0 +1,376 @@
+"""Camera readers: one thread per camera reads RTSP or a file into a bounded queue.
+
+A reader never blocks another camera: each owns its thread, its OpenCV capture
+and its queue. Live sources drop the oldest frame when the pipeline falls
+behind; file sources in "fast" replay block instead, so a file run is
+deterministic. A camera that fails to open or stops delivering is retried with
+capped exponential backoff and jitter; states go out through `on_status`.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+from urllib.request import url2pathname
+
+import cv2
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agent.settings import paths
+from agent.io.gst import Codec, choose_backend, is_jetson, opencv_has_gstreamer
+from agent.core.types import Frame
+
+__all__ = ["CameraConfig", "CameraReader", "FrameQueue", "ReaderStats", "StatusCallback", "backoff_s"]
+
+StatusCallback = Callable[[str, str, str], None]
+"""on_status(camera_id, state, detail); state is connecting | online | offline | ended."""
+
+_RTSP_SCHEMES = ("rtsp", "rtsps")
+_FPS_WINDOW_S = 5.0
+
+
+class CameraConfig(BaseModel):
+    """One camera: an RTSP URL or a video file replayed as a camera."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(
+        pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Camera id, unique on the device; used in topics and logs."
+    )
+    url: str = Field(
+        description=(
+            "rtsp:// or rtsps:// URL of a live camera, or a video file (a path or a file:// URL). "
+            "A relative path is resolved against the config file's folder (else the working directory) "
+            "and stored absolute."
+        )
+    )
+    replay: Literal["realtime", "fast"] = Field(
+        "realtime",
+        description=(
+            "File sources only: 'realtime' paces frames at the clip's own timestamps and drops the oldest frame "
+            "when the pipeline lags, like a live camera; 'fast' delivers frames as fast as the pipeline takes them "
+            "and blocks instead of dropping, so a file run is deterministic."
+        ),
+    )
+    loop: bool = Field(False, description="File sources only: restart the clip at its end instead of ending.")
+    queue_size: int = Field(2, ge=1, le=1000, description="Frames buffered between the reader and the pipeline.")
+    reconnect_min_s: float = Field(1.0, gt=0, description="First retry delay after a failure, in seconds.")
+    reconnect_max_s: float = Field(60.0, gt=0, description="Cap of the exponential retry delay, in seconds.")
+    open_timeout_s: float = Field(10.0, gt=0, description="RTSP: give up opening the stream after this many seconds.")
+    read_timeout_s: float = Field(
+        5.0, gt=0, description="RTSP: declare the camera offline after this many seconds without a frame."
+    )
+    codec: Codec = Field(
+        "h264", description="RTSP on a Jetson: the stream's codec, for the hardware decoder (provision probes it)."
+    )
+    latency_ms: int = Field(
+        200, ge=0, le=5000, description="RTSP on a Jetson: GStreamer's jitter buffer before decoding, in ms."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme in _RTSP_SCHEMES:
+            if not parts.hostname:
+                raise ValueError(f"RTSP URL has no host: {_redact(url)}")
+            return url
+        if scheme == "file":
+            path = Path(url2pathname(parts.path))
+        elif scheme == "":
+            path = Path(url).expanduser()
+        else:
+            raise ValueError(f"unsupported URL scheme {parts.scheme!r}: use rtsp://, rtsps://, file:// or a file path")
+        path = paths.resolve(path)
+        if not path.is_file():
+            raise ValueError(f"video file not found: {path}")
+        return str(path.resolve())
+
+    @model_validator(mode="after")
+    def _check_modes(self) -> CameraConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) < reconnect_min_s ({self.reconnect_min_s})")
+        if not self.is_file and (self.replay != "realtime" or self.loop):
+            raise ValueError("replay='fast' and loop apply to file sources only")
+        return self
+
+    @property
+    def is_file(self) -> bool:
+        return urlsplit(self.url).scheme.lower() not in _RTSP_SCHEMES
+
+    @property
+    def redacted_url(self) -> str:
+        """The URL without its password, safe for logs and status."""
+        return _redact(self.url)
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def backoff_s(attempt: int, min_s: float, max_s: float, u: float) -> float:
+    """Delay before retry number `attempt` (0-based), in seconds.
+
+    The ceiling doubles from min_s per attempt up to max_s; `u` in [0, 1)
+    spreads the delay over [max(min_s, ceiling / 2), ceiling] so cameras that
+    failed together (a switch reboot) do not retry in lockstep.
+    """
+    ceiling_s = min(max_s, min_s * 2.0 ** min(attempt, 62))
+    floor_s = max(min_s, ceiling_s / 2)
+    return floor_s + (ceiling_s - floor_s) * u
+
+
+class FrameQueue:
+    """Bounded, thread-safe frame queue between one reader and the pipeline.
+
+    put() on a full queue drops the oldest frame and counts it (live), or
+    waits for room when `block_when_full` (fast file replay). close() wakes
+    every waiter; afterwards put() refuses frames and get() drains what is left.
+    """
+
+    def __init__(self, maxsize: int, block_when_full: bool = False) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+        self._frames: collections.deque[Frame] = collections.deque()
+        self._maxsize = maxsize
+        self._block = block_when_full
+        self._cond = threading.Condition()
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, frame: Frame) -> bool:
+        """Add a frame; False if the queue was closed (the frame is discarded)."""
+        with self._cond:
+            if self._block:
+                self._cond.wait_for(lambda: self._closed or len(self._frames) < self._maxsize)
+            if self._closed:
+                return False
+            if len(self._frames) >= self._maxsize:
+                self._frames.popleft()
+                self.dropped += 1
+            self._frames.append(frame)
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout_s: float | None = None) -> Frame | None:
+        """The oldest frame, waiting up to timeout_s; None on timeout or once closed and drained."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._frames or self._closed, timeout_s) or not self._frames:
+                return None
+            frame = self._frames.popleft()
+            self._cond.notify_all()
+            return frame
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderStats:
+    """A snapshot of one reader. reconnects counts reopen attempts after a failure or a lost stream;
+    fps is the delivery rate over the last few seconds."""
+
+    camera_id: str
+    state: str
+    frames_read: int
+    frames_dropped: int
+    reconnects: int
+    fps: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    """Outcome of one open capture: why it stopped, and whether it ran long enough to reset backoff."""
+
+    outcome: Literal["ended", "lost", "stopped"]
+    detail: str
+    stable: bool = False
+
+
+class CameraReader:
+    """Reads one camera on its own thread into `queue` (a FrameQueue of Frame).
+
+    Frames: image uint8 (H, W, 3) BGR; seq counts up from 0 over the reader's
+    life (across reconnects and loops); pts_ns is UTC ns on the camera
+    timeline: for files the wall time at open plus the media timestamp (kept
+    strictly increasing across loops), for RTSP the wall-clock capture time.
+
+    Use as a context manager; close() stops the thread promptly, except that an
+    RTSP read in progress can take up to read_timeout_s to return.
+    """
+
+    def __init__(self, config: CameraConfig, on_status: StatusCallback | None = None) -> None:
+        self.config = config
+        # on a Jetson whose OpenCV has GStreamer, RTSP is decoded by the hardware (NVDEC)
+        self._backend, self._source = choose_backend(
+            config, is_jetson(), opencv_has_gstreamer(), config.codec, config.latency_ms
+        )
+        self.queue = FrameQueue(config.queue_size, block_when_full=config.is_file and config.replay == "fast")
+        self._on_status = on_status
+        self._log = structlog.get_logger().bind(camera_id=config.id)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._state = "new"
+        self._seq = 0
+        self._last_pts_ns = 0
+        self._reconnects = 0
+        self._recent_mono: collections.deque[float] = collections.deque()
+        self._finished = False
+
+    def __enter__(self) -> CameraReader:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"camera {self.config.id} already started")
+        self._thread = threading.Thread(target=self._run, name=f"camera-{self.config.id}", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.queue.close()
+        if self._thread is not None:
+            self._thread.join(self.config.read_timeout_s + self.config.open_timeout_s + 1.0)
+            if self._thread.is_alive():
+                self._log.warning("camera.close_timeout")
+
+    @property
+    def finished(self) -> bool:
+        """True once a non-looping file reached its end: no frame will follow the queued ones."""
+        return self._finished
+
+    def stats(self) -> ReaderStats:
+        with self._lock:
+            now = time.monotonic()
+            self._trim_recent(now)
+            span_s = now - self._recent_mono[0] if self._recent_mono else 0.0
+            fps = (len(self._recent_mono) - 1) / span_s if len(self._recent_mono) > 1 and span_s > 0 else 0.0
+            return ReaderStats(self.config.id, self._state, self._seq, self.queue.dropped, self._reconnects, fps)
+
+    def _trim_recent(self, now_mono: float) -> None:
+        """Keep only the delivery times inside the fps window (caller holds the lock)."""
+        while self._recent_mono and self._recent_mono[0] < now_mono - _FPS_WINDOW_S:
+            self._recent_mono.popleft()
+
+    # -- reader thread ------------------------------------------------------
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            self._publish("connecting", self.config.redacted_url)
+            capture = self._open()
+            if not capture.isOpened():
+                session = _Session("lost", "cannot open source")
+            else:
+                try:
+                    session = self._pump(capture)
+                finally:
+                    capture.release()
+            if session.outcome == "stopped":
+                break
+            if session.outcome == "ended" and not self.config.loop:
+                self._finished = True
+                self.queue.close()
+                self._publish("ended", f"{self._seq} frames")
+                break
+            if session.outcome == "ended":
+                self._log.info("camera.loop", frames_read=self._seq)
+                continue
+            # A session that outlived the longest backoff was a good run: start over from min_s.
+            attempt = 0 if session.stable else attempt
+            delay_s = backoff_s(attempt, self.config.reconnect_min_s, self.config.reconnect_max_s, random.random())
+            attempt += 1
+            self._publish("offline", session.detail, retry_in_s=round(delay_s, 3))
+            if self._stop.wait(delay_s):
+                break
+            with self._lock:
+                self._reconnects += 1
+        self._log.info("camera.stopped", frames_read=self._seq, finished=self._finished)
+
+    def _open(self) -> cv2.VideoCapture:
+        if self._backend == "gstreamer":
+            return cv2.VideoCapture(self._source, cv2.CAP_GSTREAMER)
+        if self.config.is_file:
+            return cv2.VideoCapture(self.config.url, cv2.CAP_FFMPEG)
+        # OpenCV's FFmpeg backend uses RTSP over TCP (interleaved) unless
+        # OPENCV_FFMPEG_CAPTURE_OPTIONS says otherwise; TCP survives the packet
+        # loss that corrupts H.264 over UDP. The timeouts are per capture.
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.config.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.config.read_timeout_s * 1000),
+        ]  # fmt: skip
+        return cv2.VideoCapture(self.config.url, cv2.CAP_FFMPEG, params)
+
+    def _pump(self, capture: cv2.VideoCapture) -> _Session:
+        """Read frames until the source ends, fails or the reader stops."""
+        fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        frame_ns = int(1e9 / fps) if fps > 0 else 0
+        # Anchor the media clock at the wall time of opening, but never behind the
+        # previous session's last frame: pts_ns stays strictly increasing when a
+        # fast replay loops faster than wall time.
+        anchor_ns = max(time.time_ns(), self._last_pts_ns + frame_ns)
+        anchor_mono = time.monotonic()
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self._publish("online", f"{width}x{height} @ {fps:.2f} fps")
+        paced = self.config.is_file and self.config.replay == "realtime"
+        while not self._stop.is_set():
+            ok, image = capture.read()
+            if not ok or image is None:
+                stable = time.monotonic() - anchor_mono >= self.config.reconnect_max_s
+                if self.config.is_file:
+                    return _Session("ended", "end of file", stable)
+                return _Session("lost", f"no frame within {self.config.read_timeout_s} s, or the stream ended", stable)
+            if self.config.is_file:
+                media_ns = int(capture.get(cv2.CAP_PROP_POS_MSEC) * 1e6)
+                pts_ns = max(anchor_ns + media_ns, self._last_pts_ns + 1)
+                due_s = anchor_mono + media_ns / 1e9 - time.monotonic()
+                if paced and due_s > 0 and self._stop.wait(due_s):
+                    break
+            else:
+                pts_ns = time.time_ns()
+            if not self.queue.put(Frame(self.config.id, self._seq, pts_ns, image)):
+                break
+            with self._lock:
+                self._seq += 1
+                self._last_pts_ns = pts_ns
+                self._recent_mono.append(time.monotonic())
+                self._trim_recent(self._recent_mono[-1])
+        return _Session("stopped", "closed")
+
+    def _publish(self, state: str, detail: str, **log_fields: object) -> None:
+        with self._lock:
+            self._state = state
+        self._log.info(f"camera.{state}", detail=detail, **log_fields)
+        if self._on_status is None:
+            return
+        try:
+            self._on_status(self.config.id, state, detail)
+        except Exception:  # a faulty listener must not kill the camera thread
+            self._log.exception("camera.status_callback_failed", state=state)

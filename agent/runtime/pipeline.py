@@ -1,0 +1,342 @@
+"""The frame loop: camera queues -> batched detector -> per-camera tracker and
+rules -> envelopes -> outbox. The outbox is its only hand-off.
+
+Two threads: the loop thread reads and detects; the analytics thread tracks,
+runs the rules and writes the outbox, one batch behind (a one-slot queue
+between them). ONNX Runtime releases the GIL, so the Python stages of batch k
+run while batch k+1 is in inference.
+
+Zones, the detector and the tracker settings change only at a frame boundary:
+a swap is prepared by the caller (rules are built there, so a bad document
+fails before anything changes), handed over under a lock, installed by the
+loop thread between two batches, and passed down the queue in order, so the
+analytics thread switches rules and trackers exactly between the last batch of
+the old setup and the first of the new: no frame is processed half by the old
+and half by the new setup and no frame is skipped."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Protocol
+
+import numpy as np
+import structlog
+
+from agent.analytics.aggregates import Aggregator
+from agent.core.events import Event, encode
+from agent.io.metrics import StageTimer
+from agent.wire.privacy import EnvelopeBuilder
+from agent.analytics.camera import CameraRules
+from agent.io.sources import CameraReader
+from agent.wire.topics import Topics
+from agent.core.tracker import ByteTracker, TrackerConfig
+from agent.core.types import Detections, Frame
+from agent.settings.zones import ZonesDoc, build_rules
+
+log = structlog.get_logger(__name__)
+
+IDLE_WAIT_S = 0.005
+HANDOFF_POLL_S = 0.5
+_DONE = object()  # the end of the hand-off queue
+
+
+class FrameDetector(Protocol):
+    last_timings_s: dict[str, float]
+
+    def detect(self, images: list) -> list[Detections]: ...
+
+    def close(self) -> None: ...
+
+
+class EventSink(Protocol):
+    def put(self, items: list[tuple[str, str, bytes]]) -> None: ...
+
+
+@dataclass
+class _Camera:
+    reader: CameraReader
+    tracker: ByteTracker
+    rules: CameraRules
+    aggregator: Aggregator | None = None  # aggregates-only mode: rule events never leave the box
+
+
+@dataclass
+class PipelineStats:
+    frames: int = 0
+    events: int = 0
+    errors: int = 0  # batches whose detection failed (their frames are dropped); the OTA health window reads it
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What the loop runs with; a swap replaces some of it."""
+
+    detector: FrameDetector
+    class_names: list[str]
+    class_map: dict[str, str]
+    zones: ZonesDoc
+    tracker_config: TrackerConfig
+
+
+@dataclass
+class _Swap:
+    """A setup waiting for the next frame boundary, the rules built for it, and who waits for it."""
+
+    setup: _Setup
+    rules: dict[str, CameraRules]
+    new_trackers: bool  # a new detector or tracker config: class ids and tracks change meaning, end them all
+    applied: list[threading.Event] = field(default_factory=list)
+
+
+class Pipeline:
+    """Runs until stopped, until `duration_s`, or until every camera has ended."""
+
+    def __init__(
+        self,
+        readers: list[CameraReader],
+        detector: FrameDetector,
+        class_names: list[str],
+        class_map: dict[str, str],
+        zones: ZonesDoc,
+        tracker_config: TrackerConfig,
+        envelopes: EnvelopeBuilder,
+        topics: Topics,
+        sink: EventSink,
+        on_frame: Callable[[], None] = lambda: None,
+        aggregate_interval_s: dict[str, int] | None = None,
+    ) -> None:
+        """`aggregate_interval_s`: camera id -> interval, for the cameras in aggregates-only mode."""
+        self._live = _Setup(detector, class_names, class_map, zones, tracker_config)
+        self._envelopes = envelopes
+        self._topics = topics
+        self._sink = sink
+        self._on_frame = on_frame
+        intervals = aggregate_interval_s or {}
+        self._cameras = {
+            r.config.id: _Camera(
+                r,
+                ByteTracker(tracker_config, r.config.id),
+                build_rules(zones, r.config.id, class_names, class_map),
+                Aggregator(intervals[r.config.id]) if r.config.id in intervals else None,
+            )
+            for r in readers
+        }
+        self._target = self._live  # the live setup plus every swap requested so far
+        self._pending: _Swap | None = None
+        self._lock = threading.Lock()  # the hand-off between requesters and the loop
+        self._request_lock = threading.Lock()  # one request at a time: each builds on the last target
+        self._latest: dict[str, np.ndarray] = {}
+        self._failure: BaseException | None = None  # what ended the analytics thread, re-raised by `run`
+        self.zones_version = zones.version
+        self.timer = StageTimer()
+        self.stats = PipelineStats()
+
+    @property
+    def detector(self) -> FrameDetector:
+        """The detector in use now (the pipeline's owner closes it after `run`)."""
+        return self._live.detector
+
+    @property
+    def zones(self) -> ZonesDoc:
+        """The zones in use now."""
+        return self._live.zones
+
+    def latest_image(self, camera_id: str) -> np.ndarray | None:
+        """The last frame processed for a camera: BGR uint8 (H, W, 3), never modified; None before the first.
+        For the local zone editor only: the image never leaves the box."""
+        return self._latest.get(camera_id)
+
+    def swap_zones(self, zones: ZonesDoc) -> threading.Event:
+        """Use new zones from the next frame boundary on; the event is set once they are live.
+        Rules are built here, so errors (ValueError) surface now and change nothing."""
+        return self._request(zones=zones)
+
+    def swap_detector(
+        self,
+        detector: FrameDetector,
+        class_names: list[str],
+        class_map: dict[str, str],
+        tracker_config: TrackerConfig,
+        zones: ZonesDoc | None = None,
+    ) -> threading.Event:
+        """Use `detector` (and `tracker_config`, and `zones` if given) from the next frame boundary on;
+        the event is set once it is live.
+
+        Rules are rebuilt here (ValueError if the zones do not fit the new classes: nothing changes).
+        At the boundary every tracker starts afresh, and the old detector is closed by the loop
+        thread, so it is never closed in the middle of a detect.
+        """
+        changes = {"zones": zones} if zones is not None else {}
+        return self._request(
+            new_trackers=True, detector=detector, class_names=class_names, class_map=class_map,
+            tracker_config=tracker_config, **changes,
+        )  # fmt: skip
+
+    def withdraw(self, applied: threading.Event) -> bool:
+        """Cancel the pending swap that `applied` waits for, if the loop has not installed it yet (True then).
+
+        A withdrawn detector is the caller's to close. Used when the loop does not reach a boundary in time.
+        """
+        with self._lock:
+            if self._pending is None or applied not in self._pending.applied:
+                return False
+            self._pending = None
+            self._target = self._live
+            return True
+
+    def _request(self, new_trackers: bool = False, **changes: object) -> threading.Event:
+        with self._request_lock:
+            target = replace(self._target, **changes)
+            rules = {cid: build_rules(target.zones, cid, target.class_names, target.class_map) for cid in self._cameras}
+            applied = threading.Event()
+            with self._lock:
+                earlier = self._pending
+                swap = _Swap(target, rules, new_trackers, [applied])
+                if earlier is not None:  # not installed yet: this swap carries it along
+                    swap.new_trackers |= earlier.new_trackers
+                    swap.applied[:0] = earlier.applied
+                self._pending, self._target = swap, target
+        if earlier is not None and earlier.setup.detector not in (target.detector, self._live.detector):
+            earlier.setup.detector.close()  # replaced before it ever ran
+        return applied
+
+    def run(self, stop: threading.Event, duration_s: float | None = None) -> PipelineStats:
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        handoff: queue.Queue = queue.Queue(maxsize=1)
+        analytics = threading.Thread(target=self._analytics_loop, args=(handoff,), name="analytics", daemon=True)
+        analytics.start()
+        try:
+            while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                swap = self._apply_pending()
+                if swap is not None:
+                    self._hand_over(handoff, swap)
+                frames = self._next_frames()
+                if not frames:
+                    if all(c.reader.finished and len(c.reader.queue) == 0 for c in self._cameras.values()):
+                        break
+                    continue
+                batch = self._detect(frames)
+                if batch is not None:
+                    self._hand_over(handoff, batch)
+        finally:
+            self._hand_over(handoff, _DONE)
+            analytics.join()
+        if self._failure is not None:
+            raise self._failure
+        self._flush_aggregates()
+        return self.stats
+
+    def _hand_over(self, handoff: queue.Queue, item: object) -> None:
+        """Queue for the analytics thread, waiting while it is a batch behind; if it died, raise its error."""
+        while True:
+            if self._failure is not None:
+                if item is _DONE:
+                    return
+                raise self._failure
+            try:
+                handoff.put(item, timeout=HANDOFF_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def _analytics_loop(self, handoff: queue.Queue) -> None:
+        try:
+            while (item := handoff.get()) is not _DONE:
+                if isinstance(item, _Swap):
+                    self._install(item)
+                else:
+                    self._analyse(*item)
+        except BaseException as e:  # noqa: BLE001 - handed to `run`, which re-raises it on the loop thread
+            log.exception("analytics_failed")
+            self._failure = e
+
+    def _rows(self, events: list[Event]) -> list[tuple[str, str, bytes]]:
+        """Outbox rows (event_id, topic, payload) of rule events."""
+        envelopes = [self._envelopes.build(e) for e in events]
+        return [(e.event_id, self._topics.event(e.kind), encode(e)) for e in envelopes]
+
+    def _flush_aggregates(self) -> None:
+        """On stop, the unfinished interval of every aggregates-only camera goes out too."""
+        events = [
+            Event(cid, body.start_ms * 1_000_000, body)
+            for cid, camera in self._cameras.items()
+            if camera.aggregator is not None
+            for body in camera.aggregator.flush()
+        ]
+        rows = self._rows(events)
+        self._sink.put(rows)
+        self.stats.events += len(rows)
+
+    def _apply_pending(self) -> _Swap | None:
+        """The frame boundary on the loop thread: detect with the requested setup from the next batch on.
+        Returns the swap, which the analytics thread installs in turn (`_install`)."""
+        with self._lock:
+            swap, self._pending = self._pending, None
+        if swap is None:
+            return None
+        old, new = self._live, swap.setup
+        self._live = new
+        if new.detector is not old.detector:
+            old.detector.close()  # every batch it detected is already on its way
+        return swap
+
+    def _install(self, swap: _Swap) -> None:
+        """The same boundary on the analytics thread: rules and trackers of the new setup."""
+        new = swap.setup
+        for cid, camera in self._cameras.items():
+            camera.rules = swap.rules[cid]
+            if swap.new_trackers:
+                camera.tracker = ByteTracker(new.tracker_config, cid)
+        self.zones_version = new.zones.version
+        log.info("setup_applied", zones_version=new.zones.version, new_trackers=swap.new_trackers)
+        for applied in swap.applied:
+            applied.set()
+
+    def _next_frames(self) -> list[Frame]:
+        """At most one frame per camera: whatever is ready now, else wait briefly on one queue."""
+        frames = [f for c in self._cameras.values() if (f := c.reader.queue.get(timeout_s=0)) is not None]
+        if frames:
+            return frames
+        for camera in self._cameras.values():
+            if not camera.reader.finished:
+                frame = camera.reader.queue.get(timeout_s=IDLE_WAIT_S)
+                return [] if frame is None else [frame]
+        return []
+
+    def _detect(self, frames: list[Frame]) -> tuple[list[Frame], list[Detections]] | None:
+        detector = self._live.detector
+        try:
+            detections = detector.detect([f.image for f in frames])
+        except Exception:
+            # One bad batch must not end the loop; the count shows on health and fails an OTA health window.
+            log.exception("detect_failed", cameras=[f.camera_id for f in frames])
+            self.stats.errors += 1
+            return None
+        for stage, seconds in detector.last_timings_s.items():
+            self.timer.add(stage, seconds)
+        return frames, detections
+
+    def _analyse(self, frames: list[Frame], detections: list[Detections]) -> None:
+        rows: list[tuple[str, str, bytes]] = []
+        for frame, dets in zip(frames, detections):
+            camera = self._cameras[frame.camera_id]
+            self._latest[frame.camera_id] = frame.image
+            t0 = time.perf_counter()
+            tracks = camera.tracker.update(dets, frame.pts_ns, frame.size_wh)
+            t1 = time.perf_counter()
+            events = camera.rules.update(tracks, frame)
+            if camera.aggregator is not None:
+                bodies = camera.aggregator.update(events, frame.pts_ns)
+                events = [Event(frame.camera_id, body.start_ms * 1_000_000, body) for body in bodies]
+            rows.extend(self._rows(events))
+            self.timer.add("tracking", t1 - t0)
+            self.timer.add("rules", time.perf_counter() - t1)
+        t2 = time.perf_counter()
+        self._sink.put(rows)
+        self.timer.add("publish", time.perf_counter() - t2)
+        self.stats.frames += len(frames)
+        self.stats.events += len(rows)
+        self._on_frame()

@@ -1,0 +1,131 @@
+"""`edge-agent` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from agent import __version__
+from agent.io.audit import add_audit_parser
+from agent.tools.doctor import add_doctor_parser
+from fleet.cli import add_fleet_parser
+from fleet.pki import add_pki_parser
+from agent.tools.provision import add_provision_parser
+from calibration.cli import add_calibrate_parser
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _load(path: Path) -> tuple | None:
+    """(config, zones), or None after printing the first error with its field path."""
+    from agent.settings.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return None
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    if (loaded := _load(args.config)) is None:
+        return EXIT_CONFIG
+    config, zones = loaded
+    print(f"{args.config}: ok ({len(config.cameras)} cameras, {len(zones.zones)} zones, {len(zones.lines)} lines)")
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from agent.io import logs
+    from agent.settings.config import ConfigError
+
+    if (loaded := _load(args.config)) is None:
+        return EXIT_CONFIG
+    config, zones = loaded
+    logs.configure(config.log_level)
+    from agent.runtime.app import Agent
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        stats = Agent(config, zones).run(stop, args.duration)
+    except ConfigError as e:  # an unreadable OTA state: never guess what to serve
+        print(f"config error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(json.dumps({"frames": stats.frames, "events": stats.events}), file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from agent.tools.schema import write_schemas
+
+    for path in write_schemas(args.out):
+        print(path)
+    return EXIT_OK
+
+
+def _cmd_models_fetch(args: argparse.Namespace) -> int:
+    from engines.fetch import fetch_model
+    from engines.manifest import ModelError
+
+    try:
+        path = fetch_model(args.manifest, args.dest, args.search, url_allowed=not args.offline)
+    except ModelError as e:
+        print(f"model error: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(path)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-agent", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the agent")
+    p.add_argument("--config", type=Path, required=True, help="config YAML")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a config and its zones; exit 2 on the first error")
+    p.add_argument("config", type=Path)
+    p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("schema", help="write the JSON Schema of every message the agent publishes")
+    p.add_argument("--out", type=Path, default=Path("schema"), help="output folder")
+    p.set_defaults(func=_cmd_schema)
+
+    models = sub.add_parser("models", help="model files").add_subparsers(dest="models_command", required=True)
+    p = models.add_parser("fetch", help="put a manifest's model file in a folder, checked by SHA-256")
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--dest", type=Path, required=True, help="models folder to fill")
+    p.add_argument("--search", type=Path, action="append", default=[], help="folder that may already hold the file")
+    p.add_argument("--offline", action="store_true", help="never download from the manifest's URL")
+    p.set_defaults(func=_cmd_models_fetch)
+
+    add_audit_parser(sub)
+    add_pki_parser(sub)
+    add_fleet_parser(sub)
+    add_provision_parser(sub)
+    add_doctor_parser(sub)
+    add_calibrate_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for attribute in ("func", "handler", "pki_handler"):
+        if hasattr(args, attribute):
+            return getattr(args, attribute)(args)
+    raise AssertionError(f"no handler for {args}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""`edge-agent fleet ...`: the operator's commands. The main CLI wires them with `add_fleet_parser`."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from fleet.publish import DeviceOutcome, FleetError, RolloutWatch, connect, keygen, publish, sign
+from agent.ota.manifest import Manifest, SignedManifest
+from agent.ota.report import DONE_STATES
+
+# Bad input (an invalid manifest, an unusable key) exits 2, like a bad config; I/O failures exit 1.
+EXIT_OK = 0
+EXIT_IO_ERROR = 1
+EXIT_BAD_INPUT = 2
+# A rollout that did not complete: a device failed, or did not answer in time.
+EXIT_ROLLOUT_FAILED = 3
+
+
+def add_fleet_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `fleet` and its subcommands to the main CLI's subparsers.
+
+    Each subcommand sets `func`, a handler taking the parsed args and
+    returning the exit code. New fleet subcommands go on `commands` below.
+    """
+    fleet = subparsers.add_parser("fleet", help="Fleet operator tools: signing keys and signed OTA manifests.")
+    commands = fleet.add_subparsers(dest="fleet_command", required=True, metavar="COMMAND")
+
+    keygen_parser = commands.add_parser("keygen", help="Create an Ed25519 fleet signing key pair and its trust entry.")
+    keygen_parser.add_argument("out_dir", type=Path, help="Directory for the key files (created 0700 if missing).")
+    keygen_parser.set_defaults(func=run_keygen)
+
+    sign_parser = commands.add_parser("sign", help="Validate a manifest (JSON or YAML) and sign it.")
+    sign_parser.add_argument("manifest", type=Path, help="Manifest file (.json, or YAML otherwise).")
+    sign_parser.add_argument("--key", type=Path, required=True, help="Fleet private key (PEM) from `fleet keygen`.")
+    sign_parser.add_argument("--out", type=Path, required=True, help="Where to write the signed manifest (JSON).")
+    sign_parser.set_defaults(func=run_sign)
+
+    publish_parser = commands.add_parser(
+        "publish", help="Publish a signed manifest (retained): canary devices first, then the other devices and groups."
+    )
+    publish_parser.add_argument("signed", type=Path, help="Signed manifest from `fleet sign`.")
+    _add_broker_args(publish_parser)
+    publish_parser.add_argument("--canary", action="append", default=[], help="Canary device id (repeatable).")
+    publish_parser.add_argument("--device", action="append", default=[], help="Device id to publish to (repeatable).")
+    publish_parser.add_argument("--group", action="append", default=[], help="Group to publish to (repeatable).")
+    publish_parser.set_defaults(func=run_publish)
+
+    status_parser = commands.add_parser("status", help="Watch devices' ota/status for one update until done or failed.")
+    _add_broker_args(status_parser)
+    status_parser.add_argument("--kind", required=True, choices=["model", "zones", "config"], help="Update kind.")
+    status_parser.add_argument("--version", required=True, type=int, help="Update version.")
+    status_parser.add_argument("--device", action="append", default=[], help="Device expected to commit (repeatable).")
+    status_parser.set_defaults(func=run_status)
+    return fleet
+
+
+def _add_broker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--site", required=True, help="Site id (topic segment).")
+    parser.add_argument("--host", default="127.0.0.1", help="MQTT broker host.")
+    parser.add_argument("--port", type=int, default=1883, help="MQTT broker port (8883 with TLS).")
+    parser.add_argument("--timeout-s", type=float, default=600.0, help="How long to wait for devices, in seconds.")
+    parser.add_argument("--ca-file", type=Path, help="CA certificate of the broker (enables TLS with the two below).")
+    parser.add_argument("--cert-file", type=Path, help="Operator client certificate.")
+    parser.add_argument("--key-file", type=Path, help="Operator client key.")
+
+
+def _tls(args: argparse.Namespace) -> dict[str, Path] | None:
+    files = {"ca_file": args.ca_file, "cert_file": args.cert_file, "key_file": args.key_file}
+    return files if all(files.values()) else None
+
+
+def format_table(outcomes: dict[str, DeviceOutcome], expected: list[str]) -> str:
+    """One line per device: id, state, error code and message; expected devices without news are `pending`."""
+    rows = [outcomes.get(d, DeviceOutcome(d, "pending")) for d in dict.fromkeys([*expected, *sorted(outcomes)])]
+    width = max([len("device"), *(len(r.device_id) for r in rows)])
+    lines = [f"{'device':<{width}}  {'state':<15}  error"]
+    lines += [f"{r.device_id:<{width}}  {r.state:<15}  {r.error_code} {r.error_message}".rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _all_done(outcomes: dict[str, DeviceOutcome], expected: list[str]) -> bool:
+    return all(outcomes.get(d, DeviceOutcome(d, "pending")).state in DONE_STATES for d in expected)
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    """Handler of `fleet publish SIGNED --site S [--canary D]... [--device D]... [--group G]...`."""
+    try:
+        envelope = args.signed.read_bytes()
+        SignedManifest.model_validate_json(envelope)
+    except (OSError, ValidationError) as exc:
+        print(f"fleet publish: {args.signed}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not (args.canary or args.device or args.group):
+        print("fleet publish: give at least one --canary, --device or --group", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        client = connect(args.host, args.port, _tls(args))
+    except FleetError as exc:
+        print(f"fleet publish: {exc}", file=sys.stderr)
+        return EXIT_IO_ERROR
+    try:
+        outcomes = publish(
+            client, envelope, args.site, canaries=args.canary, device_ids=args.device, groups=args.group,
+            timeout_s=args.timeout_s,
+        )
+    except FleetError as exc:
+        print(f"fleet publish: {exc}", file=sys.stderr)
+        return EXIT_IO_ERROR
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if args.canary:
+        print(format_table(outcomes, args.canary))
+    if not _all_done(outcomes, args.canary):
+        print("fleet publish: canary did not commit; the rest were not published", file=sys.stderr)
+        return EXIT_ROLLOUT_FAILED
+    print(f"published to {len(args.device)} devices and {len(args.group)} groups")
+    return EXIT_OK
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Handler of `fleet status --site S --kind K --version V [--device D]...`: prints a table at the end."""
+    try:
+        client = connect(args.host, args.port, _tls(args))
+    except FleetError as exc:
+        print(f"fleet status: {exc}", file=sys.stderr)
+        return EXIT_IO_ERROR
+    try:
+        watch = RolloutWatch(client, args.site, args.kind, args.version)
+        outcomes = watch.wait(args.device, args.timeout_s)
+    except FleetError as exc:
+        print(f"fleet status: {exc}", file=sys.stderr)
+        return EXIT_IO_ERROR
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    print(format_table(outcomes, args.device))
+    expected = args.device or sorted(outcomes)
+    return EXIT_OK if expected and _all_done(outcomes, expected) else EXIT_ROLLOUT_FAILED
+
+
+def run_keygen(args: argparse.Namespace) -> int:
+    """Handler of `fleet keygen DIR`: prints the key id and the files written."""
+    try:
+        key = keygen(args.out_dir)
+    except OSError as exc:
+        print(f"fleet keygen: {exc}", file=sys.stderr)
+        return EXIT_IO_ERROR
+    print(f"key_id {key.key_id}")
+    print(f"private key (keep secret) {key.private_key_path}")
+    print(f"public key {key.public_key_path}")
+    print(f"trust entry for devices {key.trust_entry_path}")
+    return EXIT_OK
+
+
+def run_sign(args: argparse.Namespace) -> int:
+    """Handler of `fleet sign MANIFEST --key K --out F`: prints what was signed."""
+    try:
+        envelope = sign(args.manifest, args.key)
+        args.out.write_bytes(envelope)
+    except FleetError as exc:
+        print(f"fleet sign: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        print(f"fleet sign: {exc}", file=sys.stderr)
+        return EXIT_IO_ERROR
+    signed = SignedManifest.model_validate_json(envelope)
+    manifest = Manifest.model_validate_json(signed.manifest)
+    digest = hashlib.sha256(signed.manifest.encode("utf-8")).hexdigest()
+    print(
+        f"signed {manifest.kind} version {manifest.version} (manifest sha256 {digest}) "
+        f"with key {signed.signatures[0].key_id} -> {args.out}"
+    )
+    return EXIT_OK
