@@ -7,22 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.nms import iou_matrix
 from engines.types import Detections
 
 IOU_MATCH = 0.5
-
-
-def iou_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
-    """float64 (N, M) IoU between float (N, 4) and (M, 4) boxes."""
-    a = a_xyxy.astype(np.float64)[:, None, :]
-    b = b_xyxy.astype(np.float64)[None, :, :]
-    inter_w = (np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])).clip(0)
-    inter_h = (np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])).clip(0)
-    inter = inter_w * inter_h
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    union = area_a + area_b - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def _match_image(pred_xyxy: np.ndarray, pred_conf: np.ndarray, ref_xyxy: np.ndarray, iou: float) -> np.ndarray:

@@ -1,8 +1,21 @@
-"""Class-aware non-maximum suppression in numpy."""
+"""Box overlap (IoU) and class-aware non-maximum suppression in numpy: the one IoU of the project."""
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes float (N, 4) and (M, 4), x1 y1 x2 y2 -> float64 (N, M); 0 where a union is empty."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)[:, None, :]
+    b = np.asarray(b, np.float64).reshape(-1, 4)[None, :, :]
+    inter_w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0, None)
+    inter_h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0, None)
+    inter = inter_w * inter_h
+    area_a = np.clip(a[..., 2] - a[..., 0], 0.0, None) * np.clip(a[..., 3] - a[..., 1], 0.0, None)
+    area_b = np.clip(b[..., 2] - b[..., 0], 0.0, None) * np.clip(b[..., 3] - b[..., 1], 0.0, None)
+    union = area_a + area_b - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
 
 
 def nms(
@@ -21,16 +34,10 @@ def nms(
     boxes = xyxy.astype(np.float64)
     span = float(boxes.max() - boxes.min()) + 1.0
     boxes = boxes + ((class_id.astype(np.float64) * span) - boxes.min())[:, None]
-    areas = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
     order = np.argsort(-scores, kind="stable")
     kept: list[int] = []
     while order.size and len(kept) < max_detections:
         best, rest = order[0], order[1:]
         kept.append(int(best))
-        inter_w = (np.minimum(boxes[best, 2], boxes[rest, 2]) - np.maximum(boxes[best, 0], boxes[rest, 0])).clip(0)
-        inter_h = (np.minimum(boxes[best, 3], boxes[rest, 3]) - np.maximum(boxes[best, 1], boxes[rest, 1])).clip(0)
-        inter = inter_w * inter_h
-        union = areas[best] + areas[rest] - inter
-        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        order = rest[iou <= iou_threshold]
+        order = rest[iou_matrix(boxes[best], boxes[rest])[0] <= iou_threshold]
     return np.asarray(kept, np.int64)

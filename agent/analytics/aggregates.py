@@ -10,10 +10,41 @@ position, no box: only how many and how long. Pure: time comes from `pts_ns`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from agent.core.events import MAX_TALLIES, AggregateBody, Event, ZoneTally
+from pydantic import BaseModel, ConfigDict, Field
 
-NS_PER_MS = 1_000_000
+from agent.core.events import Body, ClassName, Event, Id
+from agent.core.units import NS_PER_MS, NS_PER_S
+
+# one aggregate message stays under the payload cap even with the longest ids: a tally is
+# at most ~290 B of JSON, the envelope ~300 B
+MAX_TALLIES = 12
+
+
+class ZoneTally(BaseModel):
+    """What one kind of rule saw in one zone or line during the interval."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    area_id: Id = Field(description="the zone or line id")
+    event_kind: ClassName = Field(description="the rule's event kind (intrusion, line_count, ...)")
+    class_name: ClassName | None = Field(None, description="the watched class, where the rule has one")
+    direction: Literal["in", "out"] | None = Field(None, description="line crossings only")
+    count: int = Field(ge=0, description="occurrences that started in the interval (crossings for a line)")
+    duration_ms: int = Field(ge=0, description="summed duration of the occurrences that ended in the interval")
+    peak: int | None = Field(None, ge=0, description="the highest count a counting rule reported in the interval")
+
+
+class AggregateBody(Body):
+    """Counts and durations per zone over one interval of one camera: never a subject."""
+
+    kind: Literal["aggregate"] = "aggregate"
+    start_ms: int = Field(ge=0, description="interval start, UTC milliseconds")
+    interval_ms: int = Field(gt=0, description="interval length")
+    tallies: list[ZoneTally] = Field(max_length=MAX_TALLIES, description="empty: nothing happened")
+
+
 @dataclass
 class _Tally:
     count: int = 0
@@ -30,7 +61,7 @@ class Aggregator:
     """
 
     def __init__(self, interval_s: int) -> None:
-        self._interval_ns = interval_s * 1_000_000_000
+        self._interval_ns = interval_s * NS_PER_S
         self._index: int | None = None
         self._tallies: dict[tuple[str, str, str | None, str | None], _Tally] = {}
 
@@ -57,17 +88,12 @@ class Aggregator:
         chunks = [tallies[i : i + MAX_TALLIES] for i in range(0, len(tallies), MAX_TALLIES)] or [[]]
         return [AggregateBody(start_ms=start_ms, interval_ms=interval_ms, tallies=c) for c in chunks]
 
-    def _add(self, body: BaseModel) -> None:
-        area = getattr(body, "zone_id", None) or getattr(body, "line_id", None)
-        if area is None:
+    def _add(self, body: Body) -> None:
+        t = body.tally()
+        if t is None:
             return
-        key = (area, body.kind, getattr(body, "class_name", None), getattr(body, "direction", None))
-        tally = self._tallies.setdefault(key, _Tally())
-        state = getattr(body, "state", None)
-        if state in (None, "started") and not hasattr(body, "previous"):
-            tally.count += 1  # a start, or a one-off occurrence such as a crossing
-        if state == "ended":
-            tally.duration_ms += getattr(body, "duration_ms", 0)
-        count = getattr(body, "count", None)
-        if count is not None and not hasattr(body, "count_in"):
-            tally.peak = count if tally.peak is None else max(tally.peak, count)
+        tally = self._tallies.setdefault((t.area_id, body.kind, t.class_name, t.direction), _Tally())
+        tally.count += t.count
+        tally.duration_ms += t.duration_ms
+        if t.peak is not None:
+            tally.peak = t.peak if tally.peak is None else max(tally.peak, t.peak)

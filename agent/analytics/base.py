@@ -1,4 +1,5 @@
-"""What every rule shares: the interface, class selection and time helpers."""
+"""What every rule shares: the interface, the settings base, class selection, the situation debouncer and
+track helpers."""
 
 from __future__ import annotations
 
@@ -7,15 +8,21 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Protocol, TypeVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from agent.core.events import Event
 from agent.core.geometry import points_in_polygon
 from agent.core.types import Tracks
+from agent.core.units import NS_PER_MS, NS_PER_S
 
 K = TypeVar("K")
 
-NS_PER_S = 1_000_000_000
-NS_PER_MS = 1_000_000
+
+
+class Settings(BaseModel):
+    """The base of every rule's and analyzer's settings block: strict (unknown keys are errors), frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Rule(Protocol):
@@ -176,3 +183,34 @@ class TrackHistory:
 
     def __len__(self) -> int:
         return len(self._points)
+
+
+class DwellRule:
+    """One zone of one camera: a subject of a watched class whose anchor stays inside for `dwell_s` (gaps up to
+    `exit_grace_s` tolerated) starts once, and ends when it leaves or is lost. `body` is the kind's body class,
+    built with zone_id, state, class_name, point and duration_ms."""
+
+    body: Callable[..., Any]
+
+    def __init__(self, zone_id: str, polygon: np.ndarray, classes: ClassSelector, settings: Any) -> None:
+        self.rule_id = zone_id
+        self._polygon = polygon
+        self._classes = classes
+        self._spells: Spells[int] = Spells(settings.dwell_s, settings.exit_grace_s)
+
+    def update(self, tracks: Tracks) -> list[Event]:
+        anchors = tracks.anchors_norm()
+        active = {
+            int(tracks.track_id[row]): (self._classes.name(tracks.detections.class_id[row]), tuple(anchors[row].tolist()))
+            for row in np.flatnonzero(in_zone(tracks, self._polygon, self._classes))
+        }
+        return self._spells.events(
+            tracks,
+            active,
+            lambda _, state, ms, p: self.body(zone_id=self.rule_id, state=state, class_name=p[0], point=p[1], duration_ms=ms),
+            gone=tracks.ended.tolist(),
+            subject=lambda tid: tid,
+        )
+
+    def state_size(self) -> int:
+        return len(self._spells)

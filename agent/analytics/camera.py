@@ -1,16 +1,22 @@
-"""All the rules of one camera behind one call, so the pipeline knows nothing of rule kinds."""
+"""All the rules of one camera behind one call, so the pipeline knows nothing of rule kinds; and how
+they are built from the zones document through the kinds registry."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from agent.analytics.analyzers.downscale import downscale
+from agent.analytics.analyzers.settings import AnalysisSettings
+from agent.analytics.base import ClassSelector, Rule
+from agent.analytics.kinds import LINE_KINDS, ZONE_KINDS
+from agent.analytics.registry import Area
 from agent.core.events import Event
-from agent.analytics.base import NS_PER_S, Rule
 from agent.core.types import Frame, Tracks
+from agent.core.units import NS_PER_S
 
 
 class Analyzer(Protocol):
@@ -42,10 +48,18 @@ class CameraRules:
         self.analyzers = analyzers or []
         self.width_px = width_px
 
-    def update(self, tracks: Tracks, frame: Frame) -> list[Event]:
+    @property
+    def needs_fresh_boxes(self) -> bool:
+        """Whether a rule here reads box shapes that a tracker's prediction cannot give (its class says
+        `needs_fresh_boxes = True`): the camera is then detected at every frame."""
+        return any(getattr(rule, "needs_fresh_boxes", False) for rule in self.rules)
+
+    def update(self, tracks: Tracks, frame: Frame, small: np.ndarray | None = None) -> list[Event]:
+        """`small`: the frame already downscaled to `width_px`, if the frame loop made it."""
         due = [a for a in self.analyzers if a.due(frame.pts_ns)]
         if due:
-            small = downscale(frame.image, self.width_px)
+            if small is None:
+                small = downscale(frame.image, self.width_px)
             for a in due:
                 a.analyzer.observe(small, frame.pts_ns)
                 a.last_ns = frame.pts_ns
@@ -53,3 +67,48 @@ class CameraRules:
 
     def state_size(self) -> int:
         return sum(rule.state_size() for rule in self.rules)
+
+
+# The frame-level analyzers a kind may ask for by name: their class, and the `AnalysisSettings`
+# fields `<name>` (settings) and `<name>_fps` (rate). Imported on first use: OpenCV is loaded
+# only where a camera runs one.
+ANALYZERS = {
+    "fire": "agent.analytics.analyzers.fire:FireAnalyzer",
+    "static": "agent.analytics.analyzers.static:StaticAnalyzer",
+}
+
+
+class CameraAnalyzers:
+    """The analyzers of one camera, each created when a zone's rule first asks for it and shared after."""
+
+    def __init__(self, analysis: AnalysisSettings) -> None:
+        self._analysis = analysis
+        self.scheduled: dict[str, Scheduled] = {}
+
+    def get(self, name: str) -> Any:
+        if name not in self.scheduled:
+            module, cls = ANALYZERS[name].split(":")
+            analyzer = getattr(importlib.import_module(module), cls)(getattr(self._analysis, name))
+            self.scheduled[name] = Scheduled(analyzer, getattr(self._analysis, f"{name}_fps"))
+        return self.scheduled[name].analyzer
+
+
+class ZonesLike(Protocol):
+    """The zones document as the rules see it (agent/settings/zones.py `ZonesDoc`)."""
+
+    analysis: AnalysisSettings
+    zones: list[Any]
+    lines: list[Any]
+
+
+def build_rules(doc: ZonesLike, camera_id: str, class_names: list[str], class_map: dict[str, str]) -> CameraRules:
+    """Instantiate the rules of one camera for a model's classes: for each of its zones and lines, the rule
+    of every kind whose settings block the zone carries. Raises ValueError for a class the model lacks."""
+    analyzers = CameraAnalyzers(doc.analysis)
+    rules: list[Rule] = []
+    for items, kinds, shape in ((doc.zones, ZONE_KINDS, "polygon"), (doc.lines, LINE_KINDS, "points")):
+        for item in (i for i in items if i.camera == camera_id):
+            area = Area(item.id, np.asarray(getattr(item, shape), dtype=np.float32),
+                        ClassSelector(item.classes, class_names, class_map), analyzers)  # fmt: skip
+            rules.extend(kind.build(area, settings) for kind in kinds if (settings := getattr(item, kind.field)) is not None)
+    return CameraRules(rules, list(analyzers.scheduled.values()), doc.analysis.width_px)

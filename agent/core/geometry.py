@@ -22,6 +22,14 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return np.count_nonzero(straddles & (x < x_cross), axis=1) % 2 == 1
 
 
+def polygon_mask(polygon: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """bool (h, w): pixels whose centre lies inside a normalised polygon float (M, 2), on a frame of `size_hw`."""
+    h, w = size_hw
+    ys, xs = np.mgrid[0:h, 0:w]
+    centres = np.stack([(xs.ravel() + 0.5) / w, (ys.ravel() + 0.5) / h], axis=1)
+    return points_in_polygon(centres, np.asarray(polygon, np.float64)).reshape(h, w)
+
+
 def side_of_line(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Signed cross product (b - a) x (p - a), float (N,): > 0 left of a->b, < 0 right
     (in image coordinates, where y grows downwards, "left" is counter-clockwise on screen)."""

@@ -71,9 +71,16 @@ def predict(mean: np.ndarray, cov: np.ndarray, dt_s: float) -> tuple[np.ndarray,
     aspect, aspect_vel = np.full(n, _ASPECT_STD), np.full(n, _ASPECT_VEL_STD / _REF_DT_S)
     std = np.stack([pos, pos, aspect, pos, vel, vel, aspect_vel, vel], axis=1)
     noise = _diag(std) * (dt_s / _REF_DT_S)
-    new_mean = mean @ transition.T
+    new_mean = predict_mean(mean, dt_s)
     new_cov = transition @ cov @ transition.T + noise
     return new_mean, new_cov
+
+
+def predict_mean(mean: np.ndarray, dt_s: float) -> np.ndarray:
+    """The means float64 (N, 8) advanced by dt_s seconds at constant velocity (no covariance)."""
+    new_mean = mean.copy()
+    new_mean[:, :4] += dt_s * mean[:, 4:]
+    return new_mean
 
 
 def update(

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.core import kalman
 from agent.core.types import Detections, Tracks
-
-_NS_PER_S = 1_000_000_000
+from agent.core.units import NS_PER_S
+from engines.nms import iou_matrix
 
 
 class TrackerConfig(BaseModel):
@@ -69,6 +69,12 @@ class TrackerConfig(BaseModel):
         description="Seconds of pts a confirmed track may go unmatched before it ends; "
         "it can be re-found until then.",
     )
+    match_buffer_per_s: float = Field(
+        0.0, ge=0.0, le=10.0,
+        description="Before IoU matching, predicted and detected boxes are widened on every side by this share "
+        "of their height per second since the last detection (buffered IoU), so that a person detected only "
+        "every few frames still overlaps the track's prediction; 0: plain IoU.",
+    )
     max_tracks: int = Field(
         256, ge=1,
         description="Cap on live tracks per camera; the longest-lost tracks are evicted first, "
@@ -92,15 +98,17 @@ class _TrackTable:
     """Live tracks as rows of arrays, so prediction and matching run on all of them at once.
 
     track_id int64 (N,); mean float64 (N, 8) and cov float64 (N, 8, 8) in
-    agent.core.kalman's state; class_id int32 (N,); hits int32 (N,) consecutive
-    matched frames; confirmed bool (N,); lost bool (N,) confirmed but missed
-    at the last update; last_seen_ns int64 (N,) pts of the last match.
+    agent.core.kalman's state; class_id int32 (N,); score float32 (N,) confidence
+    of the last matched detection; hits int32 (N,) consecutive matched frames;
+    confirmed bool (N,); lost bool (N,) confirmed but missed at the last update;
+    last_seen_ns int64 (N,) pts of the last match.
     """
 
     track_id: np.ndarray
     mean: np.ndarray
     cov: np.ndarray
     class_id: np.ndarray
+    score: np.ndarray
     hits: np.ndarray
     confirmed: np.ndarray
     lost: np.ndarray
@@ -110,7 +118,8 @@ class _TrackTable:
     def empty(cls) -> _TrackTable:
         return cls(
             np.zeros(0, np.int64), np.zeros((0, 8)), np.zeros((0, 8, 8)), np.zeros(0, np.int32),
-            np.zeros(0, np.int32), np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, np.int64),
+            np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(0, bool), np.zeros(0, bool),
+            np.zeros(0, np.int64),
         )
 
     def __len__(self) -> int:
@@ -125,17 +134,12 @@ class _TrackTable:
         )
 
 
-def iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of boxes float (N, 4) and (M, 4), x1 y1 x2 y2 -> float64 (N, M); 0 if empty."""
-    a = np.asarray(a, np.float64)[:, None, :]
-    b = np.asarray(b, np.float64)[None, :, :]
-    inter_w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0, None)
-    inter_h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0, None)
-    inter = inter_w * inter_h
-    area_a = np.clip(a[..., 2] - a[..., 0], 0.0, None) * np.clip(a[..., 3] - a[..., 1], 0.0, None)
-    area_b = np.clip(b[..., 2] - b[..., 0], 0.0, None) * np.clip(b[..., 3] - b[..., 1], 0.0, None)
-    union = area_a + area_b - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
+def _buffered(xyxy: np.ndarray, buffer: float) -> np.ndarray:
+    """Boxes float (N, 4) widened on every side by `buffer` times their height (buffered IoU)."""
+    if buffer <= 0.0:
+        return xyxy
+    pad = buffer * (xyxy[:, 3:4] - xyxy[:, 1:2]).astype(np.float64)
+    return np.asarray(xyxy, np.float64) + np.concatenate([-pad, -pad, pad, pad], axis=1)
 
 
 def match_iou(iou: np.ndarray, min_iou: float) -> tuple[np.ndarray, np.ndarray]:
@@ -239,11 +243,11 @@ class ByteTracker:
         if self._last_pts_ns is not None and pts_ns < self._last_pts_ns:
             # A camera reconnect or a file loop restarts the clock: motion across it means nothing.
             ended.append(self.reset())
-        dt_s = 0.0 if self._last_pts_ns is None else (pts_ns - self._last_pts_ns) / _NS_PER_S
+        dt_s = 0.0 if self._last_pts_ns is None else (pts_ns - self._last_pts_ns) / NS_PER_S
         self._last_pts_ns = pts_ns
 
         table = self._table
-        expired = (pts_ns - table.last_seen_ns) > round(self.config.lost_timeout_s * _NS_PER_S)
+        expired = (pts_ns - table.last_seen_ns) > round(self.config.lost_timeout_s * NS_PER_S)
         ended.append(table.track_id[expired & table.confirmed])
         table = table.select(~expired)
 
@@ -251,20 +255,22 @@ class ByteTracker:
         mean[table.lost, 7] = 0.0  # as ByteTrack: a lost box stops growing while it coasts
         mean, cov = kalman.predict(mean, table.cov, dt_s)
 
-        det_for_track = self._associate(table, mean, detections)
+        det_for_track = self._associate(table, mean, detections, dt_s)
         matched = det_for_track >= 0
         det_idx = det_for_track[matched]
         mean[matched], cov[matched] = kalman.update(
             mean[matched], cov[matched], kalman.xyxy_to_xyah(detections.xyxy[det_idx])
         )
         hits = np.where(matched, table.hits + 1, 0).astype(np.int32)
-        class_id = table.class_id.copy()
+        class_id, score = table.class_id.copy(), table.score.copy()
         class_id[matched] = detections.class_id[det_idx]
+        score[matched] = detections.confidence[det_idx]
         table = _TrackTable(
             track_id=table.track_id,
             mean=mean,
             cov=cov,
             class_id=class_id,
+            score=score,
             hits=hits,
             confirmed=table.confirmed | (hits >= self.config.min_hits),
             lost=table.confirmed & ~matched,
@@ -298,13 +304,28 @@ class ByteTracker:
             size_wh=size_wh,
         )
 
-    def _associate(self, table: _TrackTable, mean: np.ndarray, detections: Detections) -> np.ndarray:
+    def predict(self, pts_ns: int, size_wh: tuple[int, int]) -> Tracks:
+        """The tracks of a frame the detector did not look at: every track matched at the last
+        `update`, at its Kalman-predicted box for `pts_ns` (clipped to the frame), with the class
+        and score of its last detection. Changes nothing, so the next `update` associates
+        exactly as if the frames between had not been seen; no track ends here."""
+        table = self._table
+        rows = np.flatnonzero(table.confirmed & ~table.lost)
+        dt_s = 0.0 if self._last_pts_ns is None else max(pts_ns - self._last_pts_ns, 0) / NS_PER_S
+        xyxy = kalman.mean_to_xyxy(kalman.predict_mean(table.mean[rows], dt_s)).astype(np.float32)
+        width, height = size_wh
+        np.clip(xyxy, 0, [width, height, width, height], out=xyxy)
+        boxes = Detections(xyxy, table.score[rows].copy(), table.class_id[rows].copy())
+        return Tracks(self.camera_id, pts_ns, boxes, table.track_id[rows].copy(), np.zeros(0, np.int64), size_wh)
+
+    def _associate(self, table: _TrackTable, mean: np.ndarray, detections: Detections, dt_s: float) -> np.ndarray:
         """ByteTrack's three matching stages on predicted means float64 (N, 8).
 
         Returns int64 (N,): the detection index matched to each track row, -1 if none.
         """
         cfg = self.config
-        iou = iou_xyxy(kalman.mean_to_xyxy(mean), detections.xyxy)
+        buffer = cfg.match_buffer_per_s * dt_s
+        iou = iou_matrix(_buffered(kalman.mean_to_xyxy(mean), buffer), _buffered(detections.xyxy, buffer))
         if cfg.class_aware:
             iou[table.class_id[:, None] != detections.class_id[None, :]] = 0.0
         score = detections.confidence
@@ -345,6 +366,7 @@ class ByteTracker:
             mean=mean,
             cov=cov,
             class_id=detections.class_id[det_rows].astype(np.int32),
+            score=detections.confidence[det_rows].astype(np.float32),
             hits=np.ones(n, np.int32),
             confirmed=np.full(n, self.config.min_hits <= 1),
             lost=np.zeros(n, bool),

@@ -22,6 +22,7 @@ import numpy as np
 from agent.ota.errors import ErrorCode, OtaError
 from agent.ota.manifest import GoldenReference
 from engines.detector import Detector
+from engines.nms import iou_matrix
 from engines.types import Detections
 
 GOLDEN_CONFIDENCE = 0.3
@@ -65,7 +66,7 @@ def _mismatch(found: Detections, expected: list[tuple], golden: GoldenReference)
     claimed = np.zeros(len(found.confidence), dtype=bool)
     for box in sorted(expected, key=lambda b: -b[5]):
         xyxy, class_id, score = np.asarray(box[:4], np.float32), box[4], box[5]
-        ious = _iou(xyxy, found.xyxy)
+        ious = iou_matrix(xyxy, found.xyxy)[0]
         ok = (
             ~claimed
             & (found.class_id == class_id)
@@ -80,18 +81,6 @@ def _mismatch(found: Detections, expected: list[tuple], golden: GoldenReference)
         i = int(np.flatnonzero(strong)[0])
         return f"unexpected detection {found.xyxy[i].round(1).tolist()} class {int(found.class_id[i])}"
     return ""
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box (4,) with boxes (N, 4) -> (N,)."""
-    if len(boxes) == 0:
-        return np.zeros(0, np.float32)
-    top_left = np.maximum(box[:2], boxes[:, :2])
-    bottom_right = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
-    area = np.prod(box[2:] - box[:2])
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-    return inter / np.maximum(area + areas - inter, 1e-9)
 
 
 def measure_fps(detector: Detector, images: list[np.ndarray], n_frames: int = FPS_FRAMES) -> float:

@@ -19,22 +19,27 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import structlog
 
 from agent.analytics.aggregates import Aggregator
-from agent.core.events import Event, encode
-from agent.io.metrics import StageTimer
-from agent.wire.privacy import EnvelopeBuilder
-from agent.analytics.camera import CameraRules
-from agent.io.sources import CameraReader
-from agent.wire.topics import Topics
+from agent.analytics.analyzers.downscale import downscale
+from agent.analytics.camera import CameraRules, build_rules
+from agent.core.events import Event
 from agent.core.tracker import ByteTracker, TrackerConfig
 from agent.core.types import Detections, Frame
-from agent.settings.zones import ZonesDoc, build_rules
+from agent.io.live_view import LiveView
+from agent.io.metrics import StageTimer
+from agent.io.sources import CameraReader
+from agent.runtime.scheduler import DetectScheduler, crop, grey_region, uncrop
+from agent.settings.zones import ZonesDoc
+from agent.wire.envelope import encode
+from agent.wire.privacy import EnvelopeBuilder
+from agent.wire.topics import Topics
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +71,7 @@ class _Camera:
 @dataclass
 class PipelineStats:
     frames: int = 0
+    detected: int = 0  # frames that went through the detector (the others got the tracker's predictions)
     events: int = 0
     errors: int = 0  # batches whose detection failed (their frames are dropped); the OTA health window reads it
 
@@ -105,7 +111,7 @@ class Pipeline:
         envelopes: EnvelopeBuilder,
         topics: Topics,
         sink: EventSink,
-        on_frame: Callable[[], None] = lambda: None,
+        on_frame: Callable[[list[Frame]], None] = lambda frames: None,
         aggregate_interval_s: dict[str, int] | None = None,
     ) -> None:
         """`aggregate_interval_s`: camera id -> interval, for the cameras in aggregates-only mode."""
@@ -129,14 +135,16 @@ class Pipeline:
         self._lock = threading.Lock()  # the hand-off between requesters and the loop
         self._request_lock = threading.Lock()  # one request at a time: each builds on the last target
         self._latest: dict[str, np.ndarray] = {}
+        self.live_view = LiveView()  # tracks and events of the moment, for the local zone editor only
         self._failure: BaseException | None = None  # what ended the analytics thread, re-raised by `run`
+        self._scheduler = DetectScheduler({r.config.id: r.config.detect for r in readers})
         self.zones_version = zones.version
         self.timer = StageTimer()
         self.stats = PipelineStats()
 
     @property
     def detector(self) -> FrameDetector:
-        """The detector in use now (the pipeline's owner closes it after `run`)."""
+        """The detector in use now (`close` closes it after `run`)."""
         return self._live.detector
 
     @property
@@ -149,48 +157,26 @@ class Pipeline:
         For the local zone editor only: the image never leaves the box."""
         return self._latest.get(camera_id)
 
-    def swap_zones(self, zones: ZonesDoc) -> threading.Event:
-        """Use new zones from the next frame boundary on; the event is set once they are live.
-        Rules are built here, so errors (ValueError) surface now and change nothing."""
-        return self._request(zones=zones)
+    def swap(self, **changes: Any) -> threading.Event:
+        """Use the changed parts of the setup (`detector`, `class_names`, `class_map`, `zones`,
+        `tracker_config`) from the next frame boundary on; the event is set once they are live.
 
-    def swap_detector(
-        self,
-        detector: FrameDetector,
-        class_names: list[str],
-        class_map: dict[str, str],
-        tracker_config: TrackerConfig,
-        zones: ZonesDoc | None = None,
-    ) -> threading.Event:
-        """Use `detector` (and `tracker_config`, and `zones` if given) from the next frame boundary on;
-        the event is set once it is live.
-
-        Rules are rebuilt here (ValueError if the zones do not fit the new classes: nothing changes).
-        At the boundary every tracker starts afresh, and the old detector is closed by the loop
-        thread, so it is never closed in the middle of a detect.
+        The hand-off only: what to swap is decided by the owner of the live setup
+        (agent/runtime/live.py). Rules are built here, so a document that does not fit the
+        classes fails now (ValueError) and changes nothing. A new detector or tracker config
+        starts every tracker afresh. A detector handed over is the pipeline's from then on: it
+        is closed here (`_retire`), the replaced one by the loop thread at the boundary, so it
+        is never closed in the middle of a detect.
         """
-        changes = {"zones": zones} if zones is not None else {}
-        return self._request(
-            new_trackers=True, detector=detector, class_names=class_names, class_map=class_map,
-            tracker_config=tracker_config, **changes,
-        )  # fmt: skip
-
-    def withdraw(self, applied: threading.Event) -> bool:
-        """Cancel the pending swap that `applied` waits for, if the loop has not installed it yet (True then).
-
-        A withdrawn detector is the caller's to close. Used when the loop does not reach a boundary in time.
-        """
-        with self._lock:
-            if self._pending is None or applied not in self._pending.applied:
-                return False
-            self._pending = None
-            self._target = self._live
-            return True
-
-    def _request(self, new_trackers: bool = False, **changes: object) -> threading.Event:
+        new_trackers = "detector" in changes or "tracker_config" in changes
         with self._request_lock:
             target = replace(self._target, **changes)
-            rules = {cid: build_rules(target.zones, cid, target.class_names, target.class_map) for cid in self._cameras}
+            try:
+                rules = {cid: build_rules(target.zones, cid, target.class_names, target.class_map) for cid in self._cameras}
+            except BaseException:
+                if "detector" in changes:
+                    self._retire(changes["detector"])
+                raise
             applied = threading.Event()
             with self._lock:
                 earlier = self._pending
@@ -199,9 +185,33 @@ class Pipeline:
                     swap.new_trackers |= earlier.new_trackers
                     swap.applied[:0] = earlier.applied
                 self._pending, self._target = swap, target
-        if earlier is not None and earlier.setup.detector not in (target.detector, self._live.detector):
-            earlier.setup.detector.close()  # replaced before it ever ran
+        if earlier is not None and earlier.setup.detector is not target.detector:
+            self._retire(earlier.setup.detector)  # replaced before it ever ran
         return applied
+
+    def withdraw(self, applied: threading.Event) -> bool:
+        """Cancel the pending swap that `applied` waits for, if the loop has not installed it yet (True then).
+        Used when the loop does not reach a boundary in time; a withdrawn detector is closed."""
+        with self._lock:
+            if self._pending is None or applied not in self._pending.applied:
+                return False
+            withdrawn, self._pending, self._target = self._pending, None, self._live
+        self._retire(withdrawn.setup.detector)
+        return True
+
+    def close(self) -> None:
+        """Close the detector in use, once `run` has returned (and a swap still pending, if any)."""
+        with self._lock:
+            pending, self._pending, self._target = self._pending, None, self._live
+        if pending is not None:
+            self._retire(pending.setup.detector)
+        self._retire(self._live.detector, last=True)
+
+    def _retire(self, detector: FrameDetector, last: bool = False) -> None:
+        """The one place a detector is closed: one handed over that will not (or no longer) run,
+        or, with `last`, the live one when the pipeline closes."""
+        if last or detector is not self._live.detector:
+            detector.close()
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> PipelineStats:
         deadline = None if duration_s is None else time.monotonic() + duration_s
@@ -277,10 +287,8 @@ class Pipeline:
             swap, self._pending = self._pending, None
         if swap is None:
             return None
-        old, new = self._live, swap.setup
-        self._live = new
-        if new.detector is not old.detector:
-            old.detector.close()  # every batch it detected is already on its way
+        old, self._live = self._live, swap.setup
+        self._retire(old.detector)  # every batch it detected is already on its way
         return swap
 
     def _install(self, swap: _Swap) -> None:
@@ -306,10 +314,31 @@ class Pipeline:
                 return [] if frame is None else [frame]
         return []
 
-    def _detect(self, frames: list[Frame]) -> tuple[list[Frame], list[Detections]] | None:
+    def detect_fps(self) -> dict[str, float]:
+        """Detections per second of each camera over the last few seconds (health)."""
+        return self._scheduler.detect_fps()
+
+    def _detect(self, frames: list[Frame]) -> tuple[list[Frame], list[Detections | None], list] | None:
+        """Detect the frames the scheduler picks, each on its camera's region; None marks a frame whose
+        boxes the tracker predicts. Also returns the analysis downscales made for motion gating."""
+        scheduler, cameras = self._scheduler, [self._cameras[f.camera_id] for f in frames]
+        regions = [scheduler.region(f.camera_id, self._live.zones, f.size_wh) for f in frames]
+        smalls = [
+            downscale(f.image, c.rules.width_px) if scheduler.wants_downscale(f.camera_id) else None
+            for f, c in zip(frames, cameras)
+        ]
+        chosen = scheduler.choose(
+            frames,
+            [None if s is None else grey_region(s, r, f.size_wh) for f, s, r in zip(frames, smalls, regions)],
+            fresh=[c.rules.needs_fresh_boxes for c in cameras],
+            has_tracks=[len(c.tracker) > 0 for c in cameras],
+        )
+        detections: list[Detections | None] = [None] * len(frames)
+        if not chosen:
+            return frames, detections, smalls
         detector = self._live.detector
         try:
-            detections = detector.detect([f.image for f in frames])
+            found = detector.detect([crop(frames[i].image, regions[i]) for i in chosen])
         except Exception:
             # One bad batch must not end the loop; the count shows on health and fails an OTA health window.
             log.exception("detect_failed", cameras=[f.camera_id for f in frames])
@@ -317,17 +346,25 @@ class Pipeline:
             return None
         for stage, seconds in detector.last_timings_s.items():
             self.timer.add(stage, seconds)
-        return frames, detections
+        scheduler.measured(sum(detector.last_timings_s.values()), len(chosen))
+        self.stats.detected += len(chosen)
+        for i, dets in zip(chosen, found):
+            detections[i] = uncrop(dets, regions[i])
+        return frames, detections, smalls
 
-    def _analyse(self, frames: list[Frame], detections: list[Detections]) -> None:
+    def _analyse(self, frames: list[Frame], detections: list[Detections | None], smalls: list) -> None:
         rows: list[tuple[str, str, bytes]] = []
-        for frame, dets in zip(frames, detections):
+        for frame, dets, small in zip(frames, detections, smalls):
             camera = self._cameras[frame.camera_id]
             self._latest[frame.camera_id] = frame.image
             t0 = time.perf_counter()
-            tracks = camera.tracker.update(dets, frame.pts_ns, frame.size_wh)
+            if dets is None:
+                tracks = camera.tracker.predict(frame.pts_ns, frame.size_wh)
+            else:
+                tracks = camera.tracker.update(dets, frame.pts_ns, frame.size_wh)
             t1 = time.perf_counter()
-            events = camera.rules.update(tracks, frame)
+            events = camera.rules.update(tracks, frame, small)
+            self.live_view.record(tracks, events, self._live.class_names)
             if camera.aggregator is not None:
                 bodies = camera.aggregator.update(events, frame.pts_ns)
                 events = [Event(frame.camera_id, body.start_ms * 1_000_000, body) for body in bodies]
@@ -339,4 +376,4 @@ class Pipeline:
         self.timer.add("publish", time.perf_counter() - t2)
         self.stats.frames += len(frames)
         self.stats.events += len(rows)
-        self._on_frame()
+        self._on_frame(frames)

@@ -14,14 +14,26 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-from agent.settings import paths
-from agent.ota.trust import TrustStore
-from agent.io.sources import CameraConfig
+from agent.analytics.camera import build_rules
 from agent.core.tracker import TrackerConfig
-from agent.settings.zones import ZonesDoc, build_rules, load_zones
+from agent.io.sources import CameraConfig
+from agent.ota.trust import TrustStore
+from agent.settings import paths
+from agent.settings.zones import ZonesDoc, load_zones
 from engines.manifest import ModelError, load_manifest, resolve_model_file
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -82,6 +94,9 @@ class HealthSettings(_Strict):
     interval_s: float = Field(10.0, ge=1.0, le=3600.0, description="how often `.../health` is published")
     prometheus_port: int | None = Field(
         None, ge=1, le=65535, description="serve the health figures as Prometheus text on 127.0.0.1:port; absent: off"
+    )
+    log_interval_s: float = Field(
+        60.0, ge=0.0, le=86400.0, description="how often a one-line summary goes to the log; 0: never"
     )
 
 
@@ -199,6 +214,11 @@ def load_config(path: Path) -> tuple[AgentConfig, ZonesDoc]:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    if "device_id" not in raw and {"zones", "lines"} & raw.keys():
+        raise ConfigError(
+            f"{path}: this is a zones document (it has zones/lines, no device_id), not an agent config: "
+            "give the agent's config, whose zones_file names it (e.g. examples/vtest.yaml)"
+        )
     try:
         with paths.relative_to(path.parent):
             config = AgentConfig(**_expand(raw, ""))

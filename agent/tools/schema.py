@@ -8,9 +8,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from agent.core.events import Envelope
 from agent.ota.manifest import SignedManifest
 from agent.ota.report import OtaStatus
+from agent.wire.envelope import Envelope
 from agent.wire.status import DoctorProbe, Health, Status
 
 # published as {name}.schema.json

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 
-from agent.core.events import Envelope, Event
-
-NS_PER_S = 1_000_000_000
+from agent.core.events import Event
+from agent.core.units import NS_PER_S
+from agent.wire.envelope import Envelope
 
 
 def subject_id(secret: bytes, camera_id: str, track_id: int, pts_ns: int, rotation_s: int) -> str:

@@ -25,6 +25,11 @@ class Status(_Msg):
 
     schema_: Literal["edge.status/1"] = Field("edge.status/1", alias="schema")
     state: Literal["online", "offline"]
+    reason: Literal["stopped", "crashed", "lost"] | None = Field(
+        None,
+        description="why offline: stopped (a clean stop), crashed (an error ended the agent; see its log), "
+        "lost (the last will: the broker lost the agent without a word, e.g. killed or cut off)",
+    )
     device_id: Id
     boot_id: Hex
     ts: int = Field(ge=0, description="UTC milliseconds")
@@ -39,7 +44,10 @@ class Status(_Msg):
 
 class CameraHealth(_Msg):
     state: CameraState
-    fps: float = Field(ge=0)
+    fps: float = Field(ge=0, description="frames per second delivered by the camera")
+    detect_fps: float | None = Field(
+        None, ge=0, description="frames per second that went through the detector (the others: tracker predictions)"
+    )
     frames: int = Field(ge=0)
     dropped: int = Field(ge=0)
     reconnects: int = Field(ge=0)
@@ -59,6 +67,16 @@ class OutboxHealth(_Msg):
     dropped: int = Field(ge=0, description="events shed unsent (outbox full or too old) since the outbox was made")
 
 
+class DiskHealth(_Msg):
+    full: bool = Field(
+        description="the state disk is full or nearly: the outbox sheds its oldest events, "
+        "and events or audit records that cannot be written are counted as lost"
+    )
+    free_bytes: int = Field(ge=0)
+    events_lost: int = Field(ge=0, description="events never stored (disk full), since the state folder was made")
+    audit_records_lost: int = Field(ge=0, description="audit records not written (disk full); the log notes each gap")
+
+
 class Health(_Msg):
     """Published every `health_interval_s` on `.../health`."""
 
@@ -69,6 +87,7 @@ class Health(_Msg):
     cameras: dict[Id, CameraHealth] = Field(max_length=64)
     stages_ms: dict[Annotated[str, Field(max_length=16)], StageLatency] = Field(max_length=16)
     outbox: OutboxHealth
+    disk: DiskHealth | None = None
     mqtt_reconnects: int = Field(ge=0)
     cpu_percent: float = Field(ge=0)
     rss_mb: float = Field(ge=0)

@@ -3,9 +3,11 @@ and interval, with nothing that could single out a subject."""
 
 from __future__ import annotations
 
-
 from agent.analytics.aggregates import MAX_TALLIES, AggregateBody, Aggregator, ZoneTally
-from agent.core.events import Event, IntrusionBody, LineCountBody, ZoneOccupancyBody
+from agent.analytics.kinds.intrusion import IntrusionBody
+from agent.analytics.kinds.line_count import LineCountBody
+from agent.analytics.kinds.occupancy import ZoneOccupancyBody
+from agent.core.events import Event
 
 S = 1_000_000_000
 
@@ -54,7 +56,7 @@ def test_many_zones_are_split_under_the_payload_cap():
 
 
 def test_an_aggregate_is_an_event_on_the_wire_under_the_cap():
-    from agent.core.events import encode
+    from agent.wire.envelope import encode
     from agent.wire.privacy import EnvelopeBuilder
 
     agg = Aggregator(interval_s=10)

@@ -3,7 +3,10 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from agent.core.events import MAX_PAYLOAD_BYTES, Envelope, Event, IntrusionBody, LineCountBody, encode
+from agent.analytics.kinds.intrusion import IntrusionBody
+from agent.analytics.kinds.line_count import LineCountBody
+from agent.core.events import Event
+from agent.wire.envelope import Envelope, encode
 from agent.wire.privacy import EnvelopeBuilder, subject_id
 
 BODY = LineCountBody(line_id="l1", direction="in", class_name="person", point=(0.12345, 0.5), count_in=1, count_out=0)
@@ -65,6 +68,6 @@ def test_no_envelope_field_can_hold_bytes():
 
 def test_payload_cap_is_enforced(monkeypatch):
     env = EnvelopeBuilder("dev", "00ff00ff", b"k" * 32).build(Event("cam", 0, BODY))
-    monkeypatch.setattr("agent.core.events.MAX_PAYLOAD_BYTES", 100)
+    monkeypatch.setattr("agent.wire.envelope.MAX_PAYLOAD_BYTES", 100)
     with pytest.raises(ValueError, match="exceeds"):
         encode(env)

@@ -10,8 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from agent.core import kalman
-from agent.core.tracker import ByteTracker, TrackerConfig, iou_xyxy, match_iou
+from agent.core.tracker import ByteTracker, TrackerConfig, match_iou
 from agent.core.types import Detections, Tracks
+from engines.nms import iou_matrix
 
 SIZE_WH = (768, 576)
 FRAME_NS = 100_000_000  # 10 fps
@@ -74,8 +75,8 @@ def test_config_rejects_unordered_scores(scores: dict[str, float]) -> None:
         ([0, 0, 0, 0], [0, 0, 0, 0], 0.0),  # degenerate boxes: no division by zero
     ],
 )
-def test_iou_xyxy(a: list[float], b: list[float], expected: float) -> None:
-    assert iou_xyxy(np.array([a]), np.array([b]))[0, 0] == pytest.approx(expected)
+def test_iou_matrix(a: list[float], b: list[float], expected: float) -> None:
+    assert iou_matrix(np.array([a]), np.array([b]))[0, 0] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(

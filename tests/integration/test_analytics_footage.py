@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import tests.support.pipeline as support
-from agent.io.sources import CameraReader
+from agent.analytics.camera import build_rules
 from agent.core.types import Detections, Frame, Tracks
-from agent.settings.zones import ZonesDoc, build_rules
+from agent.io.sources import CameraReader
+from agent.settings.zones import ZonesDoc
 from engines.manifest import load_manifest
 from tests.support.pipeline import YOLOX, run_clip
 

@@ -15,11 +15,11 @@ import time
 import numpy as np
 import pytest
 
-from agent.core.events import Envelope
 from agent.analytics.base import ClassSelector
 from agent.analytics.kinds.line_count import LineCountRule, LineSettings
-from agent.wire.status import Status
 from agent.core.types import Detections, Tracks
+from agent.wire.envelope import Envelope
+from agent.wire.status import Status
 from tests.support.agent_process import AgentProcess, base_config, write_config
 
 pytestmark = pytest.mark.integration

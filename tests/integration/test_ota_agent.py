@@ -19,12 +19,20 @@ from typing import Any
 
 import pytest
 
-from agent.core.events import Envelope
-from fleet.publish import DeviceOutcome, FleetKey, connect, keygen, ota_topic, publish, sign
 from agent.ota.report import OtaStatus
+from agent.wire.envelope import Envelope
 from agent.wire.status import Health, Status
 from engines.manifest import sha256_of
-from tests.agent.ota.harness import (
+from fleet.publish import (
+    DeviceOutcome,
+    FleetKey,
+    connect,
+    keygen,
+    ota_topic,
+    publish,
+    sign,
+)
+from tests.agent.ota.docs import (
     LIGHT_JSON,
     YOLOX_JSON,
     golden_reference,

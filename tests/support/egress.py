@@ -29,8 +29,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ValidationError
 
-from agent.core.events import MAX_PAYLOAD_BYTES
 from agent.tools.schema import INBOUND_TOPICS, model_for_topic
+from agent.wire.envelope import MAX_PAYLOAD_BYTES
 
 SUBSCRIBE_TIMEOUT_S = 10.0
 _IMAGE_MAGIC_AT_START = (b"BM", b"II*\x00", b"MM\x00*")  # short: only meaningful as a file's first bytes

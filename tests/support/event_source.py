@@ -28,12 +28,14 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from agent.settings.config import BrokerSettings
-from agent.core.events import Event, IntrusionBody, encode
+from agent.analytics.kinds.intrusion import IntrusionBody
+from agent.core.events import Event
 from agent.io.health import HealthLoop, build_health
 from agent.io.metrics import ProcessUsage
 from agent.io.mqtt import MqttLink
 from agent.io.outbox import Outbox
+from agent.settings.config import BrokerSettings
+from agent.wire.envelope import encode
 from agent.wire.privacy import EnvelopeBuilder
 from agent.wire.status import Status, to_bytes
 from agent.wire.topics import Topics

@@ -9,16 +9,18 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.runtime.app import watched_classes
-from agent.core.events import Envelope
-from agent.runtime.pipeline import Pipeline
-from agent.wire.privacy import EnvelopeBuilder
-from agent.io.sources import CameraConfig, CameraReader
-from agent.wire.topics import Topics
 from agent.core.tracker import TrackerConfig
+from agent.io.sources import CameraConfig, CameraReader
+from agent.runtime.app import watched_classes
+from agent.runtime.pipeline import Pipeline
+from agent.settings.detect import DetectSettings
 from agent.settings.zones import ZonesDoc
+from agent.wire.envelope import Envelope
+from agent.wire.privacy import EnvelopeBuilder
+from agent.wire.topics import Topics
 from engines.detector import Detector
 from engines.manifest import load_manifest
+from tests.support.detections_cache import CachedDetector, cache_path
 
 REPO = Path(__file__).resolve().parents[2]
 YOLOX = REPO / "models" / "yolox_nano.json"
@@ -37,6 +39,11 @@ class ClipRun:
     envelopes: list[Envelope]
     frames: int
     pipeline: Pipeline
+    first_pts_ns: int  # of the clip's first frame: event times relative to the clip
+
+    def t_s(self, envelope: Envelope) -> float:
+        """The envelope's time in seconds from the clip's first frame."""
+        return (envelope.ts - self.first_pts_ns // 1_000_000) / 1000.0
 
     def bodies(self, kind: str) -> list:
         return [e.body for e in self.envelopes if e.kind == kind]
@@ -51,19 +58,34 @@ def run_clip(
     tracker: TrackerConfig | None = None,
     confidence: float = 0.3,
     class_map: dict[str, str] | None = None,
+    cache_dir: Path | None = None,
+    detect: DetectSettings | None = None,
 ) -> ClipRun:
-    """Replay `clip` as fast as the pipeline goes (no frame dropped) and collect its events."""
+    """Replay `clip` as fast as the pipeline goes (no frame dropped) and collect its events.
+    With `cache_dir`, the model's detections of the clip are kept there and read back by later runs
+    (every frame detected only: the cache is by frame order). `detect`: the camera's detect settings."""
+    if cache_dir is not None and detect is not None:
+        raise ValueError("cache_dir holds the detections of every frame: it cannot serve a run with detect settings")
     zones = zones if isinstance(zones, ZonesDoc) else ZonesDoc.model_validate(zones)
     m = load_manifest(manifest)
     cmap = m.class_map if class_map is None else class_map
     sink = ListSink()
-    reader = CameraReader(CameraConfig(id=camera_id, url=str(clip), replay="fast"))
-    with Detector.open(
-        manifest, models_dir, confidence=confidence, class_names=watched_classes(zones, m.classes, cmap) or None
-    ) as detector, reader:
+    reader = CameraReader(CameraConfig(id=camera_id, url=str(clip), replay="fast", detect=detect or DetectSettings()))
+    first_pts_ns: list[int] = []
+    put = reader.queue.put
+
+    def put_recording(frame, *a, **k):
+        if not first_pts_ns:
+            first_pts_ns.append(frame.pts_ns)
+        return put(frame, *a, **k)
+
+    reader.queue.put = put_recording  # type: ignore[method-assign]
+    classes = watched_classes(zones, m.classes, cmap) or None
+    with Detector.open(manifest, models_dir, confidence=confidence, class_names=classes) as detector, reader:
+        cached = None if cache_dir is None else CachedDetector(detector, cache_path(cache_dir, clip, m.sha256, confidence, classes))
         pipeline = Pipeline(
             [reader],
-            detector,
+            cached or detector,
             m.classes,
             cmap,
             zones,
@@ -73,5 +95,7 @@ def run_clip(
             sink,
         )
         stats = pipeline.run(threading.Event())
+        if cached is not None:
+            cached.save()
     envelopes = [Envelope.model_validate(json.loads(payload)) for _, _, payload in sink.rows]
-    return ClipRun(envelopes, stats.frames, pipeline)
+    return ClipRun(envelopes, stats.frames, pipeline, first_pts_ns[0] if first_pts_ns else 0)

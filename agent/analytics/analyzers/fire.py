@@ -13,34 +13,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-NS_PER_S = 1_000_000_000
-
-
-class FireAnalyzerSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    red_min: int = Field(150, ge=0, le=255, description="minimum red value (0..255) of a flame pixel")
-    red_minus_blue_min: int = Field(
-        60, ge=0, le=255, description="red must exceed blue by this much: rejects white and grey highlights"
-    )
-    flicker_min: float = Field(
-        15.0,
-        ge=0.0,
-        le=255.0,
-        description="mean absolute change of brightness between samples (0..255) that counts as flicker",
-    )
-    flicker_memory_s: float = Field(
-        0.5, gt=0.0, le=30.0, description="time constant of the flicker average: how long a pixel stays flickering"
-    )
-    persistence_s: float = Field(
-        0.5, gt=0.0, le=30.0, description="time constant of the share of samples in which a pixel looked like fire"
-    )
-    persistence_min: float = Field(
-        0.5, gt=0.0, le=1.0, description="share of recent samples a pixel must look like fire in to count"
-    )
-
+from agent.analytics.analyzers.settings import FireAnalyzerSettings
+from agent.core.units import NS_PER_S
 
 _OPEN_KERNEL = np.ones((3, 3), np.uint8)
 

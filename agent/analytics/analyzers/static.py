@@ -14,30 +14,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-NS_PER_S = 1_000_000_000
+from agent.analytics.analyzers.settings import StaticAnalyzerSettings
+from agent.core.units import NS_PER_S
+
 _KERNEL = np.ones((3, 3), np.uint8)
-
-
-class StaticAnalyzerSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    background_s: float = Field(
-        300.0, ge=10.0, le=7200.0, description="time constant of the long-term background; a still object fades into it"
-    )
-    warmup_s: float = Field(
-        5.0, ge=0.0, le=600.0, description="the long-term background is a plain mean of the samples for this long"
-    )
-    recent_s: float = Field(2.0, gt=0.0, le=60.0, description="time constant of the short-term background")
-    diff_min: float = Field(25.0, gt=0.0, le=255.0, description="grey difference (0..255) that makes a pixel foreground")
-    still_s: float = Field(3.0, ge=0.0, le=600.0, description="time a pixel must stay new and still to be static")
-    min_area: float = Field(
-        0.0008, gt=0.0, le=1.0, description="smallest static region, share of the frame (a bag at 10 m is about 0.005)"
-    )
-    max_area: float = Field(
-        0.05, gt=0.0, le=1.0, description="largest static region, share of the frame; bigger ones are lighting changes"
-    )
 
 
 class StaticAnalyzer:

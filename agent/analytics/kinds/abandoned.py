@@ -3,19 +3,36 @@ with no person within a radius, for a time."""
 
 from __future__ import annotations
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from typing import TYPE_CHECKING, Literal
 
-from agent.analytics.analyzers.static import StaticAnalyzer
-from agent.core.events import AbandonedObjectBody, Event
+import numpy as np
+from pydantic import Field
+
+from agent.analytics.base import ClassSelector, Settings, Spells, TrackHistory, box_norm
+from agent.analytics.registry import Area, Kind
+from agent.core.events import Body, Box, Event, Id, State, Tally
 from agent.core.geometry import points_in_polygon
-from agent.analytics.base import ClassSelector, Spells, TrackHistory, box_norm
 from agent.core.types import Tracks
 
+if TYPE_CHECKING:  # the analyzer (OpenCV) is built by the camera, not imported with the kinds
+    from agent.analytics.analyzers.static import StaticAnalyzer
 
-class AbandonedSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
+class AbandonedObjectBody(Body):
+    """An object stayed still with no person near it for at least the zone's time."""
+
+    kind: Literal["abandoned_object"] = "abandoned_object"
+    zone_id: Id
+    state: State = Field(description="started once unattended long enough, ended when the object is gone or attended")
+    source: Literal["detection", "foreground"] = Field(description="a detected object class or a static foreground region")
+    box: Box = Field(description="the object's box")
+    duration_ms: int = Field(ge=0, description="time unattended so far (started) or in all (ended)")
+
+    def tally(self) -> Tally:
+        return Tally.situation(self.zone_id, self.state, self.duration_ms)
+
+
+class AbandonedSettings(Settings):
     unattended_s: float = Field(
         10.0, ge=0.0, le=3600.0, description="time an object must stay still with nobody near before the event"
     )
@@ -120,3 +137,16 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     inter = iw * ih
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+def _build(area: Area, settings: AbandonedSettings) -> AbandonedRule:
+    objects, persons = area.classes.only({"person"}, exclude=True), area.classes.only({"person"})
+    return AbandonedRule(area.id, area.geometry, objects, persons, area.analyzers.get("static"), settings)
+
+
+KIND = Kind(
+    name="abandoned_object", body=AbandonedObjectBody, settings=AbandonedSettings, field="abandoned", build=_build,
+    description="raise abandoned-object events (absent: off); objects are the zone's non-person classes and static "
+    "foreground regions, and 'person' must be among the classes so owners are seen",
+    requires=frozenset({"person"}),
+)  # fmt: skip

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
 
-from agent.core.events import CrowdDensityBody, Event
-from agent.analytics.base import ClassSelector, Spells, in_zone
+import numpy as np
+from pydantic import Field
+
+from agent.analytics.base import ClassSelector, Settings, Spells, in_zone
+from agent.analytics.registry import Kind
+from agent.core.events import Body, Event, Id, State, Tally
 from agent.core.types import Tracks
 
 
-class CrowdDensitySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class CrowdDensityBody(Body):
+    """The number of persons in a zone (per m² where the zone declares its area) crossed the threshold."""
 
+    kind: Literal["crowd_density"] = "crowd_density"
+    zone_id: Id
+    state: State = Field(description="started above the threshold, ended below its release level")
+    count: int = Field(ge=0, description="persons in the zone")
+    value: float = Field(ge=0.0, le=1000.0, description="persons per m² (unit per_m2) or per zone (unit per_zone)")
+    unit: Literal["per_m2", "per_zone"]
+    duration_ms: int = Field(ge=0, description="time above the threshold so far (started) or in all (ended)")
+
+    def tally(self) -> Tally:
+        return Tally.situation(self.zone_id, self.state, self.duration_ms, peak=self.count)
+
+
+class CrowdDensitySettings(Settings):
     area_m2: float | None = Field(
         None, gt=0.0, le=1e6, description="ground area of the zone in m²; absent: density is counted per zone"
     )
@@ -59,3 +75,10 @@ class CrowdDensityRule:
 
     def state_size(self) -> int:
         return len(self._spells)
+
+
+KIND = Kind(
+    name="crowd_density", body=CrowdDensityBody, settings=CrowdDensitySettings, field="crowd_density",
+    description="raise crowd density events (absent: off)",
+    build=lambda area, s: CrowdDensityRule(area.id, area.geometry, area.classes.only({"person"}), s),
+)  # fmt: skip

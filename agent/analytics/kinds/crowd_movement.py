@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from agent.core.events import CrowdMovementBody, Event
-from agent.analytics.base import NS_PER_S, ClassSelector, Spells, TrackHistory, in_zone
+from agent.analytics.base import ClassSelector, Settings, Spells, TrackHistory, in_zone
+from agent.analytics.registry import Kind, per_area
+from agent.core.events import Body, Event, Id, State, Tally
 from agent.core.types import Tracks
+from agent.core.units import NS_PER_S
 
 
-class CrowdMovementSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class CrowdMovementBody(Body):
+    """The subjects of a zone suddenly moved much faster together than their recent baseline."""
 
+    kind: Literal["crowd_movement"] = "crowd_movement"
+    zone_id: Id
+    state: State = Field(description="started at the sudden change, ended when the motion is back to the baseline")
+    count: int = Field(ge=0, description="moving subjects in the zone")
+    value: float = Field(ge=0.0, le=1000.0, description="speed now over the baseline speed (a ratio)")
+    duration_ms: int = Field(ge=0, description="time since the change (started) or in all (ended)")
+
+    def tally(self) -> Tally:
+        return Tally.situation(self.zone_id, self.state, self.duration_ms, peak=self.count)
+
+
+class CrowdMovementSettings(Settings):
     ratio: float = Field(
         2.5, gt=1.0, le=100.0, description="median speed over the baseline speed that starts the situation; "
         "walking groups on vtest vary by up to 1.6x"
@@ -80,3 +96,7 @@ class CrowdMovementRule:
     def state_size(self) -> int:
         # the baseline is a fixed-size summary, not per-subject state
         return len(self._history) + len(self._spells)
+
+
+KIND = Kind(name="crowd_movement", body=CrowdMovementBody, settings=CrowdMovementSettings, field="crowd_movement", description="raise crowd movement events (absent: off)",
+            build=per_area(CrowdMovementRule))  # fmt: skip

@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from typing import TYPE_CHECKING, Literal
 
-from agent.analytics.analyzers.downscale import polygon_mask
-from agent.analytics.analyzers.fire import FireAnalyzer
-from agent.core.events import Event, FireBody
-from agent.analytics.base import ClassSelector, Spells, box_norm, in_zone
+import numpy as np
+from pydantic import Field
+
+from agent.analytics.base import ClassSelector, Settings, Spells, box_norm, in_zone
+from agent.analytics.registry import Area, Kind
+from agent.core.events import Body, Box, Event, Id, State, Tally
+from agent.core.geometry import polygon_mask
 from agent.core.types import Tracks
+
+if TYPE_CHECKING:  # the analyzer (OpenCV) is built by the camera, not imported with the kinds
+    from agent.analytics.analyzers.fire import FireAnalyzer
 
 FIRE_CATEGORIES = {"fire", "smoke"}
 
 
-class FireSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class FireBody(Body):
+    """Flames seen in a zone (fire-coloured flickering pixels, or a fire class of the model) persisted."""
 
+    kind: Literal["fire"] = "fire"
+    zone_id: Id
+    state: State = Field(description="started once the flames persisted, ended when they are gone")
+    source: Literal["colour", "detection"] = Field(description="colour + flicker analysis or a fire class of the model")
+    box: Box = Field(description="box around the flames seen last")
+    value: float = Field(ge=0.0, le=1.0, description="share of the zone covered by flames")
+    duration_ms: int = Field(ge=0, description="time burning so far (started) or in all (ended)")
+
+    def tally(self) -> Tally:
+        return Tally.situation(self.zone_id, self.state, self.duration_ms)
+
+
+class FireSettings(Settings):
     min_area: float = Field(
         0.0008, gt=0.0, le=1.0, description="share of the zone that must look like fire; a zone over the "
         "whole frame: about 16 pixels of a 192-pixel-wide analysis frame, a small flame at 10 m"
@@ -89,3 +107,13 @@ class FireRule:
 
     def state_size(self) -> int:
         return len(self._spells)
+
+
+def _build(area: Area, settings: FireSettings) -> FireRule:
+    return FireRule(area.id, area.geometry, area.classes.only(FIRE_CATEGORIES), area.analyzers.get("fire"), settings)
+
+
+KIND = Kind(
+    name="fire", body=FireBody, settings=FireSettings, field="fire", build=_build,
+    description="raise fire events from the colour analyzer and the zone's fire/smoke classes (absent: off)",
+)  # fmt: skip

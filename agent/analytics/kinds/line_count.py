@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from agent.core.events import Event, LineCountBody
+from agent.analytics.base import ClassSelector, Settings
+from agent.analytics.registry import Kind, per_area
+from agent.core.events import Body, ClassName, Event, Id, Point, Tally
 from agent.core.geometry import segments_cross, side_of_line
-from agent.analytics.base import ClassSelector
 from agent.core.types import Tracks
 
 
-class LineSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class LineCountBody(Body):
+    """A subject crossed a counting line; counts are cumulative per line and class since start."""
 
+    kind: Literal["line_count"] = "line_count"
+    line_id: Id
+    direction: Literal["in", "out"] = Field(description="in: from the line's left side to its right side")
+    class_name: ClassName
+    point: Point = Field(description="anchor point just after the crossing")
+    count_in: int = Field(ge=0)
+    count_out: int = Field(ge=0)
+
+    def tally(self) -> Tally:
+        return Tally(self.line_id, self.class_name, self.direction, count=1)
+
+
+class LineSettings(Settings):
     margin: float = Field(
         0.01,
         ge=0.0,
@@ -79,3 +94,7 @@ class LineCountRule:
 
     def state_size(self) -> int:
         return len(self._sides)
+
+
+KIND = Kind(name="line_count", body=LineCountBody, settings=LineSettings, field="counting",
+            description="crossing detection settings", build=per_area(LineCountRule), on="line")  # fmt: skip

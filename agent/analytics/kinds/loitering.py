@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
 
-from agent.core.events import Event, LoiteringBody
-from agent.analytics.base import ClassSelector, Spells, in_zone
-from agent.core.types import Tracks
+from pydantic import Field
+
+from agent.analytics.base import DwellRule, Settings
+from agent.analytics.registry import Kind, per_area
+from agent.core.events import Body, ClassName, Id, Point, State, Tally
 
 
-class LoiteringSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class LoiteringBody(Body):
+    """A subject stayed in a zone longer than the zone's loitering time."""
 
+    kind: Literal["loitering"] = "loitering"
+    zone_id: Id
+    state: State = Field(description="started when the dwell is reached, ended when the subject leaves or is lost")
+    class_name: ClassName
+    point: Point = Field(description="anchor point (bottom centre of the box)")
+    duration_ms: int = Field(ge=0, description="time in the zone so far (started) or in all (ended)")
+
+    def tally(self) -> Tally:
+        return Tally.situation(self.zone_id, self.state, self.duration_ms, self.class_name)
+
+
+class LoiteringSettings(Settings):
     dwell_s: float = Field(
         20.0, ge=1.0, le=86400.0, description="time in the zone before loitering starts; people crossing the "
         "vtest plaza take 5-15 s, so 20 s flags only those who stay"
@@ -22,30 +35,11 @@ class LoiteringSettings(BaseModel):
     )
 
 
-class LoiteringRule:
+class LoiteringRule(DwellRule):
     """One zone of one camera; one started/ended pair per subject that stays."""
 
-    def __init__(self, zone_id: str, polygon: np.ndarray, classes: ClassSelector, settings: LoiteringSettings) -> None:
-        self.rule_id = zone_id
-        self._polygon = polygon
-        self._classes = classes
-        self._spells: Spells[int] = Spells(settings.dwell_s, settings.exit_grace_s)
+    body = LoiteringBody
 
-    def update(self, tracks: Tracks) -> list[Event]:
-        anchors = tracks.anchors_norm()
-        active = {
-            int(tracks.track_id[row]): (self._classes.name(tracks.detections.class_id[row]), tuple(anchors[row].tolist()))
-            for row in np.flatnonzero(in_zone(tracks, self._polygon, self._classes))
-        }
-        return self._spells.events(
-            tracks,
-            active,
-            lambda _, state, ms, p: LoiteringBody(
-                zone_id=self.rule_id, state=state, class_name=p[0], point=p[1], duration_ms=ms
-            ),
-            gone=tracks.ended.tolist(),
-            subject=lambda tid: tid,
-        )
 
-    def state_size(self) -> int:
-        return len(self._spells)
+KIND = Kind(name="loitering", body=LoiteringBody, settings=LoiteringSettings, field="loitering", description="raise loitering events (absent: off)",
+            build=per_area(LoiteringRule))  # fmt: skip

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from agent.core.events import Event, ZoneOccupancyBody
+from agent.analytics.base import ClassSelector, Settings
+from agent.analytics.registry import Kind, per_area
+from agent.core.events import Body, ClassName, Event, Id, Tally
 from agent.core.geometry import points_in_polygon
-from agent.analytics.base import NS_PER_S, ClassSelector
 from agent.core.types import Tracks
+from agent.core.units import NS_PER_S
 
 
-class OccupancySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ZoneOccupancyBody(Body):
+    """The number of subjects of a class in a zone changed (debounced by hysteresis)."""
 
+    kind: Literal["zone_occupancy"] = "zone_occupancy"
+    zone_id: Id
+    class_name: ClassName
+    count: int = Field(ge=0, description="subjects in the zone now")
+    previous: int = Field(ge=0, description="the count last reported")
+
+    def tally(self) -> Tally:
+        return Tally(self.zone_id, self.class_name, peak=self.count)
+
+
+class OccupancySettings(Settings):
     settle_s: float = Field(
         1.0, ge=0.0, le=600.0, description="a new count is reported only after holding this long (hysteresis in time)"
     )
@@ -58,3 +73,7 @@ class OccupancyRule:
     def state_size(self) -> int:
         # reported zero counts carry no state
         return len(self._deviating_since) + sum(1 for c in self._reported.values() if c)
+
+
+KIND = Kind(name="zone_occupancy", body=ZoneOccupancyBody, settings=OccupancySettings, field="occupancy", description="report occupancy changes (absent: off)",
+            build=per_area(OccupancyRule))  # fmt: skip

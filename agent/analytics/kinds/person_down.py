@@ -9,18 +9,32 @@ below it shortly after: position only, no identity.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from agent.core.events import Event, PersonDownBody
-from agent.analytics.base import NS_PER_S, ClassSelector, Spells, box_norm, in_zone
+from agent.analytics.base import ClassSelector, Settings, Spells, box_norm, in_zone
+from agent.analytics.registry import Kind, per_area
+from agent.core.events import Body, Box, Event, Id, State, Tally
 from agent.core.types import Tracks
+from agent.core.units import NS_PER_S
 
 
-class PersonDownSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class PersonDownBody(Body):
+    """A person went from upright to lying and stayed down."""
 
+    kind: Literal["person_down"] = "person_down"
+    zone_id: Id
+    state: State = Field(description="started once down long enough, ended when the person is up again or lost")
+    box: Box = Field(description="the person's box while down")
+    duration_ms: int = Field(ge=0, description="time down so far (started) or in all (ended)")
+
+    def tally(self) -> Tally:
+        return Tally.situation(self.zone_id, self.state, self.duration_ms)
+
+
+class PersonDownSettings(Settings):
     upright_ratio: float = Field(1.4, gt=0.0, le=10.0, description="height/width at or above which a person is upright")
     drop_ratio: float = Field(
         0.35, gt=0.0, le=2.0, description="drop of the box's top edge, in upright heights, needed with a lying box"
@@ -116,3 +130,7 @@ class PersonDownRule:
 
     def state_size(self) -> int:
         return len(self._upright) + len(self._spells)
+
+
+KIND = Kind(name="person_down", body=PersonDownBody, settings=PersonDownSettings, field="person_down", description="raise person-down events (absent: off)",
+            build=per_area(PersonDownRule))  # fmt: skip

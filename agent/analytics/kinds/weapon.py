@@ -6,17 +6,32 @@ model delivered by OTA, whose class map marks its classes "weapon".
 
 from __future__ import annotations
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
 
-from agent.core.events import Event, WeaponBody
-from agent.analytics.base import ClassSelector, Spells, box_norm, in_zone
+import numpy as np
+from pydantic import Field
+
+from agent.analytics.base import ClassSelector, Settings, Spells, box_norm, in_zone
+from agent.analytics.registry import Kind
+from agent.core.events import Body, Box, ClassName, Event, Id, State, Tally
 from agent.core.types import Tracks
 
 
-class WeaponSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class WeaponBody(Body):
+    """A detection of a class that the model's class map marks as a weapon persisted."""
 
+    kind: Literal["weapon"] = "weapon"
+    zone_id: Id
+    state: State = Field(description="started once the detection persisted, ended when it is no longer seen")
+    class_name: ClassName
+    box: Box = Field(description="the detection's box")
+    duration_ms: int = Field(ge=0, description="time seen so far (started) or in all (ended)")
+
+    def tally(self) -> Tally:
+        return Tally.situation(self.zone_id, self.state, self.duration_ms, self.class_name)
+
+
+class WeaponSettings(Settings):
     persist_s: float = Field(
         0.5, ge=0.0, le=60.0, description="time a weapon track must persist before the event starts; "
         "the tracker already drops one-frame detections, this drops flickers of a few frames"
@@ -52,3 +67,10 @@ class WeaponRule:
 
     def state_size(self) -> int:
         return len(self._spells)
+
+
+KIND = Kind(
+    name="weapon", body=WeaponBody, settings=WeaponSettings, field="weapon",
+    description="raise weapon events for the zone's classes mapped to 'weapon' (absent: off)",
+    build=lambda area, s: WeaponRule(area.id, area.geometry, area.classes.only({"weapon"}), s),
+)  # fmt: skip

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from agent.core.events import Event, WrongWayBody
-from agent.analytics.base import NS_PER_S, ClassSelector, Spells, in_zone
+from agent.analytics.base import ClassSelector, Settings, Spells, in_zone
+from agent.analytics.registry import Kind, per_area
+from agent.core.events import Body, ClassName, Event, Id, Point, State, Tally
 from agent.core.types import Tracks
+from agent.core.units import NS_PER_S
 
 
-class WrongWaySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class WrongWayBody(Body):
+    """A subject moved against the zone's allowed direction for at least the zone's distance."""
 
+    kind: Literal["wrong_way"] = "wrong_way"
+    zone_id: Id
+    state: State = Field(description="started once the distance is covered, ended when the subject leaves or is lost")
+    class_name: ClassName
+    point: Point = Field(description="anchor point (bottom centre of the box)")
+    distance: float = Field(ge=0.0, le=2.0, description="normalised distance covered against the allowed direction")
+    duration_ms: int = Field(ge=0, description="time since the subject started going the wrong way")
+
+    def tally(self) -> Tally:
+        return Tally.situation(self.zone_id, self.state, self.duration_ms, self.class_name)
+
+
+class WrongWaySettings(Settings):
     direction: tuple[float, float] = Field(
         description="allowed direction of travel as a normalised (dx, dy) vector on screen; y grows downwards"
     )
@@ -77,3 +94,7 @@ class WrongWayRule:
 
     def state_size(self) -> int:
         return len(self._furthest) + len(self._spells)
+
+
+KIND = Kind(name="wrong_way", body=WrongWayBody, settings=WrongWaySettings, field="wrong_way", description="raise wrong-way events (absent: off)",
+            build=per_area(WrongWayRule))  # fmt: skip

@@ -1,7 +1,7 @@
 import numpy as np
 
-from agent.analytics.kinds.abandoned import AbandonedRule, AbandonedSettings
 from agent.analytics.base import ClassSelector
+from agent.analytics.kinds.abandoned import AbandonedRule, AbandonedSettings
 from tests.agent.rules.fixtures import CLASSES, run, tracks
 
 ZONE = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], np.float32)

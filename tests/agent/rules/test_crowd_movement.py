@@ -1,6 +1,9 @@
 import numpy as np
 
-from agent.analytics.kinds.crowd_movement import CrowdMovementRule, CrowdMovementSettings
+from agent.analytics.kinds.crowd_movement import (
+    CrowdMovementRule,
+    CrowdMovementSettings,
+)
 from tests.agent.rules.fixtures import PERSON, run
 
 ZONE = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], np.float32)

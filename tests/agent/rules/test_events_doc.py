@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from agent.core.events import EVENT_KINDS, Envelope
+from agent.wire.envelope import EVENT_KINDS, Envelope
 
 DOC = Path(__file__).resolve().parents[3] / "README.md"
 

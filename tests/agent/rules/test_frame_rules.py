@@ -3,8 +3,12 @@ analyzers on synthetic frames; the fire rule on the analyzer's mask."""
 
 import numpy as np
 
-from agent.analytics.analyzers.fire import FireAnalyzer, FireAnalyzerSettings
-from agent.analytics.analyzers.static import StaticAnalyzer, StaticAnalyzerSettings
+from agent.analytics.analyzers.fire import FireAnalyzer
+from agent.analytics.analyzers.settings import (
+    FireAnalyzerSettings,
+    StaticAnalyzerSettings,
+)
+from agent.analytics.analyzers.static import StaticAnalyzer
 from agent.analytics.base import ClassSelector
 from agent.analytics.camera import CameraRules, Scheduled
 from agent.analytics.kinds.fire import FireRule, FireSettings

@@ -1,0 +1,60 @@
+"""Settings of the frame-level analyzers (no OpenCV here: the zones document imports them)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from agent.analytics.base import Settings
+
+
+class FireAnalyzerSettings(Settings):
+    red_min: int = Field(150, ge=0, le=255, description="minimum red value (0..255) of a flame pixel")
+    red_minus_blue_min: int = Field(
+        60, ge=0, le=255, description="red must exceed blue by this much: rejects white and grey highlights"
+    )
+    flicker_min: float = Field(
+        15.0,
+        ge=0.0,
+        le=255.0,
+        description="mean absolute change of brightness between samples (0..255) that counts as flicker",
+    )
+    flicker_memory_s: float = Field(
+        0.5, gt=0.0, le=30.0, description="time constant of the flicker average: how long a pixel stays flickering"
+    )
+    persistence_s: float = Field(
+        0.5, gt=0.0, le=30.0, description="time constant of the share of samples in which a pixel looked like fire"
+    )
+    persistence_min: float = Field(
+        0.5, gt=0.0, le=1.0, description="share of recent samples a pixel must look like fire in to count"
+    )
+
+
+class StaticAnalyzerSettings(Settings):
+    background_s: float = Field(
+        300.0, ge=10.0, le=7200.0, description="time constant of the long-term background; a still object fades into it"
+    )
+    warmup_s: float = Field(
+        5.0, ge=0.0, le=600.0, description="the long-term background is a plain mean of the samples for this long"
+    )
+    recent_s: float = Field(2.0, gt=0.0, le=60.0, description="time constant of the short-term background")
+    diff_min: float = Field(25.0, gt=0.0, le=255.0, description="grey difference (0..255) that makes a pixel foreground")
+    still_s: float = Field(3.0, ge=0.0, le=600.0, description="time a pixel must stay new and still to be static")
+    min_area: float = Field(
+        0.0008, gt=0.0, le=1.0, description="smallest static region, share of the frame (a bag at 10 m is about 0.005)"
+    )
+    max_area: float = Field(
+        0.05, gt=0.0, le=1.0, description="largest static region, share of the frame; bigger ones are lighting changes"
+    )
+
+
+class AnalysisSettings(Settings):
+    width_px: int = Field(
+        192, ge=64, le=1920, description="width of the frame the frame-level analyzers see, downscaled once per frame"
+    )
+    fire_fps: float = Field(
+        10.0, gt=0.0, le=60.0, description="analyses per second of the fire analyzer (flicker needs >= 4; "
+        "10 halves the onset delay's sampling jitter for ~1.5 ms per analysis at the default width)"
+    )
+    static_fps: float = Field(2.0, gt=0.0, le=60.0, description="analyses per second of the static-foreground analyzer")
+    fire: FireAnalyzerSettings = Field(FireAnalyzerSettings(), description="fire colour and flicker settings")
+    static: StaticAnalyzerSettings = Field(StaticAnalyzerSettings(), description="static foreground settings")
