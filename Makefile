@@ -4,7 +4,7 @@ export EDGE_AGENT_MODELS_DIR ?= $(SHARED)/models
 export EDGE_AGENT_MEDIA_DIR ?= $(SHARED)/media
 PY = .venv/bin/python
 
-.PHONY: setup demo test soak schema bench clean
+.PHONY: setup demo lint test unit soak schema bench clean
 
 setup:
 	bash deploy/setup-debian.sh
@@ -12,11 +12,21 @@ setup:
 demo: setup
 	SHARED=$(SHARED) bash deploy/demo.sh
 
+# lint: ruff (pyflakes, pycodestyle, import order, pyupgrade to 3.10, bugbear) everywhere; mypy on the pure core
+lint: setup
+	.venv/bin/ruff check agent engines calibration fleet benchmarks tests
+	.venv/bin/mypy
+
+# make test ARGS='tests/agent/test_config.py -x -q': arguments go to pytest
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest $(ARGS)
+
+# the fast, pure tests: no broker, RTSP server, browser or model run (seconds, not minutes)
+unit: setup
+	$(PY) -m pytest -m 'not integration and not soak' $(ARGS)
 
 soak: setup
-	$(PY) -m pytest -m soak
+	$(PY) -m pytest -m soak $(ARGS)
 
 # the benchmark runs behind the README's results (minutes each; run them on a quiet machine)
 bench: setup

@@ -1,4 +1,5 @@
-"""`edge-agent fleet ...`: the operator's commands. The main CLI wires them with `add_fleet_parser`."""
+"""`edge-fleet`: the operator's commands, run at the operator's desk, never on a box: `edge-fleet pki ...`
+(device CA, certificates, broker ACL) and `edge-fleet ota ...` (signing keys, signed OTA manifests, rollouts)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,20 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from fleet.publish import DeviceOutcome, FleetError, RolloutWatch, connect, keygen, publish, sign
 from agent.ota.manifest import Manifest, SignedManifest
 from agent.ota.report import DONE_STATES
+from engines.progress import Progress
+from fleet.pki import PkiError, add_pki_parser
+from fleet.publish import (
+    DeviceOutcome,
+    FleetError,
+    RolloutWatch,
+    connect,
+    keygen,
+    publish,
+    rollout_steps,
+    sign,
+)
 
 # Bad input (an invalid manifest, an unusable key) exits 2, like a bad config; I/O failures exit 1.
 EXIT_OK = 0
@@ -22,12 +34,12 @@ EXIT_ROLLOUT_FAILED = 3
 
 
 def add_fleet_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add `fleet` and its subcommands to the main CLI's subparsers.
+    """Add `ota` and its subcommands to the `edge-fleet` subparsers.
 
     Each subcommand sets `func`, a handler taking the parsed args and
     returning the exit code. New fleet subcommands go on `commands` below.
     """
-    fleet = subparsers.add_parser("fleet", help="Fleet operator tools: signing keys and signed OTA manifests.")
+    fleet = subparsers.add_parser("ota", help="Fleet signing keys and signed OTA manifests: keygen, sign, publish, status.")
     commands = fleet.add_subparsers(dest="fleet_command", required=True, metavar="COMMAND")
 
     keygen_parser = commands.add_parser("keygen", help="Create an Ed25519 fleet signing key pair and its trust entry.")
@@ -36,14 +48,14 @@ def add_fleet_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
     sign_parser = commands.add_parser("sign", help="Validate a manifest (JSON or YAML) and sign it.")
     sign_parser.add_argument("manifest", type=Path, help="Manifest file (.json, or YAML otherwise).")
-    sign_parser.add_argument("--key", type=Path, required=True, help="Fleet private key (PEM) from `fleet keygen`.")
+    sign_parser.add_argument("--key", type=Path, required=True, help="Fleet private key (PEM) from `edge-fleet ota keygen`.")
     sign_parser.add_argument("--out", type=Path, required=True, help="Where to write the signed manifest (JSON).")
     sign_parser.set_defaults(func=run_sign)
 
     publish_parser = commands.add_parser(
         "publish", help="Publish a signed manifest (retained): canary devices first, then the other devices and groups."
     )
-    publish_parser.add_argument("signed", type=Path, help="Signed manifest from `fleet sign`.")
+    publish_parser.add_argument("signed", type=Path, help="Signed manifest from `edge-fleet ota sign`.")
     _add_broker_args(publish_parser)
     publish_parser.add_argument("--canary", action="append", default=[], help="Canary device id (repeatable).")
     publish_parser.add_argument("--device", action="append", default=[], help="Device id to publish to (repeatable).")
@@ -88,12 +100,12 @@ def _all_done(outcomes: dict[str, DeviceOutcome], expected: list[str]) -> bool:
 
 
 def run_publish(args: argparse.Namespace) -> int:
-    """Handler of `fleet publish SIGNED --site S [--canary D]... [--device D]... [--group G]...`."""
+    """Handler of `edge-fleet ota publish SIGNED --site S [--canary D]... [--device D]... [--group G]...`."""
     try:
         envelope = args.signed.read_bytes()
         SignedManifest.model_validate_json(envelope)
     except (OSError, ValidationError) as exc:
-        print(f"fleet publish: {args.signed}: {exc}", file=sys.stderr)
+        print(f"edge-fleet ota publish: {args.signed}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if not (args.canary or args.device or args.group):
         print("fleet publish: give at least one --canary, --device or --group", file=sys.stderr)
@@ -101,15 +113,17 @@ def run_publish(args: argparse.Namespace) -> int:
     try:
         client = connect(args.host, args.port, _tls(args))
     except FleetError as exc:
-        print(f"fleet publish: {exc}", file=sys.stderr)
+        print(f"edge-fleet ota publish: {exc}", file=sys.stderr)
         return EXIT_IO_ERROR
+    steps = rollout_steps(args.canary, args.device, args.group)
     try:
-        outcomes = publish(
-            client, envelope, args.site, canaries=args.canary, device_ids=args.device, groups=args.group,
-            timeout_s=args.timeout_s,
-        )
+        with Progress(steps, "rollout (canaries committed, then devices and groups published)") as bar:
+            outcomes = publish(
+                client, envelope, args.site, canaries=args.canary, device_ids=args.device, groups=args.group,
+                timeout_s=args.timeout_s, on_step=bar.update,
+            )
     except FleetError as exc:
-        print(f"fleet publish: {exc}", file=sys.stderr)
+        print(f"edge-fleet ota publish: {exc}", file=sys.stderr)
         return EXIT_IO_ERROR
     finally:
         client.disconnect()
@@ -124,17 +138,17 @@ def run_publish(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    """Handler of `fleet status --site S --kind K --version V [--device D]...`: prints a table at the end."""
+    """Handler of `edge-fleet ota status --site S --kind K --version V [--device D]...`: prints a table at the end."""
     try:
         client = connect(args.host, args.port, _tls(args))
     except FleetError as exc:
-        print(f"fleet status: {exc}", file=sys.stderr)
+        print(f"edge-fleet ota status: {exc}", file=sys.stderr)
         return EXIT_IO_ERROR
     try:
         watch = RolloutWatch(client, args.site, args.kind, args.version)
         outcomes = watch.wait(args.device, args.timeout_s)
     except FleetError as exc:
-        print(f"fleet status: {exc}", file=sys.stderr)
+        print(f"edge-fleet ota status: {exc}", file=sys.stderr)
         return EXIT_IO_ERROR
     finally:
         client.disconnect()
@@ -145,11 +159,11 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_keygen(args: argparse.Namespace) -> int:
-    """Handler of `fleet keygen DIR`: prints the key id and the files written."""
+    """Handler of `edge-fleet ota keygen DIR`: prints the key id and the files written."""
     try:
         key = keygen(args.out_dir)
     except OSError as exc:
-        print(f"fleet keygen: {exc}", file=sys.stderr)
+        print(f"edge-fleet ota keygen: {exc}", file=sys.stderr)
         return EXIT_IO_ERROR
     print(f"key_id {key.key_id}")
     print(f"private key (keep secret) {key.private_key_path}")
@@ -159,15 +173,15 @@ def run_keygen(args: argparse.Namespace) -> int:
 
 
 def run_sign(args: argparse.Namespace) -> int:
-    """Handler of `fleet sign MANIFEST --key K --out F`: prints what was signed."""
+    """Handler of `edge-fleet ota sign MANIFEST --key K --out F`: prints what was signed."""
     try:
         envelope = sign(args.manifest, args.key)
         args.out.write_bytes(envelope)
     except FleetError as exc:
-        print(f"fleet sign: {exc}", file=sys.stderr)
+        print(f"edge-fleet ota sign: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
-        print(f"fleet sign: {exc}", file=sys.stderr)
+        print(f"edge-fleet ota sign: {exc}", file=sys.stderr)
         return EXIT_IO_ERROR
     signed = SignedManifest.model_validate_json(envelope)
     manifest = Manifest.model_validate_json(signed.manifest)
@@ -177,3 +191,23 @@ def run_sign(args: argparse.Namespace) -> int:
         f"with key {signed.signatures[0].key_id} -> {args.out}"
     )
     return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`edge-fleet`: 0 on success, 2 on bad input or a refused PKI operation (see the EXIT_ codes)."""
+    parser = argparse.ArgumentParser(prog="edge-fleet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_pki_parser(sub)
+    add_fleet_parser(sub)
+    args = parser.parse_args(argv)
+    if hasattr(args, "func"):
+        return args.func(args)
+    try:
+        args.pki_handler(args)
+    except PkiError as e:
+        parser.exit(EXIT_BAD_INPUT, f"edge-fleet pki: error: {e}\n")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,7 +11,8 @@ import base64
 import json
 import os
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,12 +188,18 @@ class RolloutWatch:
             self.outcomes[outcome.device_id] = outcome
             self._cond.notify_all()
 
-    def wait(self, device_ids: Iterable[str], timeout_s: float) -> dict[str, DeviceOutcome]:
+    def wait(
+        self, device_ids: Iterable[str], timeout_s: float, on_done: Callable[[int], None] = lambda n: None
+    ) -> dict[str, DeviceOutcome]:
         """Wait until every device in `device_ids` is done (committed) or one failed; returns the outcomes so far.
 
         With no `device_ids`, waits for `timeout_s` unless a device that answers fails.
+        `on_done(n)`: n more of `device_ids` are done (for a progress bar).
         """
         wanted = set(device_ids)
+
+        def done() -> int:
+            return sum(1 for d in wanted if d in self.outcomes and self.outcomes[d].state in DONE_STATES)
 
         def settled() -> bool:
             if not wanted:
@@ -202,9 +209,15 @@ class RolloutWatch:
                 len(states) == len(wanted) and all(s in DONE_STATES for s in states.values())
             )
 
+        deadline, reported = time.monotonic() + timeout_s, 0
         with self._cond:
-            self._cond.wait_for(settled, timeout_s)
-            return dict(self.outcomes)
+            while True:
+                if (now_done := done()) != reported:
+                    on_done(now_done - reported)
+                    reported = now_done
+                if settled() or (left := deadline - time.monotonic()) <= 0:
+                    return dict(self.outcomes)
+                self._cond.wait(left)
 
 
 def connect(host: str, port: int, tls: Mapping[str, Path] | None = None, timeout_s: float = 10.0) -> mqtt.Client:
@@ -234,25 +247,35 @@ def publish(
     device_ids: Iterable[str] = (),
     groups: Iterable[str] = (),
     timeout_s: float = 600.0,
+    on_step: Callable[[int], None] = lambda n: None,
 ) -> dict[str, DeviceOutcome]:
     """Publish a signed manifest retained: to the canary devices first, and once every canary has
     committed, to the other devices and to the groups. Returns the canaries' outcomes (and stops
     there if one failed or timed out: the rest never receive the update).
+    `on_step(n)`: n more of the `rollout_steps` are done (a canary committed, a manifest published).
     """
     manifest = Manifest.model_validate_json(SignedManifest.model_validate_json(envelope).manifest)
     canaries = list(canaries)
     watch = RolloutWatch(client, site, manifest.kind, manifest.version)
     for device_id in canaries:
         _publish_retained(client, ota_topic(site, manifest.kind, device_id=device_id), envelope)
-    outcomes = watch.wait(canaries, timeout_s) if canaries else {}
+    outcomes = watch.wait(canaries, timeout_s, on_step) if canaries else {}
     if any(outcomes.get(d, DeviceOutcome(d, "pending")).state not in DONE_STATES for d in canaries):
         return outcomes
     for device_id in device_ids:
         if device_id not in canaries:
             _publish_retained(client, ota_topic(site, manifest.kind, device_id=device_id), envelope)
+            on_step(1)
     for group in groups:
         _publish_retained(client, ota_topic(site, manifest.kind, group=group), envelope)
+        on_step(1)
     return outcomes
+
+
+def rollout_steps(canaries: Iterable[str], device_ids: Iterable[str], groups: Iterable[str]) -> int:
+    """How many steps `publish` reports: each canary's commit, then each other device and group published."""
+    canaries = set(canaries)
+    return len(canaries) + len(set(device_ids) - canaries) + len(set(groups))
 
 
 def _publish_retained(client: mqtt.Client, topic: str, payload: bytes) -> None:

@@ -11,7 +11,19 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.support.services"]
+# Fixture modules, registered once here (not imported into test modules).
+pytest_plugins = ["tests.support.services", "tests.support.browser", "tests.agent.ota.device", "tests.agent.ota.http_server"]
+
+# Fixtures that start a real service or load the real model: a test using one is an integration test,
+# marked so by `pytest_collection_modifyitems` wherever it lives (`pytest -m "not integration"`: the fast, pure run).
+SERVICE_FIXTURES = frozenset({"mosquitto", "mosquitto_session", "rtsp_server", "subscriber", "browser", "small_disk",
+                              "golden", "device"})  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.path.parts or SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 def _data_dir(env: str, default: Path) -> Path:

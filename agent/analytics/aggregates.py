@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.core.events import Body, ClassName, Event, Id
+from agent.core.events import Body, ClassName, Direction, Event, Id
 from agent.core.units import NS_PER_MS, NS_PER_S
 
 # one aggregate message stays under the payload cap even with the longest ids: a tally is
@@ -30,7 +30,7 @@ class ZoneTally(BaseModel):
     area_id: Id = Field(description="the zone or line id")
     event_kind: ClassName = Field(description="the rule's event kind (intrusion, line_count, ...)")
     class_name: ClassName | None = Field(None, description="the watched class, where the rule has one")
-    direction: Literal["in", "out"] | None = Field(None, description="line crossings only")
+    direction: Direction | None = Field(None, description="line crossings only")
     count: int = Field(ge=0, description="occurrences that started in the interval (crossings for a line)")
     duration_ms: int = Field(ge=0, description="summed duration of the occurrences that ended in the interval")
     peak: int | None = Field(None, ge=0, description="the highest count a counting rule reported in the interval")
@@ -63,7 +63,7 @@ class Aggregator:
     def __init__(self, interval_s: int) -> None:
         self._interval_ns = interval_s * NS_PER_S
         self._index: int | None = None
-        self._tallies: dict[tuple[str, str, str | None, str | None], _Tally] = {}
+        self._tallies: dict[tuple[str, str, str | None, Direction | None], _Tally] = {}
 
     def update(self, events: list[Event], pts_ns: int) -> list[AggregateBody]:
         index = pts_ns // self._interval_ns

@@ -75,6 +75,7 @@ class CameraRules:
 ANALYZERS = {
     "fire": "agent.analytics.analyzers.fire:FireAnalyzer",
     "static": "agent.analytics.analyzers.static:StaticAnalyzer",
+    "silhouette": "agent.analytics.analyzers.silhouette:SilhouetteAnalyzer",
 }
 
 

@@ -9,8 +9,9 @@ and the camera's rule set (agent/analytics/camera.py) are all generated from
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel
@@ -48,7 +49,7 @@ class Kind:
     description: str
     build: Callable[[Area, Any], Rule]
     on: Literal["zone", "line"] = "zone"
-    requires: frozenset[str] = field(default_factory=frozenset)
+    requires: frozenset[str] = frozenset()
 
 
 def per_area(rule: Callable[[str, np.ndarray, ClassSelector, Any], Rule]) -> Callable[[Area, Any], Rule]:

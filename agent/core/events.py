@@ -18,6 +18,7 @@ GRID = 1000  # geometry is quantised to 1/1000 of the frame
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="identifier")]
 ClassName = Annotated[str, Field(pattern=r"^[a-z0-9_ ]{1,32}$", description="model class name")]
 State = Literal["started", "ended"]
+Direction = Literal["in", "out"]
 
 
 def quantise(value: float) -> float:
@@ -38,7 +39,7 @@ class Tally:
 
     area_id: str  # the zone or line
     class_name: str | None = None
-    direction: str | None = None
+    direction: Direction | None = None
     count: int = 0  # occurrences that started (or crossings)
     duration_ms: int = 0  # duration of an occurrence that ended
     peak: int | None = None  # a counting rule's count now

@@ -35,7 +35,7 @@ OTHER_DEVICE = "_doctor"
 _CONNECT, _OWN, _OTHER = "broker.connect", "broker.publish_own", "broker.publish_other"
 _DEVICE_CERT_HINT = (
     "the broker may have refused this device's certificate: have the device CA sign this box's CSR "
-    "(edge-agent pki sign-csr) and install the result as broker.tls.cert_file"
+    "(edge-fleet pki sign-csr) and install the result as broker.tls.cert_file"
 )
 _REFUSAL_ALERTS = ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_REQUIRED", "REVOKED", "EXPIRED")
 
@@ -180,7 +180,7 @@ def _check_acl(probe: _MqttProbe, config: AgentConfig) -> list[CheckResult]:
     other = Topics(config.site, OTHER_DEVICE).doctor
     acl_hint = (
         f"the broker's ACL must let {config.device_id} write its own topics under site {config.site}: add it "
-        "to the inventory, re-render with edge-agent pki acl, then kill -HUP mosquitto"
+        "to the inventory, re-render with edge-fleet pki acl, then kill -HUP mosquitto"
     )
     probe.subscribe(own)
     probe.subscribe(other)  # where the broker lets us read it, a forged delivery shows

@@ -1,7 +1,7 @@
 """`edge-agent provision`: give a fresh box its identity and a first config.
 
 It makes the device key (0600, never leaves the box) and a CSR whose CN is
-the device id, for the device CA to sign (`edge-agent pki sign-csr`); with
+the device id, for the device CA to sign (`edge-fleet pki sign-csr`); with
 `--ca-dir` (a technician laptop holding the CA) it signs on the spot. It
 probes each camera with OpenCV and writes the config (0640) and an empty
 zones file, the probes recorded as comments above each camera.
@@ -29,12 +29,17 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from agent.settings import paths
-from fleet import pki
-from agent.settings.config import AgentConfig, ConfigError, check_zones, format_validation_error
-from agent.tools.doctor import CameraProbe, probe_camera
 from agent.io.sources import CameraConfig
+from agent.settings import paths
+from agent.settings.config import (
+    AgentConfig,
+    ConfigError,
+    check_zones,
+    format_validation_error,
+)
 from agent.settings.zones import ZonesDoc
+from agent.tools import identity
+from agent.tools.doctor import CameraProbe, probe_camera
 from engines.manifest import ModelError, load_manifest, resolve_model_file
 
 EXIT_OK, EXIT_REFUSED = 0, 2
@@ -143,19 +148,19 @@ def _validate(raw: dict, zones_raw: dict, base_dir: Path, ca_file: Path) -> None
 def provision(args: argparse.Namespace, out: Callable[[str], None] = print) -> list[Path]:
     """Probe, validate, then write key, CSR (and certificate), zones and config; return the paths written.
 
-    Raises ConfigError on bad input and pki.PkiError on a refused overwrite,
+    Raises ConfigError on bad input and identity.PkiError on a refused overwrite,
     in both cases before any file is written.
     """
     config_path = args.config.resolve()
     identity_dir = (args.identity_dir or config_path.parent / "pki").resolve()
-    device_id = pki.check_name(args.device_id or "", "device id")
+    device_id = identity.check_name(args.device_id or "", "device id")
     key_path, csr_path, cert_path = (identity_dir / f"{device_id}.{ext}" for ext in ("key", "csr", "crt"))
     zones_path = config_path.with_name("zones.yaml")
     targets = [key_path, csr_path, zones_path, config_path] + ([cert_path] if args.ca_dir else [])
     if not args.force:
         existing = [str(p) for p in targets if p.exists()]
         if existing:
-            raise pki.PkiError(f"refusing to overwrite {', '.join(existing)} (use --force)")
+            raise identity.PkiError(f"refusing to overwrite {', '.join(existing)} (use --force)")
     if not args.ca_file:
         raise ConfigError("--ca-file is required: the CA certificate that signed the broker's certificate")
     if cert_path.exists() and not args.ca_dir:
@@ -182,15 +187,17 @@ def provision(args: argparse.Namespace, out: Callable[[str], None] = print) -> l
         },
     }
     zones_raw = {"version": 1, "zones": [], "lines": []}
-    key = pki.new_key()
-    csr = pki.make_csr(key, device_id)
-    files: dict[Path, tuple[bytes, int]] = {key_path: (pki.key_pem(key), 0o600), csr_path: (csr, 0o644)}
+    key = identity.new_key()
+    csr = identity.make_csr(key, device_id)
+    files: dict[Path, tuple[bytes, int]] = {key_path: (identity.key_pem(key), 0o600), csr_path: (csr, 0o644)}
     if args.ca_dir:
-        files[cert_path] = (pki.sign_csr(args.ca_dir, csr), 0o644)
+        from fleet.pki import sign_csr  # bench provisioning with the device CA at hand: the operator's package
+
+        files[cert_path] = (sign_csr(args.ca_dir, csr), 0o644)
     _validate(raw, zones_raw, config_path.parent, args.ca_file)
     files[zones_path] = (yaml.safe_dump(zones_raw, sort_keys=False).encode(), 0o640)
     files[config_path] = (_render(raw, probes, {c.id: c.redacted_url for c in cameras}).encode(), 0o640)
-    pki.write_files(files, force=args.force)
+    identity.write_files(files, force=args.force)
     return list(files)
 
 
@@ -203,7 +210,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
         if not args.non_interactive:
             ask_missing(args, input)
         written = provision(args)
-    except (ConfigError, pki.PkiError, ValueError) as e:
+    except (ConfigError, identity.PkiError, ValueError) as e:
         print(f"provision: {e}", file=sys.stderr)
         return EXIT_REFUSED
     for path in written:
@@ -211,7 +218,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     csr = next(p for p in written if p.suffix == ".csr")
     if not any(p.suffix == ".crt" for p in written):
         print(
-            f"next: have the device CA sign {csr} (edge-agent pki sign-csr CA_DIR {csr} -o {csr.with_suffix('.crt')})"
+            f"next: have the device CA sign {csr} (edge-fleet pki sign-csr CA_DIR {csr} -o {csr.with_suffix('.crt')})"
         )
     print(f"then: edge-agent doctor --config {args.config}")
     return EXIT_OK

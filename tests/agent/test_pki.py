@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from fleet.cli import main as fleet_main
 from fleet.pki import (
     DeviceGrant,
     PkiError,
@@ -22,7 +23,6 @@ from fleet.pki import (
     issue,
     make_csr,
     new_key,
-    pki_main,
     render_acl,
     sign_csr,
 )
@@ -193,18 +193,18 @@ def test_acl_refuses_an_identity_in_two_roles() -> None:
 
 def test_cli_round_trip_and_exit_code_2_on_refusal(tmp_path: Path, capsys) -> None:
     ca, out = tmp_path / "ca", tmp_path / "box"
-    assert pki_main(["pki", "init-ca", str(ca)]) == 0
-    assert pki_main(["pki", "issue", str(ca), "central", "--role", "subscriber", "--out", str(out)]) == 0
-    assert pki_main(["pki", "csr", "cam-09", "--out", str(out)]) == 0
+    assert fleet_main(["pki", "init-ca", str(ca)]) == 0
+    assert fleet_main(["pki", "issue", str(ca), "central", "--role", "subscriber", "--out", str(out)]) == 0
+    assert fleet_main(["pki", "csr", "cam-09", "--out", str(out)]) == 0
     cert = tmp_path / "cam-09.crt"
-    assert pki_main(["pki", "sign-csr", str(ca), str(out / "cam-09.csr"), "-o", str(cert)]) == 0
+    assert fleet_main(["pki", "sign-csr", str(ca), str(out / "cam-09.csr"), "-o", str(cert)]) == 0
     assert cn(load(cert)) == "cam-09"
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text("devices: {cam-09: {site: s1, groups: [lobby]}}\nsubscribers: [central]\n")
-    assert pki_main(["pki", "acl", str(inventory), "-o", str(tmp_path / "acl")]) == 0
+    assert fleet_main(["pki", "acl", str(inventory), "-o", str(tmp_path / "acl")]) == 0
     assert "user cam-09" in (tmp_path / "acl").read_text()
 
     with pytest.raises(SystemExit) as refused:
-        pki_main(["pki", "init-ca", str(ca)])
+        fleet_main(["pki", "init-ca", str(ca)])
     assert refused.value.code == 2
     assert "refusing to overwrite" in capsys.readouterr().err

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
+import os
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,19 +23,22 @@ import numpy as np
 import pytest
 import yaml
 
+from agent.io.zone_editor import (
+    IDLE_TIMEOUT_S,
+    MAX_BODY_BYTES,
+    MAX_CONNECTIONS,
+    TOKEN_HEADER,
+    ZONE_RULES,
+    ZoneEditor,
+)  # fmt: skip
 from agent.settings.config import AgentConfig, check_zones, load_config
-from agent.io.zone_editor import MAX_BODY_BYTES, ZONE_RULES, ZoneEditor
 from agent.settings.zones import ZonesDoc
 from engines.manifest import load_manifest
 from tests.conftest import REPO
+from tests.support.browser import click_canvas
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 UI_TIMEOUT_MS = 10_000
 
 
@@ -85,33 +91,14 @@ def editor(agent: FakeAgent) -> Iterator[ZoneEditor]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright import sync_api  # the test extra; deploy/setup-debian.sh installs it and Chromium
-
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} is missing: run deploy/setup-debian.sh (apt-get install chromium)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def page(browser, editor: ZoneEditor):
     page = browser.new_page()
     page.set_default_timeout(UI_TIMEOUT_MS)
-    page.goto(editor.url)
+    page.goto(editor.page_url)
     page.wait_for_selector("body[data-ready='1']")
     yield page
     page.close()
-
-
-def click_canvas(page, *points: tuple[float, float]) -> None:
-    """Click at normalised positions of the canvas as displayed."""
-    box = page.locator("#canvas").bounding_box()
-    for x, y in points:
-        page.mouse.click(box["x"] + x * box["width"], box["y"] + y * box["height"])
 
 
 def add_shape(page, name: str, classes: str = "person") -> None:
@@ -170,10 +157,12 @@ def test_the_servers_rejections_are_shown_and_nothing_is_applied(page, agent: Fa
 
 
 def request(editor: ZoneEditor, method: str, path: str, body: bytes | None = None, **headers: str):
+    """One request, with this boot's token unless `headers` say otherwise."""
     host, port = editor.url.removeprefix("http://").rstrip("/").rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=5)
     try:
-        conn.request(method, path, body=body, headers=headers)
+        sent = {k: v for k, v in {TOKEN_HEADER: editor.token, **headers}.items() if v is not None}
+        conn.request(method, path, body=body, headers=sent)
         response = conn.getresponse()
         return response.status, response.getheaders(), response.read()
     finally:
@@ -188,11 +177,10 @@ def test_binds_to_loopback_only(agent: FakeAgent) -> None:
 
 def test_http_guards(editor: ZoneEditor, agent: FakeAgent) -> None:
     good = json.dumps({"base_version": 1, "doc": {"zones": [], "lines": []}}).encode()
-    json_headers = {"Content-Type": "application/json", "X-Zone-Editor": "1"}
+    json_headers = {"Content-Type": "application/json"}
     status, headers, _ = request(editor, "GET", "/")
     assert status == 200 and "frame-ancestors 'none'" in dict(headers)["Content-Security-Policy"]
     assert request(editor, "GET", "/", Host="evil.example:8765")[0] == 403  # DNS rebinding
-    assert request(editor, "POST", "/api/zones", good, **{"Content-Type": "application/json"})[0] == 403
     assert request(editor, "POST", "/api/zones", good, **json_headers, Origin="http://evil.example")[0] == 403
     assert request(editor, "POST", "/api/zones", b"x" * (MAX_BODY_BYTES + 1), **json_headers)[0] == 413
     assert request(editor, "POST", "/api/zones", b"{not json", **json_headers)[0] == 400
@@ -205,3 +193,63 @@ def test_http_guards(editor: ZoneEditor, agent: FakeAgent) -> None:
     assert agent.saved == []
     status, _, body = request(editor, "POST", "/api/zones", good, **json_headers)
     assert status == 200 and json.loads(body) == {"version": 2}
+
+
+def test_every_request_needs_this_boots_token(agent: FakeAgent, tmp_path: Path) -> None:
+    """Loopback is not trust: without the token nothing is served, least of all a frame."""
+    token_file = tmp_path / "zone_editor.json"
+    with agent.editor(port=0, token_file=token_file) as editor:
+        # the token is where `edge-agent status` reads it, readable by its owner only
+        assert json.loads(token_file.read_text()) == {"url": editor.page_url, "token": editor.token, "pid": os.getpid()}
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        good = json.dumps({"base_version": 1, "doc": {"zones": [], "lines": []}}).encode()
+        for method, path, body in [
+            ("GET", "/", None), ("GET", "/api/snapshot/plaza", None), ("GET", "/api/zones", None),
+            ("GET", "/api/cameras", None), ("GET", "/api/live/plaza", None), ("POST", "/api/zones", good),
+        ]:  # fmt: skip
+            for token in ("", "x" * len(editor.token), editor.token[:-1]):
+                status, _, answer = request(editor, method, path, body, **{TOKEN_HEADER: token, "Content-Type": "application/json"})
+                assert status == 401 and b"token" in answer and b"\xff\xd8" not in answer, (method, path)
+        assert request(editor, "GET", f"/?token={editor.token}", **{TOKEN_HEADER: ""})[0] == 401  # a header wins
+        status, _, page = request(editor, "GET", f"/?token={editor.token}", **{TOKEN_HEADER: None})
+        assert status == 200 and b"<canvas" in page  # the page alone takes it from its URL
+        assert request(editor, "GET", f"/api/zones?token={editor.token}", **{TOKEN_HEADER: None})[0] == 401
+        first = editor.token
+    assert not token_file.exists()  # gone with the editor
+    with agent.editor(port=0) as again:
+        assert again.token != first  # a new token every boot
+    assert agent.saved == []
+
+
+def test_saves_are_whole_documents_on_the_version_they_were_based_on(editor: ZoneEditor, agent: FakeAgent) -> None:
+    square = [[0.1, 0.1], [0.4, 0.1], [0.4, 0.4]]
+    doc = {"zones": [{"id": "door", "camera": "plaza", "polygon": square, "intrusion": {}}], "lines": []}
+    post = lambda body: request(editor, "POST", "/api/zones", json.dumps(body).encode(), **{"Content-Type": "application/json"})  # noqa: E731
+    assert post({"base_version": 1, "doc": doc})[0] == 200
+    for partial in ({"zones": []}, {"lines": []}, {}, {"zones": None, "lines": []}):  # never a silent wipe
+        status, _, answer = post({"base_version": 2, "doc": partial})
+        assert status == 400 and b"whole document" in answer
+    status, _, answer = post({"base_version": 1, "doc": {"zones": [], "lines": []}})  # based on the old version
+    assert status == 409 and b"version 2" in answer
+    assert [d.version for d in agent.saved] == [2] and [z.id for z in agent.zones.zones] == ["door"]
+
+
+def test_deep_nesting_and_idle_floods_are_bounded(editor: ZoneEditor, agent: FakeAgent) -> None:
+    deep = b'{"base_version": 1, "doc": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    status, _, answer = request(editor, "POST", "/api/zones", deep, **{"Content-Type": "application/json"})
+    assert status == 400 and b"nests deeper" in answer
+    host, port = editor.url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    idle = [socket.create_connection((host, int(port))) for _ in range(200)]  # connect, say nothing
+    try:
+        time.sleep(1)
+        threads = [t for t in threading.enumerate() if "process_request_thread" in t.name]
+        assert len(threads) <= MAX_CONNECTIONS  # the rest were closed at once, without a thread
+        closed = 0
+        for sock in idle:  # the server closes the idle ones after IDLE_TIMEOUT_S
+            sock.settimeout(IDLE_TIMEOUT_S + 5)
+            closed += sock.recv(1) == b""
+        assert closed == len(idle)
+    finally:
+        for sock in idle:
+            sock.close()
+    assert request(editor, "GET", "/api/cameras")[0] == 200  # and it still serves

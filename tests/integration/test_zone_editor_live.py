@@ -14,14 +14,17 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import yaml
 
+from agent.io.zone_editor import TOKEN_HEADER, ZONE_EDITOR_TOKEN_FILE
 from agent.runtime.app import Agent
 from agent.settings.config import load_config
 from agent.wire.status import Status
-from tests.integration.test_zone_editor import browser, click_canvas  # noqa: F401 (the browser fixture)
 from tests.support.agent_process import base_config, write_config
+from tests.support.browser import click_canvas
 from tests.support.services import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
@@ -50,9 +53,14 @@ def test_a_zone_drawn_in_the_browser_on_the_live_frame_is_used_by_the_running_ag
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_for_port("127.0.0.1", port, EVENT_TIMEOUT_S)
-        _wait_for_a_frame(url + "api/snapshot/plaza", EVENT_TIMEOUT_S)
+        # the technician's way in: this boot's URL with its token, in a file only the agent's user reads
+        token_file = config.state_dir / ZONE_EDITOR_TOKEN_FILE
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        editor = json.loads(token_file.read_text())
+        assert editor["url"] == f"{url}?token={editor['token']}"
+        _wait_for_a_frame(url + "api/snapshot/plaza", editor["token"], EVENT_TIMEOUT_S)
         page = browser.new_page()
-        page.goto(url)
+        page.goto(editor["url"])
         page.wait_for_selector("body[data-ready='1']")
         # the canvas takes the size of the frame the agent processed last: the real camera's picture
         page.wait_for_selector(f"#frame-note >> text={CLIP_SIZE_WH[0]}x{CLIP_SIZE_WH[1]}")
@@ -64,10 +72,11 @@ def test_a_zone_drawn_in_the_browser_on_the_live_frame_is_used_by_the_running_ag
         page.click("#add-shape")
         page.click("#save")
         page.wait_for_selector("#message.ok >> text=saved: zones version 2")
-        page.close()
         occupancy = events.wait_for(
             lambda ms: any(m.topic.endswith("/events/zone_occupancy") for m in ms), EVENT_TIMEOUT_S
         )
+        _the_page_shows_what_the_agent_sees(page, tmp_path / "live-view.png")
+        page.close()
     finally:
         stop.set()
         runner.join(timeout=60)
@@ -86,12 +95,35 @@ def test_a_zone_drawn_in_the_browser_on_the_live_frame_is_used_by_the_running_ag
     assert change["actor"] == "technician" and change["details"] == {"old_version": 1, "new_version": 2}
 
 
-def _wait_for_a_frame(url: str, timeout_s: float) -> None:
+def _the_page_shows_what_the_agent_sees(page, screenshot: Path) -> None:
+    """The live view: the tracks of the moment boxed with their ids on the frame, who is inside
+    the zone now, and the zone's events as they come; checked in the page and on a screenshot."""
+    timeout_ms = int(EVENT_TIMEOUT_S * 1000)
+    page.wait_for_function("state.live && state.live.tracks.length > 0", timeout=timeout_ms)
+    page.wait_for_selector("#events li >> text=zone_occupancy everywhere", timeout=timeout_ms)
+    summary = page.locator("#shapes li[data-shape='everywhere'] .live")
+    page.wait_for_function(
+        "document.querySelector(\"#shapes li[data-shape='everywhere'] .live\").textContent.includes('#')", timeout=timeout_ms
+    )
+    text = summary.text_content()
+    assert "inside now:" in text and "last: " in text and "zone_occupancy everywhere" in text
+    inside = page.evaluate("state.live.inside.everywhere")
+    ids = page.evaluate("state.live.tracks.map((t) => t.id)")
+    assert inside and set(inside) <= set(ids)  # the ones counted in the zone are tracks on screen
+    page.locator("#canvas").screenshot(path=str(screenshot))
+    shot = cv2.imread(str(screenshot))
+    # the track boxes are drawn in #00e676 (BGR 118, 230, 0), a colour the clip does not have
+    green = np.all(np.abs(shot.astype(int) - (118, 230, 0)) <= (40, 40, 40), axis=2)
+    assert green.sum() > 200, f"no track boxes on the screenshot {screenshot}"
+
+
+def _wait_for_a_frame(url: str, token: str, timeout_s: float) -> None:
     """Poll the snapshot endpoint until the pipeline has processed a frame of the camera."""
     deadline = time.monotonic() + timeout_s
+    request = urllib.request.Request(url, headers={TOKEN_HEADER: token})
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=5) as response:
                 assert response.headers["Content-Type"] == "image/jpeg"
                 return
         except urllib.error.HTTPError as e:

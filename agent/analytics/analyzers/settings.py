@@ -27,6 +27,10 @@ class FireAnalyzerSettings(Settings):
     persistence_min: float = Field(
         0.5, gt=0.0, le=1.0, description="share of recent samples a pixel must look like fire in to count"
     )
+    window_s: float = Field(
+        2.0, ge=0.5, le=30.0, description="how far back each candidate region's flame colour is measured (whether it "
+        "blinks, moves its boundary, grows): at least a few periods of a slow beacon"
+    )
 
 
 class StaticAnalyzerSettings(Settings):
@@ -45,6 +49,24 @@ class StaticAnalyzerSettings(Settings):
     max_area: float = Field(
         0.05, gt=0.0, le=1.0, description="largest static region, share of the frame; bigger ones are lighting changes"
     )
+    illumination_px: float = Field(
+        12.0, gt=0.0, le=200.0, description="scale (analysis pixels) of the neighbourhood whose mean brightness each "
+        "pixel is compared to: lighting that varies more slowly across the frame than this (clouds, lights switched "
+        "on) cancels"
+    )
+
+
+class SilhouetteAnalyzerSettings(Settings):
+    width_px: int = Field(96, ge=32, le=640, description="width of the grey frame background subtraction runs on")
+    history_s: float = Field(
+        100.0, ge=1.0, le=3600.0, description="memory of the background model; a still person fades into it after "
+        "about a tenth of this"
+    )
+    warmup_s: float = Field(2.0, ge=0.0, le=600.0, description="the background is learnt fast for this long after start")
+    var_threshold: float = Field(
+        25.0, gt=0.0, le=1000.0, description="squared distance from the background, in the background's standard "
+        "deviations, that makes a pixel foreground (MOG2's varThreshold)"
+    )
 
 
 class AnalysisSettings(Settings):
@@ -56,5 +78,11 @@ class AnalysisSettings(Settings):
         "10 halves the onset delay's sampling jitter for ~1.5 ms per analysis at the default width)"
     )
     static_fps: float = Field(2.0, gt=0.0, le=60.0, description="analyses per second of the static-foreground analyzer")
+    silhouette_fps: float = Field(
+        10.0, gt=0.0, le=60.0, description="analyses per second of the silhouette analyzer (person down)"
+    )
     fire: FireAnalyzerSettings = Field(FireAnalyzerSettings(), description="fire colour and flicker settings")
     static: StaticAnalyzerSettings = Field(StaticAnalyzerSettings(), description="static foreground settings")
+    silhouette: SilhouetteAnalyzerSettings = Field(
+        SilhouetteAnalyzerSettings(), description="background subtraction settings (person down)"
+    )

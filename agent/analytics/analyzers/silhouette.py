@@ -15,26 +15,12 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from agent.analytics.analyzers.downscale import downscale
+from agent.analytics.analyzers.settings import SilhouetteAnalyzerSettings
+from agent.core.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 _KERNEL = np.ones((3, 3), np.uint8)
-
-
-class SilhouetteAnalyzerSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    width_px: int = Field(96, ge=32, le=640, description="width of the grey frame background subtraction runs on")
-    history_s: float = Field(
-        100.0, ge=1.0, le=3600.0, description="memory of the background model; a still person fades into it after "
-        "about a tenth of this"
-    )
-    warmup_s: float = Field(2.0, ge=0.0, le=600.0, description="the background is learnt fast for this long after start")
-    var_threshold: float = Field(
-        25.0, gt=0.0, le=1000.0, description="squared distance (grey levels) from the background that makes foreground"
-    )
 
 
 class SilhouetteAnalyzer:

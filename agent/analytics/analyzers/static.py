@@ -1,13 +1,18 @@
 """Static foreground: regions that differ from the long-term background but have
 stopped changing, i.e. something new that stays still (a left bag).
 
-Two running averages of the grey frame: a long-term background (what the
-scene looks like empty) and a short-term one (what it looks like now). A
-pixel far from the first but close to the second is new and still; it must
-stay so for `still_s` to count. The long-term average starts as a plain mean
-of the samples so far, so people present in the first frame fade instead of
-leaving ghosts, but only for `warmup_s`: after that a new object must not be
-averaged in within seconds.
+Two running averages of the frame: a long-term background (what the scene
+looks like empty) and a short-term one (what it looks like now). A pixel far
+from the first but close to the second is new and still; it must stay so for
+`still_s` to count. Frames are compared as reflectance, each pixel's grey over
+its neighbourhood's mean brightness (`illumination_px`), so clouds, lights
+switched on or a warmer light change little. The long-term average starts as a
+plain mean of the samples so far, so people present in the first frame fade
+instead of leaving ghosts, but only for `warmup_s`: after that a new object
+must not be averaged in within seconds. A region whose outline is sharper in
+the background than in the frame is a ghost (what was there has gone: a person
+who stood still at the start and walked off) and is dropped: a new object
+brings its own edges.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class StaticAnalyzer:
     def observe(self, small_bgr: np.ndarray, pts_ns: int) -> None:
         """small_bgr: uint8 (h, w, 3). Updates `boxes`."""
         grey = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        grey *= 128.0 / (cv2.GaussianBlur(grey, (0, 0), self._s.illumination_px) + 8.0)
         if self._long is None or self._long.shape != grey.shape:
             self._long, self._short = grey.copy(), grey.copy()
             self._still_since_ns = np.full(grey.shape, pts_ns, np.int64)
@@ -55,12 +61,26 @@ class StaticAnalyzer:
         self._still_since_ns[~new_and_still] = pts_ns
         static = (pts_ns - self._still_since_ns >= self._s.still_s * NS_PER_S).astype(np.uint8)
         # a left object differs from the background mostly along its outline: closing joins the outline
-        self.boxes = self._regions(cv2.morphologyEx(static, cv2.MORPH_CLOSE, _KERNEL))
+        self.boxes = self._regions(cv2.morphologyEx(static, cv2.MORPH_CLOSE, _KERNEL), grey)
 
-    def _regions(self, static: np.ndarray) -> np.ndarray:
-        n, _, stats, _ = cv2.connectedComponentsWithStats(static, connectivity=8)
+    def _regions(self, static: np.ndarray, grey: np.ndarray) -> np.ndarray:
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(static, connectivity=8)
         h, w = static.shape
-        area = stats[1:, cv2.CC_STAT_AREA] / float(h * w)
-        keep = stats[1:][(area >= self._s.min_area) & (area <= self._s.max_area)]
-        x, y, bw, bh = (keep[:, i].astype(np.float32) for i in range(4))
+        area = stats[:, cv2.CC_STAT_AREA] / float(h * w)
+        keep = np.flatnonzero((area >= self._s.min_area) & (area <= self._s.max_area))
+        keep = keep[keep > 0]
+        if len(keep):
+            keep = keep[_outline_edges(grey, labels, keep) >= _outline_edges(self._long, labels, keep)]
+        x, y, bw, bh = (stats[keep, i].astype(np.float32) for i in range(4))
         return np.stack([x / w, y / h, (x + bw) / w, (y + bh) / h], axis=1).reshape(-1, 4)
+
+
+def _outline_edges(image: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """float32 (K,): mean gradient magnitude of `image` on the outline (one pixel each side) of each region `ids`."""
+    mag = cv2.magnitude(cv2.Sobel(image, cv2.CV_32F, 1, 0), cv2.Sobel(image, cv2.CV_32F, 0, 1))
+    out = np.zeros(len(ids), np.float32)
+    for i, k in enumerate(ids.tolist()):
+        region = (labels == k).astype(np.uint8)
+        ring = cv2.dilate(region, _KERNEL) != cv2.erode(region, _KERNEL)
+        out[i] = float(mag[ring].mean())
+    return out

@@ -1,24 +1,44 @@
-"""Person down: a person's box goes from upright to low (top edge dropped, and lying or
-much lower) and stays so for a time; sitting or crouching briefly does not fire.
+"""Person down: a person seen upright goes down fast and stays down.
 
-A fall often breaks the track (the box changes shape at once), so the upright
-reference of a track that vanished is handed to a new track that appears
-below it shortly after: position only, no identity.
+Evidence the detector's misses cannot erase (yolox_nano often sees a lying person in
+few frames or none):
+
+- the upright reference: the person's box while upright (height/width >= upright_ratio),
+  its top allowed to sink only slowly, so the upright-looking boxes in the middle of
+  a fall do not drag it down;
+- the box, when the detector sees the person low: its top dropped by `deep_drop_ratio`
+  upright heights whatever its shape (a fall towards the camera keeps a squarish
+  box), or by `drop_ratio` with a lying box;
+- the silhouette, when it does not: the moving-foreground blobs (silhouette analyzer,
+  background subtraction) under and beside where the person stood, whose highest
+  point dropped by `blob_drop_ratio` upright heights and whose area is at least
+  `blob_min_area` of the upright box: a body on the floor, not a person standing
+  there unseen. A person last seen at the frame's edge left it: no silhouette then.
+
+The drop must be fast: the first low sighting within `fall_s` of the last upright
+one (lying down slowly, or sitting first, passes through seconds of neither). Then
+it must hold for `down_s` (sitting down or bending and getting up passes). A fall
+often breaks the track, so a vanished person's reference moves to a new track that
+appears below it: position only, no identity. One situation per person, keyed by the
+track that was upright, `started` then `ended` once up again or gone for `up_grace_s`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field
 
 from agent.analytics.base import ClassSelector, Settings, Spells, box_norm, in_zone
-from agent.analytics.registry import Kind, per_area
+from agent.analytics.registry import Area, Kind
 from agent.core.events import Body, Box, Event, Id, State, Tally
 from agent.core.types import Tracks
 from agent.core.units import NS_PER_S
+
+if TYPE_CHECKING:  # the analyzer (OpenCV) is built by the camera, not imported with the kinds
+    from agent.analytics.analyzers.silhouette import SilhouetteAnalyzer
 
 
 class PersonDownBody(Body):
@@ -44,93 +64,184 @@ class PersonDownSettings(Settings):
         0.65, gt=0.0, le=2.0, description="drop of the top edge, in upright heights, that is down whatever the box "
         "shape (a fall towards the camera keeps a squarish box); sitting drops the top by about 0.3-0.5"
     )
+    blob_drop_ratio: float = Field(
+        0.55, gt=0.0, le=2.0, description="drop of the silhouette's highest point where the person stood, in upright "
+        "heights, that is down when the detector does not see the person"
+    )
+    blob_min_area: float = Field(
+        0.2, ge=0.0, le=10.0, description="smallest silhouette below that drop, share of the upright box's area "
+        "(a body, not noise)"
+    )
+    blob_max_above: float = Field(
+        0.2, ge=0.0, le=1.0, description="largest share of the silhouette there that may stand above that drop, "
+        "over the upright box (more: a person still standing, unseen)"
+    )
+    blob_reach: float = Field(
+        0.6, ge=0.0, le=3.0, description="how far beside the upright box, in upright heights, a lying body may reach"
+    )
+    edge_margin: float = Field(
+        0.03, ge=0.0, le=0.5, description="a person last seen upright this close to the frame's left or right side "
+        "(share of the width) left it: no silhouette evidence (one near the camera, cut by the bottom, did not)"
+    )
+    upright_fg_min: float = Field(
+        0.15, ge=0.0, le=1.0, description="share of the upright box the silhouette must cover at the last upright "
+        "sighting for the silhouette to be sought later (a detection on furniture is not moving foreground)"
+    )
     max_sink_per_s: float = Field(
         0.25, gt=0.0, le=10.0, description="fastest the upright reference's top may sink, in heights per second; "
         "walking towards a camera lowers it far slower, a fall drops it by 0.6-1 height within a second"
     )
+    fall_s: float = Field(
+        2.5, gt=0.0, le=60.0, description="the first low sighting must come within this of the last upright one: "
+        "a fall is fast, lying down on purpose is not"
+    )
     down_s: float = Field(2.0, ge=0.0, le=600.0, description="time down before the event starts; sitting down passes")
     up_grace_s: float = Field(2.0, ge=0.0, le=600.0, description="time up again (or unseen) before the event ends")
     relink_s: float = Field(
-        3.0, ge=0.0, le=60.0, description="how long the upright reference of a vanished track can pass to a new track"
+        3.0, ge=0.0, le=60.0, description="how long a vanished person's reference stays, for a new track or its silhouette"
     )
 
 
 @dataclass(slots=True)
-class _Upright:
-    top: float  # normalised y of the box top while upright
-    height: float  # normalised box height while upright
+class _Person:
+    key: int  # the track id the person was first seen upright under: names the situation
+    top: float  # pixels: box top while upright (sinks at most max_sink_per_s)
+    height: float  # pixels: box height while upright
     x1: float
     x2: float
-    seen_ns: int
+    seen_ns: int  # last upright sighting
+    traceable: bool  # that box was away from the left and right sides, and moving foreground
+    low_ns: int | None = None  # last low sighting since upright
 
 
 class PersonDownRule:
-    """One zone of one camera. State: an upright reference per recent track and the spells."""
+    """One zone of one camera. State: a reference per recent person and the spells."""
 
-    def __init__(self, zone_id: str, polygon: np.ndarray, classes: ClassSelector, settings: PersonDownSettings) -> None:
+    needs_fresh_boxes = True  # reads box shapes each frame; a tracker's prediction keeps the old shape
+
+    def __init__(
+        self,
+        zone_id: str,
+        polygon: np.ndarray,
+        classes: ClassSelector,
+        silhouette: SilhouetteAnalyzer,
+        settings: PersonDownSettings,
+    ) -> None:
         self.rule_id = zone_id
         self._polygon = polygon
         self._classes = classes
+        self._silhouette = silhouette
         self._s = settings
+        self._fall_ns = int(settings.fall_s * NS_PER_S)
+        self._grace_ns = int(settings.up_grace_s * NS_PER_S)
         self._relink_ns = int(settings.relink_s * NS_PER_S)
-        self._upright: dict[int, _Upright] = {}
+        self._people: dict[int, _Person] = {}
         self._spells: Spells[int] = Spells(settings.down_s, settings.up_grace_s)
 
     def update(self, tracks: Tracks) -> list[Event]:
         now = tracks.pts_ns
-        w, h = tracks.size_wh
-        active = {}
-        rows = np.flatnonzero(in_zone(tracks, self._polygon, self._classes))
-        current = {int(tracks.track_id[r]) for r in rows.tolist()}
-        for r in rows.tolist():
+        size = np.array(tracks.size_wh * 2, np.float32)
+        active: dict[int, tuple] = {}
+        rows = np.flatnonzero(in_zone(tracks, self._polygon, self._classes)).tolist()
+        current = {int(tracks.track_id[r]) for r in rows}
+        upright: dict[int, np.ndarray] = {}  # track id -> its upright box now
+        for r in rows:
             tid = int(tracks.track_id[r])
-            x1, y1, x2, y2 = (tracks.detections.xyxy[r] / np.array([w, h, w, h], np.float32)).tolist()
-            bw, bh = (x2 - x1) * w, (y2 - y1) * h  # pixels, so ratios are true shapes
-            ref = self._upright.get(tid)
+            xyxy = tracks.detections.xyxy[r]
+            x1, y1, x2, y2 = xyxy.tolist()
+            bw, bh = x2 - x1, y2 - y1
             if bh >= self._s.upright_ratio * bw:
-                self._upright[tid] = self._follow(ref, x1, y1, x2, y2, now)
+                self._people[tid] = self._follow(self._people.get(tid), tid, xyxy, size, now)
+                upright[tid] = xyxy
                 continue
-            ref = ref or self._relink(x1, x2, y1, current, now)
-            if ref is None:
+            person = self._people.get(tid) or self._relink(tid, x1, x2, y1, current)
+            if person is None:
                 continue
-            self._upright[tid] = ref
-            drop = (y1 - ref.top) / ref.height
-            lying = bw >= self._s.lying_ratio * bh
-            if drop >= self._s.deep_drop_ratio or (lying and drop >= self._s.drop_ratio):
-                active[tid] = box_norm(tracks.detections.xyxy[r], tracks.size_wh)
-        ended = tracks.ended.tolist()
-        for tid, ref in list(self._upright.items()):
-            if now - ref.seen_ns > self._relink_ns and tid not in current:
-                del self._upright[tid]
+            drop = (y1 - person.top) / person.height
+            if drop >= self._s.deep_drop_ratio or (bw >= self._s.lying_ratio * bh and drop >= self._s.drop_ratio):
+                self._down(person, now, box_norm(xyxy, tracks.size_wh), active)
+        for tid, person in self._people.items():
+            if tid not in upright and person.key not in active and person.traceable:
+                box = self._silhouette_down(person, size, [b for t, b in upright.items() if t != tid])
+                if box is not None:
+                    self._down(person, now, box, active)
+        for tid, person in list(self._people.items()):
+            if tid not in current and now - max(person.seen_ns, person.low_ns or 0) > self._relink_ns:
+                del self._people[tid]
         return self._spells.events(
             tracks,
             active,
             lambda _, state, ms, box: PersonDownBody(zone_id=self.rule_id, state=state, box=box, duration_ms=ms),
-            gone=ended,
-            subject=lambda tid: tid,
+            subject=lambda key: key,
         )
 
-    def _follow(self, ref: _Upright | None, x1: float, y1: float, x2: float, y2: float, now: int) -> _Upright:
+    def _down(self, person: _Person, now: int, box: tuple, active: dict[int, tuple]) -> None:
+        """A low sighting: it counts if it continues one (gaps up to up_grace_s) or comes soon after upright."""
+        continuing = person.low_ns is not None and now - person.low_ns <= self._grace_ns
+        if continuing or now - person.seen_ns <= self._fall_ns:
+            person.low_ns = now
+            active[person.key] = box
+
+    def _silhouette_down(self, person: _Person, size: np.ndarray, others: list[np.ndarray]) -> tuple | None:
+        """The silhouette where the person stood, less what the upright boxes of `others` explain (down
+        to half a box below their feet), as a normalised box, if it lies low and is big enough."""
+        mask = self._silhouette.mask
+        if mask is None:
+            return None
+        mh, mw = mask.shape
+        sx, sy = mw / float(size[0]), mh / float(size[1])  # frame pixels -> mask pixels
+        if others:
+            mask = mask.copy()
+            for x1, y1, x2, y2 in others:  # with the shadow or reflection below their feet
+                mask[int(y1 * sy) : int(np.ceil((1.5 * y2 - 0.5 * y1) * sy)), int(x1 * sx) : int(np.ceil(x2 * sx))] = False
+        reach = self._s.blob_reach * person.height
+        c0, c1 = max(0, int((person.x1 - reach) * sx)), min(mw, int(np.ceil((person.x2 + reach) * sx)))
+        r0 = max(0, int((person.top - 0.25 * person.height) * sy))
+        line = max(r0, int((person.top + self._s.blob_drop_ratio * person.height) * sy))
+        # below the line anywhere within reach (a body lies sideways); above it only over the upright box
+        low = int(mask[line:, c0:c1].sum())
+        above = int(mask[r0:line, max(0, int(person.x1 * sx)) : int(np.ceil(person.x2 * sx))].sum())
+        upright_area = person.height * (person.x2 - person.x1) * sx * sy
+        if low == 0 or low < self._s.blob_min_area * upright_area or above > self._s.blob_max_above * (low + above):
+            return None
+        ys, xs = np.nonzero(mask[line:, c0:c1])
+        return ((c0 + xs.min()) / mw, (line + ys.min()) / mh, (c0 + xs.max() + 1) / mw, (line + ys.max() + 1) / mh)
+
+    def _follow(self, person: _Person | None, tid: int, xyxy: np.ndarray, size: np.ndarray, now: int) -> _Person:
         """The reference after an upright box: it rises freely but sinks at most `max_sink_per_s`
         heights per second, so the upright-looking boxes in the middle of a fall do not drag it down."""
-        if ref is None:
-            return _Upright(y1, y2 - y1, x1, x2, now)
-        floor = ref.top + self._s.max_sink_per_s * ref.height * (now - ref.seen_ns) / NS_PER_S
-        if y1 <= floor:
-            return _Upright(y1, y2 - y1, x1, x2, now)
-        return _Upright(floor, ref.height, x1, x2, now)
+        x1, y1, x2, y2 = xyxy.tolist()
+        m, mask = self._s.edge_margin, self._silhouette.mask
+        inside = x1 > m * size[0] and x2 < (1 - m) * size[0]
+        if mask is not None and inside:
+            mh, mw = mask.shape
+            box = mask[int(y1 * mh / size[1]) : int(np.ceil(y2 * mh / size[1])), int(x1 * mw / size[0]) : int(np.ceil(x2 * mw / size[0]))]
+            inside = box.size > 0 and float(box.mean()) >= self._s.upright_fg_min
+        if person is None:
+            return _Person(tid, y1, y2 - y1, x1, x2, now, inside)
+        floor = person.top + self._s.max_sink_per_s * person.height * (now - person.seen_ns) / NS_PER_S
+        top, height = (y1, y2 - y1) if y1 <= floor else (floor, person.height)
+        return _Person(person.key, top, height, x1, x2, now, inside)
 
-    def _relink(self, x1: float, x2: float, top: float, current: set[int], now: int) -> _Upright | None:
-        """The upright reference of a track not seen now whose box overlaps this one horizontally
-        and stood above it; a copy, so each track keeps its own."""
-        for tid, ref in self._upright.items():
-            if tid not in current and min(x2, ref.x2) > max(x1, ref.x1) and top > ref.top:
-                return _Upright(ref.top, ref.height, ref.x1, ref.x2, now)
+    def _relink(self, tid: int, x1: float, x2: float, top: float, current: set[int]) -> _Person | None:
+        """Move the reference of a person not seen now, whose upright box overlaps this one horizontally
+        and stood above it, to this track."""
+        for old, person in self._people.items():
+            if old not in current and min(x2, person.x2) > max(x1, person.x1) and top > person.top:
+                del self._people[old]
+                self._people[tid] = person
+                return person
         return None
 
     def state_size(self) -> int:
-        return len(self._upright) + len(self._spells)
+        return len(self._people) + len(self._spells)
 
 
-KIND = Kind(name="person_down", body=PersonDownBody, settings=PersonDownSettings, field="person_down", description="raise person-down events (absent: off)",
-            build=per_area(PersonDownRule))  # fmt: skip
+def _build(area: Area, settings: PersonDownSettings) -> PersonDownRule:
+    return PersonDownRule(area.id, area.geometry, area.classes, area.analyzers.get("silhouette"), settings)
+
+
+KIND = Kind(
+    name="person_down", body=PersonDownBody, settings=PersonDownSettings, field="person_down", build=_build,
+    description="raise person-down events (absent: off)",
+)  # fmt: skip

@@ -11,12 +11,22 @@ from pathlib import Path
 import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
 
 from agent.ota import Manifest, SignedManifest, TrustStore, verify
-from fleet.publish import FleetError, keygen, sign
 from fleet.cli import EXIT_BAD_INPUT, EXIT_OK, add_fleet_parser
-from tests.agent.ota.manifests import AGENT_VERSION, DEVICE_ID, GROUPS, NOW, manifest_doc
+from fleet.publish import FleetError, keygen, sign
+from tests.agent.ota.manifests import (
+    AGENT_VERSION,
+    DEVICE_ID,
+    GROUPS,
+    NOW,
+    manifest_doc,
+)
 
 
 def _verify_as_device(raw: bytes, trust: TrustStore) -> Manifest:
@@ -89,12 +99,12 @@ def test_sign_refuses_what_devices_would_refuse_as_too_big(tmp_path: Path) -> No
 
 @pytest.fixture()
 def cli() -> Callable[..., int]:
-    """Run `fleet ...` through a parser wired the way the main CLI wires it."""
-    parser = argparse.ArgumentParser(prog="edge-agent")
+    """Run `edge-fleet ota ...` through a parser wired the way `edge-fleet` wires it."""
+    parser = argparse.ArgumentParser(prog="edge-fleet")
     add_fleet_parser(parser.add_subparsers(dest="command", required=True))
 
     def run(*argv: str) -> int:
-        args = parser.parse_args(["fleet", *argv])
+        args = parser.parse_args(["ota", *argv])
         return args.func(args)
 
     return run

@@ -1,6 +1,6 @@
-"""`fleet publish` and `fleet status` against real Mosquitto and two harness devices running the real applier.
+"""`fleet publish` and `fleet status` against real Mosquitto and two live devices running the real applier.
 
-Two lightweight devices (harness agent + the real applier and worker, each on its own MQTT
+Two lightweight devices (tests/support/live_agent.py + the real applier and worker, each on its own MQTT
 client) keep this test fast; the real agent is exercised in tests/integration/test_ota_agent.py.
 """
 
@@ -14,14 +14,16 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from agent.ota.control import Baseline, ModelRef
-from fleet.publish import keygen, ota_topic, sign
-from fleet.cli import EXIT_OK, EXIT_ROLLOUT_FAILED, add_fleet_parser
 from agent.ota.report import DeviceIdentity, OtaStatus
+from agent.ota.slots import SlotLayout
 from agent.ota.trust import TrustStore
 from agent.ota.worker import OtaWorker
 from agent.settings.zones import ZonesDoc
+from fleet.cli import EXIT_OK, EXIT_ROLLOUT_FAILED, add_fleet_parser
+from fleet.publish import keygen, ota_topic, sign
 from tests.agent.ota.device import make_applier
-from tests.agent.ota.harness import YOLOX_JSON, HarnessAgent, zones_doc, zones_manifest_doc
+from tests.agent.ota.docs import YOLOX_JSON, zones_doc, zones_manifest_doc
+from tests.support.live_agent import LiveAgent
 from tests.support.services import Mosquitto, Subscriber
 
 SITE = "site"
@@ -29,18 +31,18 @@ GROUP = "site-paris"
 
 
 class _DeviceLink:
-    """One device: harness agent + applier + worker, subscribed to its own and its group's ota topics."""
+    """One device: live agent + applier + worker, subscribed to its own and its group's ota topics."""
 
     def __init__(self, broker: Mosquitto, device_id: str, root: Path, trust: TrustStore, clip: Path,
                  models_dir: Path) -> None:
         zones = ZonesDoc.model_validate(zones_doc(1))
         baseline = Baseline(ModelRef(YOLOX_JSON, models_dir), zones, {})
-        self.harness = HarnessAgent(clip, baseline.model, zones, run_detector=False).__enter__()
+        self.live = LiveAgent(clip, baseline, SlotLayout(root), run_detector=False).__enter__()
         self.status_topic = f"edge/v1/{SITE}/{device_id}/ota/status"
         self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
                                   client_id=device_id)
         identity = DeviceIdentity(device_id, (GROUP,), "1.2.0")
-        applier = make_applier(self.harness, root, trust, baseline, root, self._report, identity=identity,
+        applier = make_applier(self.live.control, root, trust, baseline, root, self._report, identity=identity,
                                health_window_s=0.3, health_min_frames=1)
         self.worker = OtaWorker(applier).__enter__()
         topics = [(f"edge/v1/{SITE}/{device_id}/ota/+", 1), (f"edge/v1/{SITE}/groups/{GROUP}/ota/+", 1)]
@@ -60,7 +62,7 @@ class _DeviceLink:
         self.worker.__exit__(None, None, None)
         self.client.disconnect()
         self.client.loop_stop()
-        self.harness.__exit__(None, None, None)
+        self.live.__exit__(None, None, None)
 
 
 @pytest.fixture
@@ -76,9 +78,9 @@ def fleet(tmp_path: Path, mosquitto: Mosquitto, media_dir: Path, models_dir: Pat
 
 @pytest.fixture
 def cli() -> Callable[..., int]:
-    parser = argparse.ArgumentParser(prog="edge-agent")
+    parser = argparse.ArgumentParser(prog="edge-fleet")
     add_fleet_parser(parser.add_subparsers(dest="command", required=True))
-    return lambda *argv: (args := parser.parse_args(["fleet", *argv])).func(args)
+    return lambda *argv: (args := parser.parse_args(["ota", *argv])).func(args)
 
 
 def _broker_args(broker: Mosquitto) -> list[str]:
@@ -91,16 +93,19 @@ def test_canary_first_then_the_group(fleet: tuple, mosquitto: Mosquitto, cli: Ca
     signed = tmp_path / "zones.signed.json"
     signed.write_bytes(sign(zones_manifest_doc(zones_doc(7), 3, target={"groups": [GROUP]}), key.private_key_path))
     code = cli("publish", str(signed), *_broker_args(mosquitto), "--canary", "box-0001", "--group", GROUP)
-    out = capsys.readouterr().out
+    out, progress = capsys.readouterr()
     assert code == EXIT_OK, out
     assert "box-0001" in out and "committed" in out
+    # the progress bar (stderr, not a terminal: plain lines): the canary's commit, then the group
+    bars = [line for line in progress.splitlines() if line.startswith("rollout")]
+    assert bars[0].endswith("] 1/2") and bars[-1].endswith("[" + "#" * 30 + "] 2/2")
     code = cli("status", *_broker_args(mosquitto), "--kind", "zones", "--version", "3",
                "--device", "box-0001", "--device", "box-0002")
     table = capsys.readouterr().out
     assert code == EXIT_OK, table
     rows = [line.split()[:2] for line in table.splitlines() if line.startswith("box-")]  # logs share stdout
     assert rows == [["box-0001", "committed"], ["box-0002", "committed"]]
-    assert all(d.harness.live_zones_version() == 7 for d in devices.values())
+    assert all(d.live.control.live_zones_version() == 7 for d in devices.values())
 
 
 def test_a_failing_canary_stops_the_rollout(fleet: tuple, mosquitto: Mosquitto, cli: Callable[..., int],
@@ -117,5 +122,5 @@ def test_a_failing_canary_stops_the_rollout(fleet: tuple, mosquitto: Mosquitto, 
     assert "failed" in captured.out and "zones_invalid" in captured.out
     groups.close()
     assert groups.messages == []  # the group never got it
-    assert devices["box-0002"].harness.live_zones_version() == 1
+    assert devices["box-0002"].live.control.live_zones_version() == 1
     assert devices["box-0002"].worker.resumed.is_set()
