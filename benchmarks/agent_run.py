@@ -26,7 +26,7 @@ from benchmarks.decode import probe_decode
 from benchmarks.live import Source, Stamped, StampingSubscriber, broker, cameras
 from benchmarks.procstat import ProcSampler
 from benchmarks.report import summary_ms
-from tests.support.agent_process import AgentProcess, base_config, write_config
+from testbed.agent_process import AgentProcess, base_config, write_config
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "tracking", "rules", "publish")
 def _box(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
@@ -53,6 +53,7 @@ class RunSpec:
     duration_s: float = 60.0
     warmup_s: float = 5.0  # left out of latency and CPU figures, from the agent's first message on
     decode_frames: int = 60
+    detect: dict | None = None  # every camera's `detect` block (agent/settings/detect.py); None: every frame
 
 
 def zones_for(camera_ids: list[str]) -> dict:
@@ -70,13 +71,17 @@ def zones_for(camera_ids: list[str]) -> dict:
     return {"version": 1, "zones": zones, "lines": lines}
 
 
+def _detect_block(spec: RunSpec) -> dict:
+    return {} if spec.detect is None else {"detect": spec.detect}
+
+
 def run_agent(spec: RunSpec) -> dict:
     """Run the agent on `spec.streams` cameras for warmup + duration seconds and measure it."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         with broker(work) as mqtt_broker, cameras(spec.source, spec.clip, spec.streams, work) as cams:
             decode = probe_decode(cams[0]["url"], spec.decode_frames)
-            config = base_config(spec.models_dir, mqtt_broker.port, cams)
+            config = base_config(spec.models_dir, mqtt_broker.port, [c | _detect_block(spec) for c in cams])
             config["model"] = {"manifest": str(spec.manifest), "backend": spec.backend}
             config_path = write_config(work / "agent", config, zones_for([c["id"] for c in cams]))
             sub = StampingSubscriber(mqtt_broker.host, mqtt_broker.port, "edge/v1/#")
@@ -119,14 +124,16 @@ def _frames(health: dict | None, exit_stats: dict, nominal_fps: float) -> dict:
     """Frames read and dropped by the readers as of the last health report (up to 10 s before the end)."""
     out = {"processed": exit_stats.get("frames"), "camera_fps_nominal": nominal_fps}
     if health is None:
-        return out | {"read": None, "dropped": None, "drop_fraction": None, "camera_fps_min": None}
+        return out | {"read": None, "dropped": None, "drop_fraction": None, "camera_fps_min": None, "detect_fps_mean": None}
     cams = health["cameras"].values()
     read, dropped = sum(c["frames"] for c in cams), sum(c["dropped"] for c in cams)
+    detect_fps = [c["detect_fps"] for c in cams if c.get("detect_fps") is not None]
     return out | {
         "read": read,
         "dropped": dropped,
         "drop_fraction": round(dropped / read, 5) if read else None,
         "camera_fps_min": min(c["fps"] for c in cams),
+        "detect_fps_mean": round(sum(detect_fps) / len(detect_fps), 2) if detect_fps else None,
     }
 
 

@@ -1,7 +1,7 @@
 """The live stack a run needs, on loopback: Mosquitto, the cameras (files paced at real time or
 GStreamer RTSP servers) and a subscriber that stamps each message when it arrives.
 
-The services are the test suite's own (tests/support/services.py), so the
+The services are the test suite's own (testbed/services.py), so the
 benchmark drives the same real broker and RTSP server the integration tests do.
 """
 
@@ -16,7 +16,7 @@ from typing import Literal
 
 import paho.mqtt.client as mqtt
 
-from tests.support.services import Mosquitto, RtspServer, Subscriber
+from testbed.services import Mosquitto, RtspServer, Subscriber
 
 Source = Literal["file", "rtsp"]
 

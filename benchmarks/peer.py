@@ -5,7 +5,7 @@
 The job: count persons in a polygon on every frame of a clip, noting each
 change. Three arms run in turn (agent, peer, bare; agent, peer, bare; ...):
 - agent: the real pipeline (reader thread, Detector, ByteTracker, occupancy rule
-  with settle_s 0, envelopes) via tests/support/pipeline.py, fast replay, no broker;
+  with settle_s 0, envelopes) via testbed/pipeline.py, fast replay, no broker;
 - peer: benchmarks/peer_script.py (OpenCV + ONNX Runtime FP32 + supervision);
 - bare: decode + letterbox + inference only, the floor of any implementation.
 Each arm's wall time includes opening its model (about 1% of a full clip).
@@ -30,7 +30,7 @@ from benchmarks.report import print_table, write_result
 from engines.manifest import load_manifest, resolve_model_file
 from engines.preprocess import Letterbox
 from engines.registry import open_engine
-from tests.support.pipeline import run_clip
+from testbed.pipeline import run_clip
 
 POLYGON = [[0.6, 0.3], [0.95, 0.3], [0.95, 0.75], [0.6, 0.75]]
 

@@ -12,7 +12,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 # Fixture modules, registered once here (not imported into test modules).
-pytest_plugins = ["tests.support.services", "tests.support.browser", "tests.agent.ota.device", "tests.agent.ota.http_server"]
+pytest_plugins = ["tests.support.services", "tests.support.browser", "tests.agent.ota.device", "tests.agent.ota.http_server",
+                  "tests.support.logs"]
 
 # Fixtures that start a real service or load the real model: a test using one is an integration test,
 # marked so by `pytest_collection_modifyitems` wherever it lives (`pytest -m "not integration"`: the fast, pure run).

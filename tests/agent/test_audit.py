@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.io.audit import (
+    GAP_ACTION,
     GENESIS_HASH,
     AuditLog,
     AuditLogError,
@@ -18,6 +20,7 @@ from agent.io.audit import (
     add_audit_parser,
     verify,
 )
+from agent.io.ledger import LossLedger
 
 
 def write_log(path: Path, n: int = 5) -> list[dict]:
@@ -186,3 +189,39 @@ def test_cli_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert f"{path}:3:" in out and "removed" in out
 
     assert run_cli("audit", "verify", str(tmp_path / "missing.jsonl")) == 2
+
+
+def test_a_full_disk_costs_records_not_the_log_and_the_gap_is_recorded_across_a_restart(small_disk: Path) -> None:
+    """On a real full disk: a record that does not fit is cut back off (the file stays intact),
+    counted in the ledger (which a restart finds again), and the first record that fits after
+    that is preceded by a `gap` record, which `verify` lists as a gap, not tampering."""
+    path, ledger_path = small_disk / "audit.jsonl", small_disk / "losses.json"
+    with AuditLog(path, LossLedger(ledger_path)) as log:
+        log.append("agent", "start")
+        hog = small_disk / "hog"
+        with open(hog, "wb", buffering=0) as f:
+            for chunk in (65536, 1):
+                with contextlib.suppress(OSError):
+                    while True:
+                        f.write(bytes(chunk))
+        lost = 0
+        for i in range(200):  # the last page of the file has some room; then the disk is full
+            try:
+                log.append("rules", "alert", i=i, pad="x" * 200)
+            except OSError:
+                lost += 1
+        assert lost > 0 and verify(path).ok
+    ledger = LossLedger(ledger_path)  # a restart, the disk still full
+    assert ledger.audit_lost == lost and ledger.audit_gap()["lost"] == lost
+    hog.unlink()
+    with AuditLog(path, ledger) as log:
+        log.append("agent", "start")
+    ledger.close()
+    result = verify(path)
+    assert result.ok and [r["action"] for _, r in result.gaps] == [GAP_ACTION]
+    (_, gap), last = result.gaps[0], json.loads(lines(path)[-1])
+    assert gap["details"]["lost"] == lost and gap["details"]["actions"] == {"alert": lost}
+    assert gap["seq"] == last["seq"] - 1 and last["action"] == "start"  # right before the record that fit
+    again = LossLedger(ledger_path)
+    again.close()
+    assert again.audit_gap() is None  # noted once

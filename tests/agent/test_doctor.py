@@ -20,7 +20,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.tools.doctor import CheckResult, add_doctor_parser, format_table, kernel_clock_synchronised, run_checks
+from agent.tools.doctor import (
+    CheckResult,
+    add_doctor_parser,
+    format_table,
+    kernel_clock_synchronised,
+    run_checks,
+)
 from fleet.pki import DeviceGrant, init_ca, issue
 from tests.conftest import REPO
 from tests.support.services import tmpfs

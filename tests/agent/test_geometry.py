@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from agent.core.geometry import points_in_polygon, polygon_area, polygon_is_simple, segments_cross, side_of_line
+from agent.core.geometry import (
+    points_in_polygon,
+    polygon_area,
+    polygon_is_simple,
+    segments_cross,
+    side_of_line,
+)
 
 SQUARE = np.array([[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8]])
 CONCAVE = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 0.4], [0.0, 1.0]])  # a notch from the top

@@ -13,12 +13,13 @@ import pytest
 from agent.io.gst import (
     choose_backend,
     codec_from_fourcc,
+    converter_caps,
     jetson_rtsp_pipeline,
     opencv_has_gstreamer,
     quote_value,
     rtspsrc,
 )
-from agent.io.sources import CameraConfig
+from agent.settings.camera import CameraConfig
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 TAIL = (
@@ -125,7 +126,8 @@ def test_choose_backend(tmp_path: Path) -> None:
     rtsp = CameraConfig(id="c1", url="rtsp://u:p@cam/s")
     file = CameraConfig(id="c2", url=str(clip))
     backend, pipeline = choose_backend(rtsp, on_jetson=True, has_gst=True, codec="h265", latency_ms=50)
-    assert backend == "gstreamer" and pipeline == jetson_rtsp_pipeline("rtsp://u:p@cam/s", "h265", 50)
+    assert backend == "gstreamer" and pipeline == jetson_rtsp_pipeline("rtsp://u:p@cam/s", "h265", 50, 1280)
+    assert "nvvidconv ! video/x-raw,width=[1,1280],pixel-aspect-ratio=1/1,format=BGRx ! videoconvert" in pipeline
     assert choose_backend(rtsp, on_jetson=True, has_gst=False) == ("ffmpeg", "rtsp://u:p@cam/s")
     assert choose_backend(rtsp, on_jetson=False, has_gst=True) == ("ffmpeg", "rtsp://u:p@cam/s")
     assert choose_backend(file, on_jetson=True, has_gst=True) == ("ffmpeg", str(clip))
@@ -190,7 +192,8 @@ def test_a_reader_on_a_jetson_with_gstreamer_opens_rtsp_through_the_hardware_pip
     """Only the choice and the pipeline can be checked here (no Jetson): the reader hands
     OpenCV the NVDEC pipeline for RTSP, and the plain URL for files and elsewhere."""
     import agent.io.sources as sources
-    from agent.io.sources import CameraConfig, CameraReader
+    from agent.io.sources import CameraReader
+    from agent.settings.camera import CameraConfig
 
     camera = CameraConfig(id="gate", url="rtsp://10.0.0.7:554/s1", codec="h265", latency_ms=100)
     assert CameraReader(camera)._backend == "ffmpeg"  # this box: pip OpenCV, not a Jetson
@@ -199,3 +202,41 @@ def test_a_reader_on_a_jetson_with_gstreamer_opens_rtsp_through_the_hardware_pip
     reader = CameraReader(camera)
     assert reader._backend == "gstreamer"
     assert "nvv4l2decoder" in reader._source and "rtph265depay" in reader._source and "latency=100" in reader._source
+
+
+_NEGOTIATE = """
+import sys, gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+pipe = Gst.parse_launch(sys.argv[1])
+pipe.set_state(Gst.State.PAUSED)
+pipe.get_state(5 * Gst.SECOND)
+caps = pipe.get_by_name("sink").get_static_pad("sink").get_current_caps().get_structure(0)
+print(caps.get_value("width"), caps.get_value("height"))
+pipe.set_state(Gst.State.NULL)
+"""
+
+
+@pytest.mark.parametrize(
+    ("camera", "expected"),
+    [((1920, 1080), "1280 720"), ((2560, 1440), "1280 720"), ((640, 480), "640 480"), ((1280, 1024), "1280 1024")],
+)
+def test_converter_caps_scale_down_keeping_the_aspect_ratio(camera: tuple[int, int], expected: str) -> None:
+    """The caps nvvidconv is given, negotiated by GStreamer itself with videoscale standing in for
+    nvvidconv (absent off a Jetson; its caps fixation follows the same rule, L4T gstnvvconv.c)."""
+    width, height = camera
+    description = (
+        f"videotestsrc num-buffers=1 ! video/x-raw,format=BGRx,width={width},height={height} "
+        f"! videoscale ! {converter_caps(1280)} ! fakesink name=sink"
+    )
+    done = subprocess.run([SYSTEM_PYTHON, "-c", _NEGOTIATE, description], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
+
+
+def test_full_resolution_when_not_capped() -> None:
+    assert converter_caps(None) == "video/x-raw,format=BGRx"
+    assert f"nvvidconv ! {converter_caps(None)} ! videoconvert" in jetson_rtsp_pipeline("rtsp://cam/s")
+    with pytest.raises(ValueError, match="max_width"):
+        jetson_rtsp_pipeline("rtsp://cam/s", max_width=0)

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from agent.settings.config import BrokerSettings
 from agent.io.mqtt import MqttLink
 from agent.io.outbox import Outbox
+from agent.settings.config import BrokerSettings
 from agent.wire.privacy import EnvelopeBuilder
 from agent.wire.status import Status, to_bytes
 from agent.wire.topics import Topics

@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from agent.io.ledger import LossLedger
 from agent.io.outbox import LOW_DISK_BYTES, Outbox
 
 
@@ -107,7 +108,8 @@ def test_a_full_disk_sheds_the_oldest_counts_them_and_never_raises(small_disk):
 
 
 def test_a_disk_filled_by_someone_else_costs_the_new_events_not_a_crash(small_disk):
-    with Outbox(small_disk / "o.sqlite", max_bytes=2**30, max_age_s=3600) as ob:
+    ledger = LossLedger(small_disk / "losses.json")
+    with Outbox(small_disk / "o.sqlite", max_bytes=2**30, max_age_s=3600, ledger=ledger) as ob:
         ob.put(rows(100))
         with open(small_disk / "hog", "wb") as hog:  # another process takes every last byte
             try:
@@ -119,4 +121,8 @@ def test_a_disk_filled_by_someone_else_costs_the_new_events_not_a_crash(small_di
         for i in range(50):
             ob.put(rows(10, size=300, start=100 + 10 * i))
         s = ob.stats()
-        assert s.depth + s.dropped == 600 and s.dropped > 0
+    ledger.close()
+    assert s.depth + s.dropped + s.lost == 600 and s.dropped + s.lost > 0
+    again = LossLedger(small_disk / "losses.json")  # the disk still full: the count of lost events survives
+    again.close()
+    assert again.events_lost == s.lost

@@ -10,16 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.settings.config import AgentConfig, ConfigError
-from agent.runtime.live import check_live_keys, patched_config
-from agent.runtime.pipeline import Pipeline
-from agent.wire.privacy import EnvelopeBuilder
-from agent.io.sources import CameraConfig, CameraReader
-from agent.wire.topics import Topics
 from agent.core.tracker import TrackerConfig
 from agent.core.types import Detections
+from agent.io.sources import CameraReader
+from agent.runtime.live import check_live_keys, patched_config
+from agent.runtime.pipeline import Pipeline
+from agent.settings.camera import CameraConfig
+from agent.settings.config import AgentConfig, ConfigError
 from agent.settings.zones import ZonesDoc
-from tests.support.pipeline import ListSink
+from agent.wire.privacy import EnvelopeBuilder
+from agent.wire.topics import Topics
+from testbed.pipeline import ListSink
 
 CAMERA = "cam"
 FRAMES = 40
@@ -51,7 +52,7 @@ def make_pipeline(clip: Path, detector: ScriptedDetector, stop: threading.Event)
     pipeline = Pipeline(
         [reader], detector, ["person"], {}, ZonesDoc(), TrackerConfig(),
         EnvelopeBuilder("dev", "0123456789abcdef", b"k" * 32), Topics("site", "dev"), ListSink(),
-        on_frame=lambda: stop.set() if pipeline.stats.frames >= FRAMES else None,
+        on_frame=lambda frames: stop.set() if pipeline.stats.frames >= FRAMES else None,
     )  # fmt: skip
     return pipeline, reader
 
@@ -83,7 +84,7 @@ def test_swap_detector_installs_at_a_boundary_and_closes_the_old_one_on_the_loop
     try:
         while pipeline.stats.frames < 5:  # mid-run
             time.sleep(0.005)
-        applied = pipeline.swap_detector(new, ["person"], {}, TrackerConfig(), zones)
+        applied = pipeline.swap(detector=new, class_names=["person"], class_map={}, tracker_config=TrackerConfig(), zones=zones)
         assert applied.wait(10)
     finally:
         stop.set()
@@ -98,7 +99,7 @@ def test_a_swap_the_loop_never_reached_is_withdrawn(media_dir: Path) -> None:
     stop = threading.Event()
     old, new = ScriptedDetector(), ScriptedDetector()
     pipeline, _ = make_pipeline(media_dir / "vtest.avi", old, stop)
-    applied = pipeline.swap_detector(new, ["person"], {}, TrackerConfig())
+    applied = pipeline.swap(detector=new, class_names=["person"], class_map={}, tracker_config=TrackerConfig())
     assert pipeline.withdraw(applied) and not pipeline.withdraw(applied)
     assert pipeline.detector is old and not applied.is_set()
 
@@ -108,7 +109,7 @@ def test_rules_that_do_not_build_change_nothing(media_dir: Path) -> None:
     pipeline, _ = make_pipeline(media_dir / "vtest.avi", ScriptedDetector(), stop)
     cars = ZonesDoc(version=3, zones=[{"id": "z", "camera": CAMERA, "polygon": WHOLE, "classes": ["car"]}])
     with pytest.raises(ValueError):
-        pipeline.swap_zones(cars)  # the model has no car class
+        pipeline.swap(zones=cars)  # the model has no car class
     assert pipeline.withdraw(threading.Event()) is False  # nothing pending
 
 

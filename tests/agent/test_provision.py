@@ -13,9 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from fleet import pki
 from agent.settings.config import ConfigError, load_config
 from agent.tools.provision import add_provision_parser, ask_missing, provision
+from fleet import pki
 from tests.conftest import REPO
 
 MANIFEST = REPO / "models" / "light_person_detector.json"

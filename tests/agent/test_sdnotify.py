@@ -140,6 +140,23 @@ def test_watchdog_status_summary(listener: Listener, armed: None) -> None:
     assert "STATUS=cams 2/2 fps 25" in messages[1:]  # status keeps coming without beats
 
 
+def test_a_beat_before_the_thread_runs_counts(
+    listener: Listener, armed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The thread starts late (a busy box): a beat between start and its first run is progress.
+    run = sdnotify.Watchdog._run
+
+    def late(self: sdnotify.Watchdog, *args: int) -> None:
+        time.sleep(TICK_S / 2)
+        run(self, *args)
+
+    monkeypatch.setattr(sdnotify.Watchdog, "_run", late)
+    with sdnotify.Watchdog() as dog:
+        dog.beat()
+        messages = listener.collect(2.5 * TICK_S)
+    assert messages and messages[0] == "WATCHDOG=1"
+
+
 def test_failing_summary_keeps_the_watchdog_alive(listener: Listener, armed: None) -> None:
     def broken() -> str:
         raise RuntimeError("boom")

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from agent.settings import paths
-from agent.io.sources import CameraConfig, CameraReader, FrameQueue, backoff_s
 from agent.core.types import Frame
+from agent.io.sources import CameraReader, FrameQueue, backoff_s
+from agent.settings import paths
+from agent.settings.camera import CameraConfig
 
 VTEST_FRAMES = 795
 VTEST_FRAME_NS = 100_000_000  # 10 fps

@@ -21,9 +21,12 @@ def health() -> Health:
         "0123456789abcdef",
         [ReaderStats("gate", "online", 1200, 3, 1, 24.987)],
         {"inference": {"p50": 10.0, "p95": 12.5, "p99": 14.0, "max": 20.0}},
-        OutboxStats(depth=42, size_bytes=12600, oldest_age_s=3.14159, dropped=7),
+        OutboxStats(depth=42, size_bytes=12600, oldest_age_s=3.14159, dropped=7, lost=0),
         mqtt_reconnects=2,
         usage={"cpu_percent": 55.0, "rss_mb": 180.5},
+        detect_errors=0,
+        mqtt_rejected=0,
+        ota_refused=0,
     )
 
 

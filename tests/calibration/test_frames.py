@@ -6,7 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from calibration.frames import SampledFrame, TooFewFramesError, drop_near_duplicates, sample_frames, spread_indices
+from calibration.frames import (
+    SampledFrame,
+    TooFewFramesError,
+    drop_near_duplicates,
+    sample_frames,
+    spread_indices,
+)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from calibration.metrics import average_precision, iou_matrix, load_mot_ground_truth, recall_precision
+from calibration.metrics import (
+    average_precision,
+    iou_matrix,
+    load_mot_ground_truth,
+    recall_precision,
+)
 from engines.types import Detections
 
 

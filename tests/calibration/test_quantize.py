@@ -1,4 +1,5 @@
-"""Graph preparation (opset, names, float tail) on small graphs, and the op counts of the real QDQ model."""
+"""Graph preparation (opset, names, float tail) on small graphs, the op counts of the real QDQ model, and the
+structure of the TensorRT export."""
 
 import numpy as np
 import onnx
@@ -6,7 +7,15 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from calibration.quantize import float_tail_nodes, name_nodes, op_counts, prepare, upgrade_opset
+from calibration.quantize import (
+    float_tail_nodes,
+    grouped_conv_nodes,
+    name_nodes,
+    op_counts,
+    prepare,
+    tensorrt_problems,
+    upgrade_opset,
+)
 from engines.manifest import ModelError
 
 
@@ -105,3 +114,88 @@ def test_quantized_graph_op_counts(yolox_int8, tmp_path):
     fused = op_counts(onnx.load_model(options.optimized_model_filepath))
     assert fused.get("QLinearConv") == 113 and "Conv" not in fused and "FusedConv" not in fused
     assert fused.get("Sigmoid") == 6  # only the float head tail
+
+
+def _qdq_conv(zero_point: np.ndarray | None, bias_dq: bool = False) -> onnx.ModelProto:
+    """image -> QuantizeLinear -> DequantizeLinear -> Conv (int8 weight through a DequantizeLinear) -> output."""
+    inits = [
+        numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+        numpy_helper.from_array(np.ones((2, 3, 1, 1), np.int8), "w_q"),
+        numpy_helper.from_array(np.zeros(2, np.int8), "w_zp"),
+        numpy_helper.from_array(np.full(2, 0.01, np.float32), "w_s"),
+        numpy_helper.from_array(np.zeros(2, np.int32) if bias_dq else np.zeros(2, np.float32), "b_raw"),
+    ]
+    q_inputs = ["image", "s"]
+    if zero_point is not None:
+        inits.append(numpy_helper.from_array(zero_point, "zp"))
+        q_inputs.append("zp")
+    nodes = [
+        helper.make_node("QuantizeLinear", q_inputs, ["q"], name="q"),
+        helper.make_node("DequantizeLinear", ["q", *q_inputs[1:]], ["dq"], name="dq"),
+        helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_zp"], ["w"], name="w_dq", axis=0),
+    ]
+    bias = "b_raw"
+    if bias_dq:
+        inits.append(numpy_helper.from_array(np.full(2, 0.001, np.float32), "b_s"))
+        nodes.append(helper.make_node("DequantizeLinear", ["b_raw", "b_s"], ["b"], name="b_dq", axis=0))
+        bias = "b"
+    nodes.append(helper.make_node("Conv", ["dq", "w", bias], ["output"], name="conv"))
+    graph = helper.make_graph(
+        nodes,
+        "qdq",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 2, 4, 4])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+
+
+@pytest.mark.parametrize(
+    ("zero_point", "bias_dq", "problem"),
+    [
+        (np.array(0, np.int8), False, None),
+        (np.array(0, np.uint8), False, "q: UINT8 zero point, not INT8"),
+        (np.array(3, np.int8), False, "q: non-zero zero point (asymmetric)"),
+        (None, False, "q: no constant zero point (uint8 by default)"),
+        (np.array(0, np.int8), True, "conv: bias 'b' is quantized"),
+    ],
+)
+def test_tensorrt_problems_name_each_refusal(zero_point, bias_dq, problem):
+    model = _qdq_conv(zero_point, bias_dq)
+    found = tensorrt_problems(model)
+    image = np.random.default_rng(0).random((1, 3, 4, 4), np.float32)
+    ort.InferenceSession(model.SerializeToString()).run(None, {"image": image})  # each is a valid ONNX graph
+    assert found == [] if problem is None else problem in found
+
+
+def test_tensorrt_export_is_what_tensorrt_parses(yolox_int8):
+    """The TensorRT-bound model: symmetric int8 everywhere (zero points 0), per-channel int8
+    weights, float bias, Q/DQ only on the inputs of weighted ops, depthwise convs and the
+    head's tail in float. Fails on any non-zero zero point, uint8 Q/DQ or bias Q/DQ."""
+    out_dir, report = yolox_int8
+    model = onnx.load_model(str(out_dir / "yolox_nano_int8_trt.onnx"))
+    assert report["tensorrt"]["quantized_op_counts"] == op_counts(model)
+    assert tensorrt_problems(model) == []
+    producers = {o: n for n in model.graph.node for o in n.output}
+    initializers = {i.name for i in model.graph.initializer}
+    grouped = set(grouped_conv_nodes(model))
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 113 and len(grouped) == 30
+    for conv in convs:
+        if conv.name in grouped:
+            assert conv.input[1] in initializers  # float weights (its input may share a quantized conv's Q/DQ)
+        else:
+            weight = producers[conv.input[1]]
+            assert weight.op_type == "DequantizeLinear" and any(a.name == "axis" for a in weight.attribute)
+            assert producers[conv.input[0]].op_type == "DequantizeLinear"
+        assert len(conv.input) < 3 or conv.input[2] in initializers  # float bias
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    for dq in (n for n in model.graph.node if n.op_type == "DequantizeLinear"):
+        # weighted inputs only (a residual Add may share a convolution's input)
+        assert "Conv" in {c.op_type for c in consumers[dq.output[0]]}
+    head_sigmoids = [n for n in model.graph.node if n.op_type == "Sigmoid" and n.name.startswith("/head/Sigmoid")]
+    assert len(head_sigmoids) == 6
+    assert not any(producers[s.input[0]].op_type == "DequantizeLinear" for s in head_sigmoids)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_SH = REPO / "deploy" / "install.sh"
@@ -128,13 +131,61 @@ def test_dry_run_writes_nothing(tmp_path: Path, example_config: Path) -> None:
     assert not any(line.startswith(("+ ", "plan: ")) for line in out.splitlines())
 
 
-def test_jetson_venv_sees_system_site_packages(tmp_path: Path, example_config: Path) -> None:
+def jetson_root(tmp_path: Path, l4t: str, cuda: str | None) -> Path:
+    """A throwaway root that looks like a Jetson: its L4T release line and its CUDA's version.json."""
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
-    (root / "etc/nv_tegra_release").write_text("# R36 (release), REVISION: 3.0\n")
-    out = install(root, example_config).stdout
-    assert out.startswith("platform: jetson")
+    (root / "etc/nv_tegra_release").write_text(f"# {l4t}, GCID: 38838911, BOARD: generic, EABI: aarch64\n")
+    if cuda is not None:
+        (root / "usr/local/cuda").mkdir(parents=True)
+        (root / "usr/local/cuda/version.json").write_text(json.dumps({"cuda": {"name": "CUDA SDK", "version": cuda}}))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("l4t", "cuda", "cuda_python"),
+    [
+        ("R36 (release), REVISION: 4.3", "12.6.68", "cuda-python==12.6.*"),  # JetPack 6.2: Python 3.10
+        ("R38 (release), REVISION: 2.0", "13.0.48", "cuda-python==13.0.*"),  # JetPack 7.0: Python 3.12
+    ],
+)
+def test_jetson_venv_uses_jetpacks_python_tensorrt_and_cuda(tmp_path: Path, example_config: Path, l4t, cuda, cuda_python) -> None:
+    out = install(jetson_root(tmp_path, l4t, cuda), example_config).stdout
+    assert "platform: jetson" in out and f"CUDA {cuda[:4]}" in out
     assert "-m venv --system-site-packages /opt/edge-agent/venv" in out
+    shell_quoted = cuda_python.replace("*", "\\*")  # as printf %q prints it
+    assert f"/opt/edge-agent/venv/bin/python -m pip install --upgrade {REPO} {shell_quoted}" in out
+    assert "mosquitto-clients gstreamer1.0-plugins-good gstreamer1.0-plugins-bad" in out
+
+
+@pytest.mark.parametrize(
+    ("l4t", "cuda", "refusal"),
+    [
+        ("R35 (release), REVISION: 5.0", "11.4.315", "not supported: the agent needs JetPack 6.1 or later"),  # JetPack 5
+        ("R36 (release), REVISION: 3.0", "12.2.140", "not supported: the agent needs JetPack 6.1 or later"),  # 6.0: TRT 8.6
+        ("R36 (release), REVISION: 4.3", None, "no CUDA in"),
+    ],
+)
+def test_jetson_without_tensorrt_10_is_refused_before_any_change(tmp_path: Path, example_config: Path, l4t, cuda, refusal) -> None:
+    root = jetson_root(tmp_path, l4t, cuda)
+    before = snapshot(root)
+    result = install(root, example_config, check=False)
+    assert result.returncode == 1 and refusal in result.stderr
+    assert snapshot(root) == before
+
+
+def test_requirements_leave_jetpacks_opencv_and_numpy_alone() -> None:
+    """The installed metadata's markers: on a Tegra kernel no pip OpenCV (it would hide JetPack's
+    GStreamer-enabled cv2) and numpy < 2 (JetPack's cv2 and TensorRT are built against numpy 1)."""
+    requirements = [Requirement(r) for r in importlib.metadata.requires("edge-agent") or []]
+
+    def wanted(release: str) -> dict[str, str]:
+        env = {"platform_release": release, "extra": ""}
+        return {r.name: str(r.specifier) for r in requirements if r.marker is None or r.marker.evaluate(env)}
+
+    jetson, x86 = wanted("5.15.148-tegra"), wanted("6.8.0-45-generic")
+    assert "opencv-python-headless" not in jetson and "<2" in jetson["numpy"]
+    assert "opencv-python-headless" in x86 and "<2" not in x86["numpy"]
 
 
 def test_missing_example_config_changes_nothing(tmp_path: Path) -> None:
@@ -185,8 +236,11 @@ def test_unit_has_the_required_settings() -> None:
     assert set(service["SupplementaryGroups"].split()) == {"video", "render"}
     assert "EDGE_AGENT_STATE_DIR=/var/lib/edge-agent" in unit["Service"]["Environment"]
     devices = " ".join(unit["Service"]["DeviceAllow"])
-    for node in ("char-nvidia*", "char-nvhost*", "/dev/nvhost-ctrl-gpu", "/dev/nvmap"):
+    for node in ("char-nvidia*", "char-nvhost*", "/dev/nvhost-ctrl-gpu", "/dev/nvmap", "/dev/host1x-fence"):
         assert node in devices
+    # Orin on JetPack 6: the GPU's own nodes live under /dev/nvgpu/igpu0/
+    for node in ("ctrl", "as", "channel", "tsg", "power", "sched", "nvsched"):
+        assert f"/dev/nvgpu/igpu0/{node} rw" in unit["Service"]["DeviceAllow"]
     assert {"StartLimitIntervalSec", "StartLimitBurst"} <= set(unit["Unit"])
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
 

@@ -125,3 +125,15 @@ def test_no_source_left(tmp_path, manifest_for, models_dir, url, url_allowed, me
     _corrupt_copy(models_dir / MODEL, bad_dir / MODEL)
     with pytest.raises(ModelError, match=f"bad/{MODEL}: wrong sha256.*{message}"):
         fetch_model(manifest_for(url), tmp_path / "dest", search_dirs=[bad_dir], url_allowed=url_allowed)
+
+
+def test_download_shows_its_progress(tmp_path, manifest_for, models_dir, served_dir, capsys):
+    root, base_url = served_dir
+    shutil.copy(models_dir / MODEL, root / MODEL)
+    mib = f"{(models_dir / MODEL).stat().st_size / 2**20:.1f} MiB"
+    fetch_model(manifest_for(f"{base_url}/{MODEL}"), tmp_path / "dest", search_dirs=[], progress=True)
+    lines = capsys.readouterr().err.splitlines()  # not a terminal: a line per quarter
+    assert lines[0].startswith(f"downloading {MODEL} [") and lines[-1] == f"downloading {MODEL} [{'#' * 30}] {mib}/{mib}"
+    assert len(lines) == 5
+    fetch_model(manifest_for(None), tmp_path / "dest2", search_dirs=[models_dir])  # progress off: silent
+    assert capsys.readouterr().err == ""

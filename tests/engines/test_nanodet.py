@@ -7,7 +7,11 @@ import pytest
 
 import engines.decoders.nanodet as nanodet
 from calibration.frames import read_frames, spread_indices
-from calibration.metrics import average_precision, load_mot_ground_truth, recall_precision
+from calibration.metrics import (
+    average_precision,
+    load_mot_ground_truth,
+    recall_precision,
+)
 from engines.decoders import make_decoder
 from engines.detector import Detector
 from engines.manifest import ModelError, ModelManifest

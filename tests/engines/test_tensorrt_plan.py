@@ -1,26 +1,33 @@
-"""The pure TensorRT rules: cache keys and files, profiles, batch split, buffers. No GPU needed."""
+"""The pure TensorRT rules: versions and precisions, cache keys and files, profiles, batch split,
+buffers. No GPU needed."""
 
 import ctypes
 import json
 from dataclasses import replace
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from engines.tensorrt_plan import (
     KEY_SUFFIX,
     BufferSpec,
+    BuildSettings,
     EngineKey,
+    GraphTypes,
     Profile,
+    build_settings,
     cached_engine_problem,
-    calibration_version_number,
     default_profile,
+    graph_types,
     host_view,
     key_record,
     plan_buffers,
     select_profile,
     split_batches,
     timing_cache_name,
+    trt_major,
 )
 
 KEY = EngineKey("NVIDIA Orin (nvgpu)", (8, 7), "10.3.0", "ab" * 32, "int8", 8, 8)
@@ -73,6 +80,7 @@ def test_cached_engine_with_changed_bytes_or_broken_sidecar_is_rebuilt(tmp_path)
 def test_profile_shapes_and_validation():
     assert default_profile(8).shapes((3, 416, 416)) == ((1, 3, 416, 416), (8, 3, 416, 416), (8, 3, 416, 416))
     assert default_profile(8, 2) == Profile(1, 2, 8)
+    assert default_profile(1, 8) == Profile(1, 1, 1)  # a graph that does not batch: opt follows max
     with pytest.raises(ValueError):
         Profile(2, 1, 8)
 
@@ -130,14 +138,62 @@ def test_host_view_is_a_view_of_the_memory():
     assert memory[0] == 42.0
 
 
-@pytest.mark.parametrize(("version", "number"), [("8.5.2", 8502), ("8.6.2", 8602), ("10.3.0", 100300), ("7.1.3", 7103)])
-def test_calibration_version_number(version, number):
-    assert calibration_version_number(version) == number
+FP32, QDQ, FP16 = GraphTypes(qdq=False, fp16=False), GraphTypes(qdq=True, fp16=False), GraphTypes(qdq=False, fp16=True)
+STRONG = BuildSettings(strongly_typed=True)
 
 
-def test_calibration_version_number_refuses_garbage():
+@pytest.mark.parametrize(
+    ("version", "precision", "graph", "expected"),
+    [
+        # explicit quantization: strongly typed, no precision flag, on both majors (JetPack 6: 10.3)
+        ("10.3.0.30", "int8", QDQ, STRONG),
+        ("11.4.1", "int8", QDQ, STRONG),
+        ("10.3.0", "fp32", FP32, STRONG),
+        ("11.0.0", "fp32", FP32, STRONG),
+        ("11.0.0", "fp16", FP16, STRONG),
+        # only 10.x can still make FP16 from an FP32 graph, weakly typed
+        ("10.13.0.35", "fp16", FP32, BuildSettings(strongly_typed=False, fp16_flag=True)),
+    ],
+)
+def test_build_settings(version, precision, graph, expected):
+    assert build_settings(version, precision, graph) == expected
+
+
+@pytest.mark.parametrize(
+    ("version", "precision", "graph", "message"),
+    [
+        ("8.6.2", "int8", QDQ, "TensorRT 8.6.2 is not supported"),
+        ("12.0.0", "fp32", FP32, "TensorRT 12.0.0 is not supported"),
+        ("10.3.0", "int8", FP32, "says int8 but the graph has no Q/DQ nodes"),  # the FP32 graph labelled int8
+        ("11.4.1", "fp32", QDQ, "says fp32 but the graph has Q/DQ nodes"),
+        ("10.3.0", "fp32", FP16, "has FP16 tensors"),
+        ("11.4.1", "fp16", FP32, "TensorRT 11 builds FP16 only from an FP16 graph"),
+    ],
+)
+def test_build_settings_refuses(version, precision, graph, message):
+    with pytest.raises(ValueError, match=message):
+        build_settings(version, precision, graph)
+
+
+def test_trt_major():
+    assert trt_major("10.3.0.30") == 10 and trt_major("11.4.1") == 11
     with pytest.raises(ValueError):
-        calibration_version_number("ten")
+        trt_major("ten")
+
+
+def _graph(nodes: list, initializers: list) -> onnx.ModelProto:
+    return helper.make_model(helper.make_graph(nodes, "g", [], [], initializers))
+
+
+def test_graph_types():
+    scale = numpy_helper.from_array(np.array(0.1, np.float32), "s")
+    qdq = [helper.make_node("QuantizeLinear", ["x", "s"], ["q"]), helper.make_node("DequantizeLinear", ["q", "s"], ["y"])]
+    assert graph_types(_graph(qdq, [scale])) == QDQ
+    assert graph_types(_graph([helper.make_node("Relu", ["x"], ["y"])], [scale])) == FP32
+    half = numpy_helper.from_array(np.ones(2, np.float16), "w")
+    assert graph_types(_graph([helper.make_node("Relu", ["x"], ["y"])], [half])) == FP16
+    cast = helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT16)
+    assert graph_types(_graph([cast], [])) == FP16
 
 
 def test_backend_module_imports_without_tensorrt_or_cuda():

@@ -20,7 +20,7 @@ from agent.analytics.kinds.line_count import LineCountRule, LineSettings
 from agent.core.types import Detections, Tracks
 from agent.wire.envelope import Envelope
 from agent.wire.status import Status
-from tests.support.agent_process import AgentProcess, base_config, write_config
+from testbed.agent_process import AgentProcess, base_config, write_config
 
 pytestmark = pytest.mark.integration
 

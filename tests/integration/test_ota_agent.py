@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ from fleet.publish import (
     publish,
     sign,
 )
+from testbed.agent_process import AgentProcess, base_config, write_config
+from testbed.services import Mosquitto, Received, Subscriber
 from tests.agent.ota.docs import (
     LIGHT_JSON,
     YOLOX_JSON,
@@ -40,9 +42,7 @@ from tests.agent.ota.docs import (
     write_golden_frames,
     zones_manifest_doc,
 )
-from tests.agent.ota.http_server import ArtifactServer, Served, artifact_server  # noqa: F401 (fixture)
-from tests.support.agent_process import AgentProcess, base_config, write_config
-from tests.support.services import Mosquitto, Received, Subscriber
+from tests.agent.ota.http_server import ArtifactServer, Served
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,7 @@ class Fleet:
 
     def signed(self, doc: dict[str, Any]) -> bytes:
         """`doc` valid from an hour ago for a day, for the device, signed with the fleet key."""
-        now = datetime.now(UTC)
+        now = datetime.now(timezone.utc)
         doc = {**doc, "issued_at": _iso(now - timedelta(hours=1)), "expires": _iso(now + timedelta(days=1)),
                "min_agent_version": "0.1.0", "target": {"device_ids": [DEVICE], "groups": []}}  # fmt: skip
         return sign(doc, self.key.private_key_path)

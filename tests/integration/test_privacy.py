@@ -20,8 +20,8 @@ import pytest
 
 from agent.tools.schema import SCHEMAS, TOPICS
 from agent.wire.status import Health
-from tests.support.agent_process import REPO, AgentProcess, base_config, write_config
-from tests.support.services import free_port
+from testbed.agent_process import REPO, AgentProcess, base_config, write_config
+from testbed.services import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.io.sources import CameraConfig, CameraReader
 from agent.core.types import Frame
-from tests.support.services import RtspServer
+from agent.io.sources import CameraReader
+from agent.settings.camera import CameraConfig
+from testbed.services import RtspServer
 
 pytestmark = pytest.mark.integration
 

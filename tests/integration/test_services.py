@@ -7,7 +7,7 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.support.services import Mosquitto, Subscriber
+from testbed.services import Mosquitto, Subscriber
 
 pytestmark = [pytest.mark.integration, pytest.mark.egress_exempt("checks the broker itself with arbitrary payloads")]
 

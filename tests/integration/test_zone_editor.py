@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,7 +35,7 @@ from agent.io.zone_editor import (
     ZoneEditor,
 )  # fmt: skip
 from agent.settings.config import AgentConfig, check_zones, load_config
-from agent.settings.zones import ZonesDoc
+from agent.settings.zones import MAX_POLYGON_POINTS, ZonesDoc
 from engines.manifest import load_manifest
 from tests.conftest import REPO
 from tests.support.browser import click_canvas
@@ -253,3 +256,32 @@ def test_deep_nesting_and_idle_floods_are_bounded(editor: ZoneEditor, agent: Fak
         for sock in idle:
             sock.close()
     assert request(editor, "GET", "/api/cameras")[0] == 200  # and it still serves
+
+
+def _circle(n: int) -> list[list[float]]:
+    return [[0.5 + 0.4 * math.cos(2 * math.pi * k / n), 0.5 + 0.4 * math.sin(2 * math.pi * k / n)] for k in range(n)]
+
+
+def test_polygon_vertices_are_capped_in_the_editor_and_in_check_config(
+    editor: ZoneEditor, agent: FakeAgent, tmp_path: Path
+) -> None:
+    """The issue's 250 KB polygon (369 s to save, 430 s per check-config) is refused at once,
+    naming the cap; a polygon at the cap is checked quickly enough for the editor."""
+    post = lambda zones: request(  # noqa: E731
+        editor, "POST", "/api/zones", json.dumps({"base_version": agent.zones.version, "doc": {"zones": zones, "lines": []}}).encode(),
+        **{"Content-Type": "application/json"},
+    )  # fmt: skip
+    status, _, answer = post([{"id": "big", "camera": "plaza", "polygon": _circle(MAX_POLYGON_POINTS + 1), "intrusion": {}}])
+    assert status == 400 and f"at most {MAX_POLYGON_POINTS}".encode() in answer
+    assert post([{"id": "ok", "camera": "plaza", "polygon": _circle(MAX_POLYGON_POINTS), "intrusion": {}}])[0] == 200
+
+    huge = {"version": 1, "zones": [{"id": "big", "camera": "plaza", "polygon": _circle(9000), "intrusion": {}}]}
+    raw = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    (tmp_path / "big-zones.yaml").write_text(yaml.safe_dump(huge))
+    (tmp_path / "big.yaml").write_text(yaml.safe_dump({**raw, "zones_file": "big-zones.yaml"}))
+    assert len((tmp_path / "big-zones.yaml").read_bytes()) > 250_000
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.tools.cli", "check-config", str(tmp_path / "big.yaml")],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "zones[0].polygon" in done.stderr and f"at most {MAX_POLYGON_POINTS}" in done.stderr

@@ -23,9 +23,9 @@ from agent.io.zone_editor import TOKEN_HEADER, ZONE_EDITOR_TOKEN_FILE
 from agent.runtime.app import Agent
 from agent.settings.config import load_config
 from agent.wire.status import Status
-from tests.support.agent_process import base_config, write_config
+from testbed.agent_process import base_config, write_config
+from testbed.services import free_port, wait_for_port
 from tests.support.browser import click_canvas
-from tests.support.services import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 

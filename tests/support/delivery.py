@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.wire.status import Health
+from testbed.agent_process import REPO
+from testbed.services import Mosquitto
 from tests.support.consumer import DedupConsumer
-from tests.support.agent_process import REPO
-from tests.support.services import Mosquitto
 
 START_TIMEOUT_S = 30.0
 

@@ -100,7 +100,10 @@ def main() -> int:
         usage = ProcessUsage()
 
         def snapshot():
-            return build_health(args.device, boot_id, [], {}, outbox.stats(), link.reconnects, usage.sample())
+            return build_health(
+                args.device, boot_id, [], {}, outbox.stats(), link.reconnects, usage.sample(),
+                detect_errors=0, mqtt_rejected=link.rejected, ota_refused=0,
+            )  # fmt: skip
 
         health_log = (args.state / "health.log").open("ab", buffering=0)
 

@@ -1,4 +1,4 @@
-"""Child process for the crash tests: a harness device that starts from the persisted OTA state,
+"""Child process for the crash tests: a live device (tests/support/live_agent.py) that starts from the persisted OTA state,
 resumes what it finds, optionally applies one message, and can block at a step to be SIGKILLed.
 
 Prints one JSON line `{"serving": ...}` once its model is open, `AT <point>` when it blocks, and
@@ -19,11 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.ota.control import Baseline, ModelRef
 from agent.ota.report import OtaStatus
-from agent.ota.slots import SlotLayout, served_model, served_zones
-from agent.ota.trust import TrustStore
+from agent.ota.slots import SlotLayout
+from agent.settings.trust import TrustStore
 from agent.settings.zones import ZonesDoc
 from tests.agent.ota.device import make_applier
-from tests.agent.ota.harness import YOLOX_JSON, HarnessAgent, zones_doc
+from tests.agent.ota.docs import YOLOX_JSON, zones_doc
+from tests.support.live_agent import LiveAgent
 
 
 def main() -> None:
@@ -42,9 +43,9 @@ def main() -> None:
     state = layout.store.load()
     baseline = Baseline(ModelRef(YOLOX_JSON, Path(args.models)), ZonesDoc.model_validate(zones_doc(1)), {})
     # What a starting agent serves is decided by the persisted state alone.
-    model, zones = served_model(layout, state, baseline), served_zones(layout, state, baseline)
-    with HarnessAgent(Path(args.clip), model, zones, run_detector=False, bad_sha256=args.bad_sha256) as harness:
-        print(json.dumps({"serving": harness.live_model_sha256(), "slot": state.served_slot("model")}), flush=True)
+    with LiveAgent(Path(args.clip), baseline, layout, run_detector=False, bad_sha256=args.bad_sha256) as live:
+        control = live.control
+        print(json.dumps({"serving": control.live_model_sha256(), "slot": state.served_slot("model")}), flush=True)
 
         def block_at(point: str) -> None:
             if point == args.kill_at:
@@ -52,11 +53,11 @@ def main() -> None:
                 time.sleep(3600)
 
         reports: list[OtaStatus] = []
-        applier = make_applier(harness, layout.root, trust, baseline, Path(args.golden), reports.append, block_at)
+        applier = make_applier(control, layout.root, trust, baseline, Path(args.golden), reports.append, block_at)
         applier.resume()
         if args.message:
             applier.apply(Path(args.message).read_bytes())
-        print(json.dumps({"final": harness.live_model_sha256(), "states": [r.state for r in reports]}), flush=True)
+        print(json.dumps({"final": control.live_model_sha256(), "states": [r.state for r in reports]}), flush=True)
 
 
 if __name__ == "__main__":

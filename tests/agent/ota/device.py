@@ -1,4 +1,5 @@
-"""Test fixtures for the applier: golden frames, served models, and a harness device with its applier."""
+"""Test fixtures for the applier: golden frames, served models, and a live device (the real owner of
+what is live over a real pipeline, tests/support/live_agent.py) with its applier."""
 
 from __future__ import annotations
 
@@ -10,21 +11,21 @@ from typing import Any
 import pytest
 
 from agent.ota.applier import Applier
-from agent.ota.control import Baseline, ModelRef
+from agent.ota.control import AgentControl, Baseline, ModelRef
 from agent.ota.report import DeviceIdentity, OtaStatus, StepSettings
 from agent.ota.slots import SlotLayout
 from agent.ota.state import OtaState
-from agent.ota.trust import TrustStore
+from agent.settings.trust import TrustStore
 from agent.settings.zones import ZonesDoc
-from tests.agent.ota.harness import (
+from tests.agent.ota.docs import (
     LIGHT_JSON,
     YOLOX_JSON,
-    HarnessAgent,
     golden_reference,
     write_golden_frames,
     zones_doc,
 )
 from tests.agent.ota.manifests import AGENT_VERSION, DEVICE_ID, GROUPS, NOW
+from tests.support.live_agent import LiveAgent
 
 FAST_STEPS = {"health_window_s": 0.4, "health_min_frames": 2, "download_attempts": 2, "download_retry_delay_s": 0.0}
 
@@ -49,9 +50,9 @@ def golden(tmp_path_factory: pytest.TempPathFactory, media_dir: Path, models_dir
 
 @dataclass
 class Device:
-    """A harness agent, its applier, and what the applier reported."""
+    """A live agent, its applier, and what the applier reported."""
 
-    harness: HarnessAgent
+    live: LiveAgent
     applier: Applier
     layout: SlotLayout
     reports: list[OtaStatus] = field(default_factory=list)
@@ -64,7 +65,7 @@ class Device:
 
 
 def make_applier(
-    harness: HarnessAgent,
+    control: AgentControl,
     root: Path,
     trust: TrustStore,
     baseline: Baseline,
@@ -76,7 +77,7 @@ def make_applier(
 ) -> Applier:
     settings = StepSettings(golden_dir=golden_dir, **{**FAST_STEPS, **steps})
     return Applier(
-        harness, SlotLayout(root), trust, identity, baseline, settings, report, lambda: NOW, on_step
+        control, SlotLayout(root), trust, identity, baseline, settings, report, lambda: NOW, on_step
     )
 
 
@@ -85,21 +86,22 @@ def device(
     tmp_path: Path, media_dir: Path, models_dir: Path, trust: TrustStore, golden: Golden
 ) -> Iterator[Callable[..., Device]]:
     """Factory: device(run_detector=True, **step settings) -> a running Device serving yolox_nano and zones v1."""
-    harnesses: list[HarnessAgent] = []
+    agents: list[LiveAgent] = []
 
     def make(run_detector: bool = True, bad_sha256: str = "", **steps: Any) -> Device:
         zones = ZonesDoc.model_validate(zones_doc(1))
         baseline = Baseline(ModelRef(YOLOX_JSON, models_dir), zones, {})
-        harness = HarnessAgent(media_dir / "vtest.avi", baseline.model, zones, run_detector, bad_sha256=bad_sha256)
-        harnesses.append(harness.__enter__())
-        reports: list[OtaStatus] = []
         root = tmp_path / "state" / "ota"
-        applier = make_applier(harness, root, trust, baseline, golden.folder, reports.append, **steps)
-        return Device(harness, applier, SlotLayout(root), reports)
+        live = LiveAgent(media_dir / "vtest.avi", baseline, SlotLayout(root), tmp_path / "zones.yaml",
+                         run_detector, bad_sha256)  # fmt: skip
+        agents.append(live.__enter__())
+        reports: list[OtaStatus] = []
+        applier = make_applier(live.control, root, trust, baseline, golden.folder, reports.append, **steps)
+        return Device(live, applier, SlotLayout(root), reports)
 
     yield make
-    for harness in harnesses:
-        harness.__exit__(None, None, None)
+    for live in agents:
+        live.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -14,7 +14,7 @@ from fleet.publish import sign_bytes
 DEVICE_ID = "box-0001"
 GROUPS = ("site-paris", "canary")
 AGENT_VERSION = "1.2.0"
-NOW = datetime(2030, 1, 2, tzinfo=UTC)
+NOW = datetime(2030, 1, 2, tzinfo=timezone.utc)
 
 GRAPH_SHA256 = "4bf5f704cd3bd900645a4303e0934ede13d9fb2135058b38005f4c2886c68576"
 GRAPH_SIZE_BYTES = 3616703

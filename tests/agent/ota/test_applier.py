@@ -1,4 +1,5 @@
-"""The applier on a harness device (real detectors, a real frame loop on vtest.avi, a real HTTP server).
+"""The applier on a live device (the real owner of what is live over a real pipeline on vtest.avi, real
+detectors, a real HTTP server).
 
 Each refusal has its own error code and leaves the live model hash and zones
 untouched; a model swap to light_person_detector and back keeps every frame.
@@ -15,15 +16,23 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from onnx import TensorProto, helper
 
 from agent.ota.errors import ErrorCode
 from agent.ota.state import KindState
-from tests.agent.ota.device import Device, Golden, device, golden, model_bytes  # noqa: F401 - fixtures
-from tests.agent.ota.harness import LIGHT_JSON, YOLOX_JSON, model_manifest_doc, zones_doc, zones_manifest_doc
-from tests.agent.ota.http_server import ArtifactServer, Served, artifact_server  # noqa: F401 - fixture
-from tests.agent.ota.manifests import NOW, sign_doc
+from agent.settings.zones import ZonesDoc
+from tests.agent.ota.device import Device, Golden
+from tests.agent.ota.docs import (
+    LIGHT_JSON,
+    YOLOX_JSON,
+    model_manifest_doc,
+    zones_doc,
+    zones_manifest_doc,
+)
+from tests.agent.ota.http_server import ArtifactServer, Served
+from tests.agent.ota.manifests import sign_doc
 
 YOLOX_SHA = json.loads(YOLOX_JSON.read_text())["sha256"]
 LIGHT_SHA = json.loads(LIGHT_JSON.read_text())["sha256"]
@@ -129,8 +138,8 @@ def test_refusal_leaves_the_live_model_and_zones(
     raw = make(Ctx(artifact_server, model_bytes, golden, fleet_key, stranger_key, tmp_path))
     status = dev.applier.apply(raw)
     assert (status.state, status.error and status.error.code) in {("refused", code), ("failed", code)}
-    assert dev.harness.live_model_sha256() == YOLOX_SHA
-    assert dev.harness.live_zones_version() == 1
+    assert dev.live.control.live_model_sha256() == YOLOX_SHA
+    assert dev.live.control.live_zones_version() == 1
     after = dev.state()
     assert after.update is None
     for kind, kind_state in after.kinds.items():
@@ -148,7 +157,7 @@ def test_a_model_below_the_fps_floor_is_refused(device: Callable[..., Device], a
     url = artifact_server.serve("l.onnx", Served(model_bytes["light_person_detector.onnx"]))
     status = dev.applier.apply(sign_doc(model_manifest_doc(LIGHT_JSON, url, golden.light, 3), fleet_key))
     assert (status.state, status.error.code) == ("failed", "too_slow")
-    assert dev.harness.live_model_sha256() == YOLOX_SHA
+    assert dev.live.control.live_model_sha256() == YOLOX_SHA
 
 
 def test_model_swap_and_back_while_frames_flow(device: Callable[..., Device], artifact_server: ArtifactServer,
@@ -165,7 +174,7 @@ def test_model_swap_and_back_while_frames_flow(device: Callable[..., Device], ar
 
     state = dev.state()
     assert state.of("model") == KindState(active="b", active_version=4, last_version=4)
-    frames = list(dev.harness.processed)
+    frames = list(dev.live.processed)
     seqs = np.array([f.seq for f in frames])
     assert (np.diff(seqs) == 1).all(), "a frame was lost or repeated across the switches"
     shas = [f.model_sha256 for f in frames]
@@ -173,7 +182,7 @@ def test_model_swap_and_back_while_frames_flow(device: Callable[..., Device], ar
     assert runs == [YOLOX_SHA, LIGHT_SHA, YOLOX_SHA]
     for sha in (LIGHT_SHA, YOLOX_SHA):
         assert sum(f.detections for f in frames if f.model_sha256 == sha) > 0, "detections stopped after a switch"
-    assert dev.harness.status_publications >= 4  # retained status re-published at each switch and commit
+    assert dev.live.status_publications >= 4  # retained status re-published at each switch and commit
 
 
 def test_zones_update_applies_live_then_a_bad_live_model_rolls_back(
@@ -183,13 +192,13 @@ def test_zones_update_applies_live_then_a_bad_live_model_rolls_back(
     dev = device(run_detector=False, bad_sha256=LIGHT_SHA)
     zones = dev.applier.apply(sign_doc(zones_manifest_doc(zones_doc(7), 3), fleet_key))
     assert (zones.state, zones.zones_version) == ("committed", 7)
-    frames_before = len(dev.harness.processed)
+    frames_before = len(dev.live.processed)
     url = artifact_server.serve("l.onnx", Served(model_bytes["light_person_detector.onnx"]))
     status = dev.applier.apply(sign_doc(model_manifest_doc(LIGHT_JSON, url, golden.light, 3), fleet_key))
     assert (status.state, status.error.code, status.model_sha256) == ("rolled_back", "unhealthy", YOLOX_SHA)
     assert dev.states()[-3:] == ["watch", "rollback", "rolled_back"]
     assert dev.state().of("model") == KindState(active=None, active_version=0, last_version=0, failed_version=3)
-    assert len(dev.harness.processed) > frames_before  # the camera never stopped
+    assert len(dev.live.processed) > frames_before  # the camera never stopped
     # The same manifest again is refused quietly: a failed version is never retried.
     again = dev.applier.apply(sign_doc(model_manifest_doc(LIGHT_JSON, url, golden.light, 3), fleet_key))
     assert (again.state, again.error.code) == ("refused", "same_version")
@@ -200,3 +209,31 @@ def test_frames_must_flow_during_the_health_window(device: Callable[..., Device]
     dev = device(run_detector=False, health_min_frames=10_000)
     status = dev.applier.apply(sign_doc(zones_manifest_doc(zones_doc(7), 3), fleet_key))
     assert (status.state, status.error.code, status.zones_version) == ("rolled_back", "unhealthy", 1)
+
+
+def test_a_rollback_returns_to_the_technicians_save_and_the_file_keeps_matching(
+    device: Callable[..., Device], fleet_key: Ed25519PrivateKey
+) -> None:
+    """Issue 12, 3: an editor save is a commit; a zones update that fails its window goes back to it."""
+    dev = device(run_detector=False, health_min_frames=10_000)
+    control = dev.live.control
+    saved = zones_doc(2)
+    saved["zones"][0]["polygon"] = [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8]]
+    assert control.save_edited_zones(ZonesDoc.model_validate(saved)) == 2
+    status = dev.applier.apply(sign_doc(zones_manifest_doc(zones_doc(7), 3), fleet_key))
+    assert (status.state, status.error.code, status.zones_version) == ("rolled_back", "unhealthy", 2)
+    assert control.zones == ZonesDoc.model_validate(saved)
+    assert yaml.safe_load(dev.live.config.zones_file.read_text()) == control.zones.model_dump(mode="json")
+    changes = [(actor, d) for actor, action, d in dev.live.audited if action == "zones_change"]
+    assert changes == [("technician", {"old_version": 1, "new_version": 2}), ("ota", {"old_version": 2, "new_version": 7}),
+                       ("ota", {"old_version": 7, "new_version": 2})]  # fmt: skip
+
+
+def test_a_committed_zones_update_is_written_to_the_zones_file(
+    device: Callable[..., Device], fleet_key: Ed25519PrivateKey
+) -> None:
+    dev = device(run_detector=False, health_window_s=0.2, health_min_frames=1)
+    status = dev.applier.apply(sign_doc(zones_manifest_doc(zones_doc(7), 3), fleet_key))
+    assert (status.state, status.zones_version) == ("committed", 7)
+    on_disk = ZonesDoc.model_validate(yaml.safe_load(dev.live.config.zones_file.read_text()))
+    assert on_disk == dev.live.control.zones == ZonesDoc.model_validate(zones_doc(7))

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from agent.settings.config import ConfigError
 from agent.settings.zones import ZonesDoc
-from tests.agent.ota.device import Device, device, golden  # noqa: F401 - fixtures
-from tests.agent.ota.harness import zones_doc, zones_manifest_doc
+from tests.agent.ota.device import Device
+from tests.agent.ota.docs import zones_doc, zones_manifest_doc
 from tests.agent.ota.manifests import sign_doc
 from tests.agent.ota.test_fuzz import JSON_VALUES
 
@@ -52,14 +52,14 @@ def test_fuzzed_zones_apply_only_when_valid(
 ) -> None:
     dev, versions = fuzz_device, _versions
     doc = _mutate(zones_doc(2), path, value)
-    before = dev.harness.live_zones_version()
+    before = dev.live.control.live_zones_version()
     status = dev.applier.apply(sign_doc(zones_manifest_doc(doc, next(versions)), fleet_key))
     if status.state == "committed":
-        dev.harness.check_zones(ZonesDoc.model_validate(doc))  # it was valid: applying it was right
+        dev.live.control.check_zones(ZonesDoc.model_validate(doc))  # it was valid: applying it was right
         assert status.zones_version == doc.get("version", 1)
     else:
         assert status.error is not None and status.error.code in {"zones_invalid", "malformed"}, status
-        assert dev.harness.live_zones_version() == before
+        assert dev.live.control.live_zones_version() == before
         assert dev.state().update is None
 
 
@@ -75,8 +75,8 @@ def test_arbitrary_messages_are_refused_and_change_nothing(fuzz_device: Device, 
     assert fuzz_device.state() == before
 
 
-def test_the_harness_check_refuses_unknown_cameras(fuzz_device: Device) -> None:
+def test_the_live_check_refuses_unknown_cameras(fuzz_device: Device) -> None:
     doc = zones_doc(2)
     doc["zones"][0]["camera"] = "cam9"
     with pytest.raises(ConfigError):
-        fuzz_device.harness.check_zones(ZonesDoc.model_validate(doc))
+        fuzz_device.live.control.check_zones(ZonesDoc.model_validate(doc))

@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.ota.slots import SlotLayout
 from agent.ota.state import PRE_SWITCH_STEPS
-from agent.ota.trust import raw_public_bytes
-from tests.agent.ota.device import Golden, golden, model_bytes  # noqa: F401 - fixtures
-from tests.agent.ota.harness import LIGHT_JSON, REPO, YOLOX_JSON, model_manifest_doc
-from tests.agent.ota.http_server import ArtifactServer, Served, artifact_server  # noqa: F401 - fixture
+from agent.settings.trust import raw_public_bytes
+from tests.agent.ota.device import Golden
+from tests.agent.ota.docs import LIGHT_JSON, REPO, YOLOX_JSON, model_manifest_doc
+from tests.agent.ota.http_server import ArtifactServer, Served
 from tests.agent.ota.manifests import sign_doc
 
 YOLOX_SHA = json.loads(YOLOX_JSON.read_text())["sha256"]

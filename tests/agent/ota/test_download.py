@@ -11,7 +11,7 @@ import pytest
 from agent.ota.download import download
 from agent.ota.errors import ErrorCode, OtaError
 from agent.ota.manifest import Artifact
-from tests.agent.ota.http_server import ArtifactServer, Served, artifact_server  # noqa: F401 - fixture
+from tests.agent.ota.http_server import ArtifactServer, Served
 
 BODY = os.urandom(300_000)
 FAST = {"attempts": 2, "retry_delay_s": 0.0, "read_timeout_s": 5.0}

@@ -16,15 +16,15 @@ import pytest
 from agent.ota.control import Baseline, ModelRef
 from agent.ota.report import DeviceIdentity, OtaStatus
 from agent.ota.slots import SlotLayout
-from agent.ota.trust import TrustStore
 from agent.ota.worker import OtaWorker
+from agent.settings.trust import TrustStore
 from agent.settings.zones import ZonesDoc
 from fleet.cli import EXIT_OK, EXIT_ROLLOUT_FAILED, add_fleet_parser
 from fleet.publish import keygen, ota_topic, sign
+from testbed.services import Mosquitto, Subscriber
 from tests.agent.ota.device import make_applier
 from tests.agent.ota.docs import YOLOX_JSON, zones_doc, zones_manifest_doc
 from tests.support.live_agent import LiveAgent
-from tests.support.services import Mosquitto, Subscriber
 
 SITE = "site"
 GROUP = "site-paris"

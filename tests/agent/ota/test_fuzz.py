@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from agent.ota import Manifest, OtaError
-from agent.ota.trust import key_id_of
+from agent.settings.trust import key_id_of
 from tests.agent.ota.manifests import manifest_doc, sign_doc
 
 # Modest and reproducible: no example database written into the tree, no deadline on a 2-core CI box.

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from agent.ota import Manifest, SignedManifest
 from agent.ota.canonical import canonical_json_bytes, parse_json_strict
-from fleet.publish import sign_bytes
 from agent.ota.manifest import Artifact, Target
+from fleet.publish import sign_bytes
 from tests.agent.ota.manifests import GRAPH_SHA256, manifest_doc
 
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from agent.ota import TrustFileError, TrustStore
-from agent.ota.trust import key_id_of, raw_public_bytes
+from agent.settings.trust import key_id_of, raw_public_bytes
 
 
 def _entry(key: Ed25519PrivateKey, pem: bool) -> dict[str, str]:

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.ota import ErrorCode, Manifest, OtaError
 from agent.ota.canonical import canonical_json_bytes
-from fleet.publish import sign_bytes
 from agent.ota.manifest import MAX_MESSAGE_BYTES
+from fleet.publish import sign_bytes
 from tests.agent.ota.manifests import DEVICE_ID, NOW, manifest_doc, sign_doc
 
 Check = Callable[..., Manifest]

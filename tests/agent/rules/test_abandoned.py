@@ -43,13 +43,40 @@ def test_attended_or_moving_bags_never_fire():
     assert run(rule(), carried) == []
 
 
-def test_static_region_keeps_its_key_and_fires_once():
+def static_run(person_at, region=(0.5, 0.5, 0.51, 0.51), frames=60):
+    """A static region reported from frame 10 to 39 (its box wobbling by a pixel), and a person at
+    `person_at(t)` (x, y) or absent (None) in each frame. Returns the rule and the bodies."""
     fake = FakeStatic()
     r = rule(fake)
     bodies = []
-    for t in range(40):
-        # the region's box wobbles by a pixel between samples; it is still one object
-        fake.boxes = np.array([[0.5, 0.5, 0.55, 0.56 + 0.001 * (t % 2)]], np.float32) if t < 30 else np.zeros((0, 4))
-        bodies += [e.body for e in r.update(tracks(t, []))]
+    for t in range(frames):
+        box = [*region[:3], region[3] + 0.001 * (t % 2)]
+        fake.boxes = np.array([box], np.float32) if 10 <= t < 40 else np.zeros((0, 4), np.float32)
+        xy = person_at(t)
+        bodies += [e.body for e in r.update(tracks(t, [] if xy is None else [(1, *xy)]))]
+    return r, bodies
+
+
+def test_static_region_left_by_its_owner_keeps_its_key_and_fires_once():
+    # the owner stands by the region while it appears, walks off from frame 12 and is gone at frame 20
+    r, bodies = static_run(lambda t: (0.52, 0.53) if t < 12 else (0.52 + 0.05 * (t - 11), 0.53) if t < 20 else None)
     assert [(b.state, b.source) for b in bodies] == [("started", "foreground"), ("ended", "foreground")]
+    assert bodies[0].reasons == ["static_region", "owner_left"]
+    for t in range(60, 120):  # a while with nothing: the story and the recent persons are forgotten
+        r.update(tracks(t, []))
     assert r.state_size() == 0
+
+
+def test_static_region_without_an_owner_who_left_never_fires():
+    # nobody near when it appeared (a lighting change, a shadow, headlights)
+    assert static_run(lambda t: None)[1] == []
+    assert static_run(lambda t: (0.9, 0.1))[1] == []
+    # its "owner" never walked away, the track just ended beside it (a person lying still, lost by the detector)
+    assert static_run(lambda t: (0.52, 0.53) if t < 15 else None)[1] == []
+
+
+def test_person_sized_static_region_is_never_an_abandoned_object():
+    # the person walks off, but the region is as big as the person's box: a person lying still, not luggage
+    r, bodies = static_run(lambda t: (0.52, 0.53) if t < 12 else (0.52 + 0.05 * (t - 11), 0.53) if t < 20 else None,
+                           region=(0.5, 0.5, 0.52, 0.53))  # fmt: skip
+    assert bodies == []

@@ -1,6 +1,7 @@
 """Frame-level rules: the camera downscales once and feeds analyzers at their rate; the
 analyzers on synthetic frames; the fire rule on the analyzer's mask."""
 
+import cv2
 import numpy as np
 
 from agent.analytics.analyzers.fire import FireAnalyzer
@@ -41,24 +42,51 @@ def test_camera_downscales_once_and_respects_each_rate():
     assert fast.seen[0][0] == (120, 160, 3)
 
 
-def flame_frames(n, flicker=True, size=(96, 160)):
-    """A flame-coloured patch whose brightness alternates (flicker) or not, on a grey frame."""
+def flame_frames(n, kind="flame", size=(96, 160)):
+    """A flame-coloured patch on a grey frame, sampled every 0.2 s: a `flame` (brightness alternating, ragged
+    top edge moving at random), a `beacon` (fixed shape, on and off every other sample: 2.5 Hz) or a `sign`
+    (fixed shape, steady)."""
     rng = np.random.default_rng(0)
     for t in range(n):
         img = np.full((*size, 3), 90, np.uint8)
-        level = 250 if (not flicker or t % 2) else 195
-        img[40:60, 70:90] = (40, 150 * level // 255, level)
+        level = 250 if (kind == "sign" or t % 2) else 195
+        if kind != "beacon" or t % 2:
+            img[50:60, 70:90] = (40, 150 * level // 255, level)
+            for x, top in enumerate(rng.integers(40, 50, 20) if kind == "flame" else [40] * 20):
+                img[top:50, 70 + x] = (40, 150 * level // 255, level)
         img += rng.integers(0, 3, img.shape, dtype=np.uint8)
         yield t, img
 
 
 def test_fire_analyzer_needs_colour_and_flicker():
-    for flicker, expect in ((True, True), (False, False)):
+    for kind, expect in (("flame", True), ("sign", False)):
         a = FireAnalyzer(FireAnalyzerSettings())
-        for t, img in flame_frames(20, flicker):
+        for t, img in flame_frames(20, kind):
             a.observe(img, t * 200_000_000)
-        assert bool(a.mask[40:60, 70:90].mean() > 0.8) is expect
+        assert bool(a.mask[50:60, 70:90].mean() > 0.8) is expect
         assert not a.mask[:30].any()
+
+
+def test_fire_analyzer_tells_a_flame_from_a_beacon():
+    """Both flicker where they are lit; the beacon goes dark half the time and keeps its shape."""
+    measures = {}
+    for kind in ("flame", "beacon"):
+        a = FireAnalyzer(FireAnalyzerSettings())
+        for t, img in flame_frames(20, kind):
+            a.observe(img, t * 200_000_000)
+        measures[kind] = max(a.regions, key=lambda r: r.age_s, default=None)
+    flame, beacon = measures["flame"], measures["beacon"]
+    assert flame.lit >= 0.9 and flame.motion >= 0.05 and flame.age_s >= 2.0
+    assert beacon is None or (beacon.lit <= 0.6 and beacon.motion < 0.05)
+
+
+def test_fire_rule_ignores_beacons_and_signs():
+    for kind in ("beacon", "sign"):
+        a = FireAnalyzer(FireAnalyzerSettings())
+        rule = FireRule("z", FULL, ClassSelector([], CLASSES, {}), a, FireSettings())
+        for t, img in flame_frames(60, kind):
+            a.observe(img, t * 200_000_000)
+            assert rule.update(tracks(t * 2, [])) == []
 
 
 def test_fire_rule_one_situation_with_box_and_end():
@@ -70,6 +98,7 @@ def test_fire_rule_one_situation_with_box_and_end():
         a.observe(img, t * 200_000_000)
         bodies += [e.body for e in rule.update(tracks(t * 2, []))]
     assert [b.state for b in bodies] == ["started", "ended"]
+    assert bodies[0].reasons[:3] == ["flicker", "steady", "boundary_motion"]
     x1, y1, x2, y2 = bodies[0].box
     assert abs(x1 - 70 / 160) < 0.02 and abs(y2 - 60 / 96) < 0.02
     assert rule.state_size() == 0
@@ -85,3 +114,19 @@ def test_static_analyzer_finds_a_left_object_not_a_passer_by():
         a.observe(img, t * 500_000_000)
     assert len(a.boxes) == 1
     assert np.allclose(a.boxes[0], [100 / 160, 60 / 96, 115 / 160, 75 / 96], atol=0.02)
+
+
+def test_static_analyzer_ignores_lighting_changes_and_ghosts():
+    """The light falls to half over 10 s then comes back warmer; a dark shape present at the start leaves
+    at 6 s (what it uncovers is a ghost, not a new object). Neither is a static region."""
+    a = StaticAnalyzer(StaticAnalyzerSettings(still_s=2.0))
+    rng = np.random.default_rng(1)
+    texture = rng.integers(90, 150, (96, 160, 1)).astype(np.float32).repeat(3, axis=2)
+    texture = cv2.GaussianBlur(texture, (0, 0), 2.0)
+    for t in range(60):  # 0.5 s per sample
+        gain = np.array([1.0, 1.0, 1.0]) * (1.0 - 0.5 * min(t, 20) / 20) if t < 40 else np.array([0.9, 1.05, 1.3])
+        img = texture * gain
+        if t < 12:
+            img[30:70, 40:60] = 25  # stood there from the start, walks off at 6 s
+        a.observe(np.clip(img, 0, 255).astype(np.uint8), t * 500_000_000)
+        assert len(a.boxes) == 0, t

@@ -9,33 +9,51 @@ STAND = (450, 300, 500, 450)  # 50 x 150 px
 SIT = (440, 360, 510, 450)  # top dropped by 0.4 height, squarish
 LIE = (400, 400, 550, 450)  # top dropped by 0.67 height, lying
 TOWARDS = (440, 560, 510, 630)  # fallen towards the camera: squarish, top dropped by 1.7 heights
+AT_EDGE = (960, 300, 1000, 450)  # upright at the frame's right side
+ON_FLOOR = (400, 400, 560, 455)  # a silhouette lying where STAND stood
+# the silhouette of a person seated in SIT: head and torso above the seat, thighs, lower legs
+SEATED = [(455, 360, 495, 405), (440, 405, 510, 420), (490, 420, 510, 450)]
 
 
-def frames(*spans):
-    """(box or None, frames) spans of one subject at 10 fps -> Tracks; None: not seen."""
-    t = 0
-    for box, n in spans:
-        for _ in range(n):
-            rows = [] if box is None else [box]
-            xyxy = np.array(rows, np.float32).reshape(-1, 4)
-            det = Detections(xyxy, np.full(len(rows), 0.9, np.float32), np.zeros(len(rows), np.int32))
-            yield Tracks("cam", t * FRAME_NS, det, np.ones(len(rows), np.int64), np.zeros(0, np.int64), SIZE_WH)
-            t += 1
+class Silhouette:
+    """The silhouette analyzer's output as the rule reads it: a foreground mask at 1/10 of the frame."""
+
+    def __init__(self) -> None:
+        self.mask = np.zeros((SIZE_WH[1] // 10, SIZE_WH[0] // 10), bool)
+
+    def paint(self, boxes) -> None:
+        """boxes: one box, a list of boxes, or None; frame pixels."""
+        self.mask[:] = False
+        for x1, y1, x2, y2 in [] if boxes is None else [boxes] if isinstance(boxes[0], int) else boxes:
+            self.mask[y1 // 10 : y2 // 10, x1 // 10 : x2 // 10] = True
 
 
 def states(spans, **kw):
-    r = PersonDownRule("z", ZONE, PERSON, PersonDownSettings(**kw))
-    return [(e.body.state, e.body.duration_ms) for t in frames(*spans) for e in r.update(t)], r
+    """spans: (detector box or None, foreground box or None, frames) of one subject at 10 fps; the
+    foreground defaults to the box itself (a person moving). Returns the events' states and durations."""
+    silhouette = Silhouette()
+    rule = PersonDownRule("z", ZONE, PERSON, silhouette, PersonDownSettings(**kw))
+    out, t = [], 0
+    for span in spans:
+        box, fg, n = span if len(span) == 3 else (span[0], span[0], span[1])
+        for _ in range(n):
+            silhouette.paint(fg)
+            xyxy = np.array([] if box is None else [box], np.float32).reshape(-1, 4)
+            det = Detections(xyxy, np.full(len(xyxy), 0.9, np.float32), np.zeros(len(xyxy), np.int32))
+            tracks = Tracks("cam", t * FRAME_NS, det, np.ones(len(xyxy), np.int64), np.zeros(0, np.int64), SIZE_WH)
+            out += [(e.body.state, e.body.duration_ms) for e in rule.update(tracks)]
+            t += 1
+    return out, rule
 
 
 def test_fall_and_stay_down_gives_one_situation_that_ends_when_up():
-    events, r = states([(STAND, 20), (LIE, 40), (STAND, 30), (None, 40)])
+    events, r = states([(STAND, 20), (LIE, 40), (STAND, 30), (None, None, 40)], down_s=2.0)
     assert events == [("started", 2000), ("ended", 3900)]
     assert r.state_size() == 0
 
 
 def test_sitting_and_crouching_briefly_do_not_fire():
-    events, _ = states([(STAND, 20), (SIT, 60), (STAND, 10), (LIE, 10), (STAND, 20)])
+    events, _ = states([(STAND, 20), (SIT, SEATED, 60), (STAND, 10), (LIE, 5), (STAND, 20)])
     assert events == []
 
 
@@ -47,3 +65,45 @@ def test_fall_towards_the_camera_counts_by_the_drop():
 def test_no_upright_reference_no_event():
     events, _ = states([(LIE, 50)])
     assert events == []
+
+
+def test_a_fall_the_detector_does_not_see_is_found_in_the_silhouette():
+    events, r = states([(STAND, 20), (None, ON_FLOOR, 30), (None, None, 50)])
+    assert [s for s, _ in events] == ["started", "ended"]
+    assert r.state_size() == 0
+
+
+def test_lying_down_slowly_does_not_fire():
+    # sitting first for longer than fall_s: by the time the person lies, the drop was not a fall
+    events, _ = states([(STAND, 20), (SIT, SEATED, 50), (LIE, 50)], fall_s=2.5)
+    assert events == []
+
+
+def test_leaving_the_frame_or_the_room_does_not_fire():
+    assert states([(AT_EDGE, 20), (None, (950, 400, 1000, 455), 40)])[0] == []  # lost at the side edge
+    assert states([(STAND, 20), (None, None, 40)])[0] == []  # gone through a door: nothing left where they stood
+
+
+def test_a_person_standing_unseen_is_not_down():
+    events, _ = states([(STAND, 20), (None, (440, 290, 510, 455), 40)])  # the detector misses, the silhouette stands
+    assert events == []
+
+
+def test_a_detection_on_still_furniture_is_not_traced_in_the_silhouette():
+    # a "person" box that never moves is background: someone passing below it later is not its fall
+    events, _ = states([(STAND, None, 20), (None, ON_FLOOR, 40)])
+    assert events == []
+
+
+def test_the_situation_follows_the_person_to_a_new_track():
+    silhouette = Silhouette()
+    rule = PersonDownRule("z", ZONE, PERSON, silhouette, PersonDownSettings(down_s=1.0))
+    events = []
+    for t in range(60):
+        box, tid = (STAND, 1) if t < 20 else (LIE, 2)  # the fall broke the track: a new id for the lying box
+        silhouette.paint(box)
+        det = Detections(np.array([box], np.float32), np.full(1, 0.9, np.float32), np.zeros(1, np.int32))
+        ended = np.array([1] if t == 20 else [], np.int64)
+        tracks = Tracks("cam", t * FRAME_NS, det, np.array([tid], np.int64), ended, SIZE_WH)
+        events += [(e.body.state, e.track_id) for e in rule.update(tracks)]
+    assert events == [("started", 1)]

@@ -2,7 +2,7 @@
 
 Run with Debian's interpreter, the only one that sees the `gi` bindings:
 
-    /usr/bin/python3 tests/support/rtsp_server.py --clip vtest.avi --port 8554 --name cam
+    /usr/bin/python3 testbed/rtsp_server.py --clip vtest.avi --port 8554 --name cam
 
 It prints `READY rtsp://127.0.0.1:<port>/<name>` once the socket listens and
 exits 0 on SIGTERM or SIGINT. The clip is decoded, re-encoded as H.264

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.core.tracker import TrackerConfig
-from agent.io.sources import CameraConfig, CameraReader
+from agent.io.sources import CameraReader
 from agent.runtime.app import watched_classes
 from agent.runtime.pipeline import Pipeline
+from agent.settings.camera import CameraConfig
 from agent.settings.detect import DetectSettings
 from agent.settings.zones import ZonesDoc
 from agent.wire.envelope import Envelope
@@ -20,7 +21,7 @@ from agent.wire.privacy import EnvelopeBuilder
 from agent.wire.topics import Topics
 from engines.detector import Detector
 from engines.manifest import load_manifest
-from tests.support.detections_cache import CachedDetector, cache_path
+from testbed.detections_cache import CachedDetector, cache_path
 
 REPO = Path(__file__).resolve().parents[2]
 YOLOX = REPO / "models" / "yolox_nano.json"

@@ -65,3 +65,9 @@ class AgentProcess:
     def log_tail(self, n: int = 3000) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-n:]
+
+
+def whole_frame_zones(camera: str, **rules: dict) -> dict:
+    """A zones document (version 1) with one zone `all` over the whole frame, carrying `rules`."""
+    polygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+    return {"version": 1, "zones": [{"id": "all", "camera": camera, "polygon": polygon, **rules}]}
