@@ -4,7 +4,7 @@ export EDGE_AGENT_MODELS_DIR ?= $(SHARED)/models
 export EDGE_AGENT_MEDIA_DIR ?= $(SHARED)/media
 PY = .venv/bin/python
 
-.PHONY: setup demo lint test unit soak schema bench clean
+.PHONY: setup demo lint test unit soak schema bench eval-alarms eval-falls tune-falls clean
 
 setup:
 	bash deploy/setup-debian.sh
@@ -12,10 +12,13 @@ setup:
 demo: setup
 	SHARED=$(SHARED) bash deploy/demo.sh
 
-# lint: ruff (pyflakes, pycodestyle, import order, pyupgrade to 3.10, bugbear) everywhere; mypy on the pure core
+# lint: ruff (pyflakes, pycodestyle, import order, pyupgrade to 3.10, bugbear) everywhere; mypy on the pure core;
+# no stdlib newer than Python 3.10 (JetPack 6's Python); the TensorRT backend against NVIDIA's published API
 lint: setup
-	.venv/bin/ruff check agent engines calibration fleet benchmarks tests
+	.venv/bin/ruff check agent engines calibration fleet benchmarks testbed tests
 	.venv/bin/mypy
+	.venv/bin/vermin --target=3.10- --no-tips --violations --eval-annotations agent engines calibration fleet
+	bash .ci/tensorrt-types
 
 # make test ARGS='tests/agent/test_config.py -x -q': arguments go to pytest
 test: setup
@@ -37,6 +40,25 @@ bench: setup
 	$(PY) -m benchmarks.latency_per_stream --source file --streams 1 2 4 8 --duration 30 --out benchmarks/results/latency_per_stream.json
 	$(PY) -m benchmarks.latency_per_stream --source rtsp --streams 1 --duration 30 --out benchmarks/results/latency_rtsp.json
 	$(PY) -m benchmarks.streams_per_box --source file --duration 30 --max-streams 16 --manifest models/yolox_nano.json --manifest models/light_person_detector.json --manifest var/int8/yolox_nano_int8.json --out benchmarks/results/streams_per_box.json
+
+# fire / abandoned_object / person_down / weapon on the full hard-negative set (generated into var/) and every
+# shared clip (vtest, ABODA, FURG, the 62 Le2i): per clip and kind, the alarms and when (minutes; detections cached)
+eval-alarms: setup
+	$(PY) -m benchmarks.hard_negatives --out var/hard_negatives --set full
+	$(PY) -m benchmarks.eval_alarms --clips var/hard_negatives $(EDGE_AGENT_MEDIA_DIR) $(EDGE_AGENT_MEDIA_DIR)/abandoned \
+		$(EDGE_AGENT_MEDIA_DIR)/fire $(EDGE_AGENT_MEDIA_DIR)/fall --cache var/detections --json benchmarks/results/eval_alarms.json
+
+# person_down on the 62 labelled Le2i clips (and vtest, ABODA, FURG: none expected) through the real pipeline, with
+# default settings: recall, false alarms, latency per room (about 20k frames: ~10 min); records var/falls for tune-falls
+eval-falls: setup
+	nice -n 10 $(PY) -m benchmarks.eval_falls --clips $(EDGE_AGENT_MEDIA_DIR)/fall --also $(EDGE_AGENT_MEDIA_DIR)/vtest.avi \
+		--also $(EDGE_AGENT_MEDIA_DIR)/abandoned/aboda_video4.avi --also $(EDGE_AGENT_MEDIA_DIR)/fire/furg_house6.mp4 \
+		--cache var/falls --json benchmarks/results/falls.json
+
+# person_down settings by leave-one-room-out cross-validation, replayed on what eval-falls recorded (no model)
+tune-falls: setup
+	nice -n 10 $(PY) -m benchmarks.tune_falls --cache var/falls --labels $(EDGE_AGENT_MEDIA_DIR)/fall \
+		--json benchmarks/results/falls_tuning.json
 
 schema: setup
 	.venv/bin/edge-agent schema --out schema

@@ -1,7 +1,8 @@
 """One calibration run: frames -> ranges per method -> QDQ candidates -> measured choice -> outputs.
 
-Outputs in `out_dir`: `<model>_int8.onnx`, its manifest `<model>_int8.json`,
-report.json + report.md, and one TensorRT calibration cache per TensorRT version.
+Outputs in `out_dir`: `<model>_int8.onnx` (tuned for ONNX Runtime on this CPU) and
+`<model>_int8_trt.onnx` (for TensorRT: symmetric int8, see calibration.quantize.TENSORRT),
+each with its manifest, and report.json + report.md measuring both.
 """
 
 from __future__ import annotations
@@ -17,23 +18,44 @@ import numpy as np
 import onnx
 
 from calibration.evaluate import AP_CONFIDENCE, agreement, measure_latency_ms, true_ap50
-from calibration.frames import DEFAULT_MIN_DIFFERENCE, SampledFrame, frame_count_of, read_frames, sample_frames
+from calibration.frames import (
+    DEFAULT_MIN_DIFFERENCE,
+    SampledFrame,
+    frame_count_of,
+    read_frames,
+    sample_frames,
+)
 from calibration.metrics import load_mot_ground_truth
-from calibration.progress import Progress
-from calibration.quantize import METHODS, FeedReader, Method, QuantOptions, collect_ranges, op_counts, prepare, quantize_qdq
+from calibration.quantize import (
+    METHODS,
+    TENSORRT,
+    FeedReader,
+    Method,
+    QuantOptions,
+    collect_ranges,
+    op_counts,
+    prepare,
+    quantize_qdq,
+    tensorrt_problems,
+)
 from calibration.report import write_report
-from calibration.trt_cache import format_cache, scales_from_ranges
 from engines.detector import Detector
-from engines.manifest import ModelManifest, load_manifest, resolve_model_file, sha256_of
+from engines.manifest import ModelError, ModelManifest, load_manifest, resolve_model_file, sha256_of
 from engines.preprocess import Letterbox
+from engines.progress import Progress
 from engines.registry import open_engine
 from engines.types import Detections
 
 # Evaluation frames are kept this many frames away from any calibration frame.
 EVAL_GUARD_FRAMES = 1
-# JetPack 5.1 and 6.0 ship TensorRT 8.5.2 and 8.6.2, the last releases that calibrate implicitly.
-DEFAULT_TRT_VERSIONS = ("8.5.2", "8.6.2")
 PERSON_CLASS = "person"
+# Per export: the suffix of its files and how ONNX Runtime evaluates it. The TensorRT model
+# runs with graph optimizations off, so ONNX Runtime computes its Q/DQ arithmetic as written,
+# as TensorRT does (its fused AVX2 kernels would saturate 8-bit weights, which TensorRT never does).
+EXPORTS: dict[str, tuple[str, dict]] = {
+    "onnxruntime": ("_int8", {}),
+    "tensorrt": ("_int8_trt", {"graph_optimization": "disable"}),
+}
 
 
 @dataclass(frozen=True)
@@ -44,7 +66,6 @@ class CalibrationConfig:
     eval_frames: int = 100
     methods: tuple[Method, ...] = METHODS
     ground_truth: Path | None = None
-    trt_versions: tuple[str, ...] = DEFAULT_TRT_VERSIONS
     options: QuantOptions = field(default_factory=QuantOptions)
     min_difference: float = DEFAULT_MIN_DIFFERENCE
     latency_rounds: int = 6
@@ -72,39 +93,35 @@ def calibrate(manifest_path: Path, models_dir: Path, sources: list[str], out_dir
 
         images = [f.image for f in evaluation]
         fp32_found = fp32.detect(images)
-        candidates: dict[str, tuple[Path, object, list[Detections]]] = {}
+        options = {"onnxruntime": config.options, "tensorrt": TENSORRT}
+        found: dict[tuple[str, str], list[Detections]] = {}
         with Progress(len(calib) * len(config.methods), "calibrating") as bar:
             for method in config.methods:
                 ranges = collect_ranges(prepared_path, reader, method, work, on_frames=bar.update)
-                candidate = work / f"{method}.onnx"
-                quantize_qdq(prepared_path, ranges, tail, candidate, config.options, work)
-                with Detector(manifest, open_engine("onnxruntime", candidate), "", confidence=AP_CONFIDENCE) as det:
-                    candidates[method] = (candidate, ranges, det.detect(images))
-        scores, criterion = _scores(manifest, fp32_found, {m: c[2] for m, c in candidates.items()}, truth)
-        chosen = max(config.methods, key=lambda m: (scores[m] if scores[m] is not None else -1.0))
-        int8_path, ranges, int8_found = candidates[chosen]
-        int8_manifest, int8_manifest_path = _write_int8(manifest, int8_path, out_dir, chosen)
-        caches = _write_trt_caches(ranges, model_path, int8_manifest.name, config.trt_versions, out_dir)
-        int8_file = out_dir / int8_manifest.file
-        with Detector.open(int8_manifest_path, out_dir) as int8:  # the shipped files, checked as the runtime will
-            latency = _latency(model_path, int8_file, letterbox(images[:1])[0].copy(), config.latency_rounds)
+                for export, (suffix, eval_options) in EXPORTS.items():
+                    candidate = work / f"{method}{suffix}.onnx"
+                    quantize_qdq(prepared_path, ranges, tail, candidate, options[export], work)
+                    engine = open_engine("onnxruntime", candidate, **eval_options)
+                    with Detector(manifest, engine, "", confidence=AP_CONFIDENCE) as det:
+                        found[method, export] = det.detect(images)
+        sections = {
+            export: _export(manifest, work, out_dir, export, {m: found[m, export] for m in config.methods}, fp32_found, truth)
+            for export in EXPORTS
+        }
+        int8_file = out_dir / sections["onnxruntime"]["int8_model"]["file"]
+        latency = _latency(model_path, int8_file, letterbox(images[:1])[0].copy(), config.latency_rounds)
         report = {
             "model": {"name": manifest.name, "file": manifest.file, "sha256": fp32.model_sha256},
-            "int8_model": {"name": int8.manifest.name, "file": int8_manifest.file, "sha256": int8.model_sha256,
-                           "manifest": int8_manifest_path.name},
+            **sections["onnxruntime"],
             "calibration": {
                 "frames": len(calib), "eval_frames": len(evaluation), "sources": sources,
                 "frame_indices": {s: [f.index for f in calib if f.source == s] for s in sources},
                 "eval_frame_indices": [f.index for f in evaluation],
                 "options": asdict(config.options), "excluded_float_nodes": len(tail),
             },
-            "method_selection": {"criterion": criterion, "scores": scores, "chosen": chosen},
-            "quantized_op_counts": op_counts(onnx.load_model(str(int8_file))),
-            "agreement": agreement(fp32_found, int8_found, manifest.classes),
-            "ground_truth": _truth_row(manifest, fp32_found, int8_found, truth),
             "latency": latency,
             "machine": _machine(),
-            "trt_calibration_caches": caches,
+            "tensorrt": {**sections["tensorrt"], "options": asdict(TENSORRT)},
         }
     write_report(report, out_dir)
     return report
@@ -145,41 +162,52 @@ def _scores(manifest: ModelManifest, fp32_found, found_by_method, truth):
     return scores, "mean per-class AP50 of agreement with FP32"
 
 
+def _export(manifest: ModelManifest, work: Path, out_dir: Path, export: str, found_by_method, fp32_found, truth) -> dict:
+    """Choose the best method's model of one export, ship it with its manifest (checked as the
+    runtime will open it) and return its report section."""
+    suffix, eval_options = EXPORTS[export]
+    scores, criterion = _scores(manifest, fp32_found, found_by_method, truth)
+    chosen = max(found_by_method, key=lambda m: (scores[m] if scores[m] is not None else -1.0))
+    model = onnx.load_model(str(work / f"{chosen}{suffix}.onnx"))
+    problems = tensorrt_problems(model) if export == "tensorrt" else []
+    if problems:
+        raise ModelError(f"the TensorRT export is not what TensorRT parses: {'; '.join(problems[:5])}")
+    written, written_path = _write_int8(manifest, work / f"{chosen}{suffix}.onnx", out_dir, chosen, suffix, export)
+    with Detector.open(written_path, out_dir, **eval_options) as int8:
+        sha256 = int8.model_sha256
+    int8_found = found_by_method[chosen]
+    return {
+        "int8_model": {"name": written.name, "file": written.file, "sha256": sha256, "manifest": written_path.name},
+        "method_selection": {"criterion": criterion, "scores": scores, "chosen": chosen},
+        "quantized_op_counts": op_counts(model),
+        "agreement": agreement(fp32_found, int8_found, manifest.classes),
+        "ground_truth": _truth_row(manifest, fp32_found, int8_found, truth),
+    }
+
+
 def _truth_row(manifest: ModelManifest, fp32_found, int8_found, truth) -> dict | None:
     if truth is None:
         return None
     return {"class": PERSON_CLASS, **true_ap50(fp32_found, int8_found, truth, manifest.classes.index(PERSON_CLASS))}
 
 
-def _write_int8(manifest: ModelManifest, model_path: Path, out_dir: Path, method: str) -> tuple[ModelManifest, Path]:
+def _write_int8(
+    manifest: ModelManifest, model_path: Path, out_dir: Path, method: str, suffix: str, export: str
+) -> tuple[ModelManifest, Path]:
     """Copy the chosen QDQ model into `out_dir` with its own validated manifest."""
-    name = f"{manifest.name}_int8"
+    name = f"{manifest.name}{suffix}"
     target = out_dir / f"{name}.onnx"
     shutil.copyfile(model_path, target)
     int8 = ModelManifest.model_validate({
         **manifest.model_dump(),
         "name": name, "file": target.name, "sha256": sha256_of(target), "size_bytes": target.stat().st_size,
         "url": None, "precision": "int8",
-        "notes": f"INT8 QDQ of {manifest.file} (sha256 {manifest.sha256}), {method} calibration; see report.json.",
+        "notes": f"INT8 QDQ of {manifest.file} (sha256 {manifest.sha256}) for {export}, {method} calibration; "
+        "see report.json.",
     })
     manifest_path = out_dir / f"{name}.json"
     manifest_path.write_text(int8.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return int8, manifest_path
-
-
-def _write_trt_caches(ranges, fp32_path: Path, name: str, versions: tuple[str, ...], out_dir: Path) -> list[str]:
-    """One cache per TensorRT version, for the tensors of the FP32 graph TensorRT will parse."""
-    graph = onnx.load_model(str(fp32_path), load_external_data=False).graph
-    tensors = {i.name for i in graph.input} | {o for n in graph.node for o in n.output}
-    # Ranges are 1-element arrays (per-tensor calibration).
-    bounds = {n: (float(np.min(d.range_value[0])), float(np.max(d.range_value[1]))) for n, d in ranges.data.items() if n in tensors}
-    scales = scales_from_ranges(bounds)
-    written = []
-    for version in versions:
-        path = out_dir / f"{name}.trt-{version}.calibration.cache"
-        path.write_text(format_cache(scales, version), encoding="ascii")
-        written.append(path.name)
-    return written
 
 
 def _latency(fp32_path: Path, int8_path: Path, batch: np.ndarray, rounds: int) -> dict:

@@ -1,11 +1,12 @@
-"""The accuracy report that ships with an INT8 model: report.json (complete) and report.md (a short table)."""
+"""The accuracy report that ships with the INT8 models: report.json (complete) and report.md (a short table)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-# Fields every report.json has; `ground_truth` is null when no ground truth was given.
+# Fields every report.json has; `ground_truth` is null when no ground truth was given. The top-level
+# model fields are the ONNX Runtime export's; `tensorrt` has the same fields for the TensorRT export.
 REPORT_FIELDS = (
     "model",
     "int8_model",
@@ -16,7 +17,7 @@ REPORT_FIELDS = (
     "ground_truth",
     "latency",
     "machine",
-    "trt_calibration_caches",
+    "tensorrt",
 )
 
 
@@ -35,38 +36,52 @@ def _cell(value: object) -> str:
     return "n/a" if value is None else str(value)
 
 
+def _truth_line(export: str, truth: dict) -> str:
+    return (
+        f"| {truth['class']} | {export} | {truth['truth_boxes']} | {_cell(truth['fp32_ap50'])} | "
+        f"{_cell(truth['int8_ap50'])} | {_cell(truth['drop_points'])} |"
+    )
+
+
 def markdown(report: dict) -> str:
     """A few lines and tables a reviewer reads before approving an OTA rollout."""
-    model, int8 = report["model"], report["int8_model"]
-    calibration, selection = report["calibration"], report["method_selection"]
+    model, calibration = report["model"], report["calibration"]
+    exports = {"onnxruntime": report, "tensorrt": report["tensorrt"]}
     lines = [
         f"# INT8 report: {model['name']}",
         "",
         f"- FP32 `{model['file']}` sha256 `{model['sha256']}`",
-        f"- INT8 `{int8['file']}` sha256 `{int8['sha256']}`",
-        f"- calibration: {calibration['frames']} frames, method **{selection['chosen']}** "
-        f"(chosen by {selection['criterion']}), evaluation on {calibration['eval_frames']} other frames",
+        *(
+            f"- INT8 for {name} `{e['int8_model']['file']}` sha256 `{e['int8_model']['sha256']}`, "
+            f"method **{e['method_selection']['chosen']}**"
+            for name, e in exports.items()
+        ),
+        f"- calibration: {calibration['frames']} frames, methods chosen by {report['method_selection']['criterion']}, "
+        f"evaluation on {calibration['eval_frames']} other frames",
         "",
-        "| method | score |",
-        "|---|---|",
-        *(f"| {m} | {_cell(s)} |" for m, s in selection["scores"].items()),
+        "| method | onnxruntime score | tensorrt score |",
+        "|---|---|---|",
+        *(
+            f"| {m} | {_cell(s)} | {_cell(report['tensorrt']['method_selection']['scores'][m])} |"
+            for m, s in report["method_selection"]["scores"].items()
+        ),
         "",
     ]
-    truth = report["ground_truth"]
-    if truth is not None:
+    if report["ground_truth"] is not None:
         lines += [
-            "| ground truth | boxes | FP32 AP50 | INT8 AP50 | drop (points) |",
-            "|---|---|---|---|---|",
-            f"| {truth['class']} | {truth['truth_boxes']} | {_cell(truth['fp32_ap50'])} | "
-            f"{_cell(truth['int8_ap50'])} | {_cell(truth['drop_points'])} |",
+            "| ground truth | export | boxes | FP32 AP50 | INT8 AP50 | drop (points) |",
+            "|---|---|---|---|---|---|",
+            *(_truth_line(name, e["ground_truth"]) for name, e in exports.items()),
             "",
         ]
     lines += [
-        "| class (INT8 vs FP32 reference) | FP32 boxes | AP50 | recall | precision |",
-        "|---|---|---|---|---|",
+        "| class (INT8 vs FP32 reference) | export | FP32 boxes | AP50 | recall | precision |",
+        "|---|---|---|---|---|---|",
         *(
-            f"| {name} | {row['reference_boxes']} | {_cell(row['ap50'])} | {_cell(row['recall'])} | {_cell(row['precision'])} |"
-            for name, row in report["agreement"].items()
+            f"| {cls} | {name} | {row['reference_boxes']} | {_cell(row['ap50'])} | {_cell(row['recall'])} | "
+            f"{_cell(row['precision'])} |"
+            for name, e in exports.items()
+            for cls, row in e["agreement"].items()
         ),
         "",
         "| latency per frame | median ms | min ms | speed-up vs FP32 |",

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Install the edge agent as a systemd service on JetPack 6 (Jetson) or Debian/Ubuntu x86.
+# Install the edge agent as a systemd service on a Jetson (JetPack 6.1+ or 7) or Debian/Ubuntu x86.
 #
 #   sudo deploy/install.sh [--dry-run] [--root DIR] [--config-example FILE] SOURCE_DIR
 #
 # SOURCE_DIR is a checkout of the project (pip-installed into the venv).
+# On a Jetson the venv is made from the system Python (3.10 on JetPack 6, 3.12 on JetPack 7)
+# with --system-site-packages: JetPack's TensorRT and its GStreamer-enabled OpenCV are built
+# for that interpreter. The project's requirements leave OpenCV out and keep numpy < 2 on a
+# Tegra kernel (pyproject.toml), so nothing in the venv hides them, and the cuda-python
+# matching JetPack's CUDA (/usr/local/cuda/version.json) goes in beside the agent.
 # Safe to run again: it converges on the same state and never overwrites
 # /etc/edge-agent/config.yaml. It enables the service but does not start it:
 # the technician provisions the config first, then `systemctl start edge-agent`.
@@ -23,14 +28,17 @@ readonly STATE_DIR=/var/lib/edge-agent
 readonly LOG_DIR=/var/log/edge-agent
 readonly UNIT_DIR=/etc/systemd/system
 readonly UNIT_NAME=edge-agent.service
-# JetPack ships the GStreamer nv plugins, CUDA and TensorRT: no extra packages there.
 readonly APT_PACKAGES=(python3-venv python3-pip ffmpeg mosquitto-clients)
+# Jetson: RTSP depayloaders and parsers around JetPack's own NVDEC elements (nvidia-l4t-gstreamer);
+# CUDA, TensorRT and OpenCV come with JetPack itself (apt install nvidia-jetpack).
+readonly JETSON_APT_PACKAGES=(gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
 
 ROOT=""
 DRY_RUN=0
 SOURCE_DIR=""
 CONFIG_EXAMPLE=""
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-}
+CUDA_PYTHON=""
 
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 
@@ -71,8 +79,30 @@ parse_args() {
   [[ $ROOT != / ]] || ROOT=""
 }
 
+# The Jetson's JetPack: 6.1+ (L4T R36.4+: CUDA 12.6, TensorRT 10.3) or 7 (L4T R38+: CUDA 13,
+# TensorRT 10.13 / 11.x); sets CUDA_PYTHON to the cuda-python matching its CUDA.
+jetpack_preflight() {
+  local release major revision cuda
+  release=$(head -n 1 "$ROOT/etc/nv_tegra_release" 2>/dev/null || true)
+  major=$(sed -n 's/^# R\([0-9]*\) (release).*/\1/p' <<<"$release")
+  revision=$(sed -n 's/.*REVISION: \([0-9]*\).*/\1/p' <<<"$release")
+  if [[ -z $major ]] || ((major < 36 || (major == 36 && ${revision:-0} < 4))); then
+    die "L4T '$release' is not supported: the agent needs JetPack 6.1 or later (TensorRT 10; JetPack 5 and 6.0 ship TensorRT 8)"
+  fi
+  [[ -f $ROOT/usr/local/cuda/version.json ]] ||
+    die "no CUDA in $ROOT/usr/local/cuda: install JetPack (apt install nvidia-jetpack)"
+  cuda=$("$PYTHON" -c 'import json, sys; print(".".join(json.load(open(sys.argv[1]))["cuda"]["version"].split(".")[:2]))' \
+    "$ROOT/usr/local/cuda/version.json")
+  CUDA_PYTHON="cuda-python==$cuda.*"
+  echo "JetPack: L4T R$major.${revision:-0}, CUDA $cuda"
+}
+
 # Everything checked before the first change, so a failure leaves the box untouched.
 preflight() {
+  if [[ -z $PYTHON ]]; then
+    PYTHON=python3
+    is_jetson && PYTHON=/usr/bin/python3  # the interpreter JetPack's bindings are built for
+  fi
   [[ -f $SOURCE_DIR/pyproject.toml ]] || die "$SOURCE_DIR is not the project (no pyproject.toml)"
   [[ -f $SOURCE_DIR/deploy/$UNIT_NAME ]] || die "missing $SOURCE_DIR/deploy/$UNIT_NAME"
   [[ -f $CONFIG_EXAMPLE ]] || die "missing example config $CONFIG_EXAMPLE (give one with --config-example)"
@@ -83,6 +113,7 @@ preflight() {
   if [[ -n $needed ]] && ! "$PYTHON" -c "import sys; sys.exit(sys.version_info[:2] < tuple(map(int, '$needed'.split('.'))))"; then
     die "$PYTHON is $("$PYTHON" -V 2>&1), the agent needs >= $needed (set PYTHON=/path/to/python3.X)"
   fi
+  if is_jetson; then jetpack_preflight; fi
 }
 
 is_jetson() {
@@ -91,8 +122,9 @@ is_jetson() {
 }
 
 install_packages() {
-  local missing=() pkg
-  for pkg in "${APT_PACKAGES[@]}"; do
+  local missing=() pkg wanted=("${APT_PACKAGES[@]}")
+  is_jetson && wanted+=("${JETSON_APT_PACKAGES[@]}")
+  for pkg in "${wanted[@]}"; do
     if on_host && dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then continue; fi
     missing+=("$pkg")
   done
@@ -140,7 +172,7 @@ install_venv() {
   # Re-running venv on an existing one keeps its packages and rewrites pyvenv.cfg,
   # which also repairs a venv made without --system-site-packages on a Jetson.
   host "$PYTHON" -m venv "${venv_args[@]}" "$VENV_DIR"
-  host "$VENV_DIR/bin/python" -m pip install --upgrade "$SOURCE_DIR"
+  host "$VENV_DIR/bin/python" -m pip install --upgrade "$SOURCE_DIR" ${CUDA_PYTHON:+"$CUDA_PYTHON"}
 }
 
 # install_once SRC DEST: a technician's file is never overwritten
@@ -194,6 +226,7 @@ main() {
   echo "done: edit $CONFIG_DIR/config.yaml (or run edge-agent provision), fetch the model with"
   echo "  $VENV_DIR/bin/edge-agent models fetch --manifest $APP_DIR/models/yolox_nano.json --dest $STATE_DIR/models"
   echo "then: systemctl start $UNIT_NAME"
+  echo "and check the GPU path: $VENV_DIR/bin/edge-agent selftest --config $CONFIG_DIR/config.yaml"
 }
 
 main "$@"

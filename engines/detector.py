@@ -80,6 +80,15 @@ class Detector:
         manifest = load_manifest(manifest_path)
         model_path = resolve_model_file(manifest, models_dir)
         sha256 = verify_sha256(model_path, manifest.sha256)
+        if manifest.input.graph_size_wh not in (None, manifest.input.size_wh):
+            if backend != "onnxruntime":
+                raise ModelError(
+                    f"{manifest_path}: input.graph_size_wh: only the onnxruntime backend runs a graph at another "
+                    f"input size; use a manifest of the graph's own size {manifest.input.graph_size_wh} with {backend}"
+                )
+            engine_options["input_size_wh"] = manifest.input.size_wh
+        if backend == "tensorrt":  # TensorRT builds the manifest's precision, checked against the graph
+            engine_options["precision"] = manifest.precision
         engine = open_engine(backend, model_path, **engine_options)
         try:
             check_engine_tensors(manifest, engine.inputs, engine.outputs, model_path)

@@ -1,6 +1,7 @@
-"""The pure half of the TensorRT backend: engine cache keys and files, optimization
-profiles, batch selection and buffer planning. No tensorrt or cuda import here,
-so every rule is unit-tested on machines without a GPU.
+"""The pure half of the TensorRT backend: supported versions and how each precision is
+built, engine cache keys and files, optimization profiles, batch selection and buffer
+planning. No tensorrt or cuda import here, so every rule is unit-tested on machines
+without a GPU.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import onnx
 
 Precision = Literal["fp32", "fp16", "int8"]
 ENGINE_SUFFIX = ".plan"
 KEY_SUFFIX = ".key.json"
+# JetPack 6.1/6.2 ship TensorRT 10.3, JetPack 7.0 10.13; TensorRT 11.4.1 supports JetPack 7.2.2+ only
+# (docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-jetson.html).
+SUPPORTED_TRT_MAJORS = (10, 11)
+_QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
 # TensorRT data type names (str(trt.DataType.X) minus the prefix) -> numpy dtype.
 TRT_DTYPES: dict[str, np.dtype] = {
@@ -30,6 +36,73 @@ TRT_DTYPES: dict[str, np.dtype] = {
     "INT64": np.dtype(np.int64),
     "BOOL": np.dtype(np.bool_),
 }
+
+
+def trt_major(trt_version: str) -> int:
+    """10 for "10.3.0.30"; ValueError for a version string that does not start with a number."""
+    match = re.match(r"(\d+)\.", trt_version)
+    if match is None:
+        raise ValueError(f"TensorRT version must look like 10.3.0, got {trt_version!r}")
+    return int(match.group(1))
+
+
+@dataclass(frozen=True, slots=True)
+class GraphTypes:
+    """What an ONNX graph says about its own precision: Q/DQ nodes (explicit INT8) and FP16 tensors."""
+
+    qdq: bool
+    fp16: bool
+
+
+def graph_types(model: onnx.ModelProto) -> GraphTypes:
+    fp16 = onnx.TensorProto.FLOAT16
+    casts_to_fp16 = any(
+        n.op_type == "Cast" and any(a.name == "to" and a.i == fp16 for a in n.attribute) for n in model.graph.node
+    )
+    return GraphTypes(
+        qdq=any(n.op_type in _QDQ_OPS for n in model.graph.node),
+        fp16=casts_to_fp16 or any(i.data_type == fp16 for i in model.graph.initializer),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BuildSettings:
+    """How the network is created and configured: strongly typed (precision from the graph) or
+    weakly typed with `trt.BuilderFlag.FP16` (TensorRT 10.x only)."""
+
+    strongly_typed: bool
+    fp16_flag: bool = False
+
+
+def build_settings(trt_version: str, precision: Precision, graph: GraphTypes) -> BuildSettings:
+    """How TensorRT `trt_version` builds a `precision` engine from a graph; ValueError naming
+    the fix when it cannot.
+
+    TensorRT 11 removed weak typing (BuilderFlag.FP16/INT8, calibrators): every network is
+    strongly typed and its precision comes from the ONNX graph (Q/DQ nodes for INT8, FP16
+    tensors for FP16). Explicit quantization is built strongly typed on 10.x too, with no
+    precision flag ("Explicit Quantization" in the TensorRT 10 developer guide); only an
+    FP16 engine from an FP32 graph needs 10.x's weakly typed FP16 flag. Sources:
+    docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-python-api-reference.html
+    and .../inference-library/quantized-types-explicit-quantization.html.
+    """
+    major = trt_major(trt_version)
+    if major not in SUPPORTED_TRT_MAJORS:
+        raise ValueError(
+            f"TensorRT {trt_version} is not supported: the agent needs TensorRT 10.x (JetPack 6.1/6.2, 7.0) or 11.x"
+        )
+    if graph.qdq != (precision == "int8"):
+        found = "has Q/DQ nodes" if graph.qdq else "has no Q/DQ nodes"
+        raise ValueError(f"the manifest says {precision} but the graph {found}: fix the manifest's precision")
+    if precision == "fp32" and graph.fp16:
+        raise ValueError("the manifest says fp32 but the graph has FP16 tensors: set its precision to fp16")
+    if precision == "fp16" and not graph.fp16:
+        if major >= 11:
+            raise ValueError(
+                "TensorRT 11 builds FP16 only from an FP16 graph: convert it (ModelOpt AutoCast) or use fp32 or int8"
+            )
+        return BuildSettings(strongly_typed=False, fp16_flag=True)
+    return BuildSettings(strongly_typed=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +181,9 @@ class Profile:
 
 
 def default_profile(max_batch: int, opt_batch: int | None = None) -> Profile:
-    """Batch 1..max_batch, tuned for `opt_batch` (default: max_batch, the full multi-camera batch)."""
-    return Profile(1, opt_batch or max_batch, max_batch)
+    """Batch 1..max_batch, tuned for `opt_batch` (default, or when above max_batch: max_batch, the
+    full multi-camera batch)."""
+    return Profile(1, min(opt_batch or max_batch, max_batch), max_batch)
 
 
 def select_profile(profiles: Sequence[Profile], batch: int) -> int:
@@ -178,15 +252,4 @@ def host_view(address: int, spec: BufferSpec) -> np.ndarray:
     The caller keeps the memory alive for the array's lifetime.
     """
     raw = (ctypes.c_uint8 * spec.nbytes).from_address(address)
-    return np.frombuffer(raw, dtype=spec.dtype).reshape(spec.max_shape)
-
-
-def calibration_version_number(trt_version: str) -> int:
-    """TensorRT's NV_TENSORRT_VERSION integer of "major.minor.patch", as written in calibration
-    cache headers: major*1000 + minor*100 + patch before TensorRT 10 (8.6.2 -> 8602),
-    major*10000 + minor*100 + patch from 10 on (10.3.0 -> 100300)."""
-    match = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)(?:\.\d+)*", trt_version)
-    if match is None:
-        raise ValueError(f"TensorRT version must look like 8.6.2, got {trt_version!r}")
-    major, minor, patch = (int(g) for g in match.groups())
-    return major * (10000 if major >= 10 else 1000) + minor * 100 + patch
+    return np.ctypeslib.as_array(raw).view(spec.dtype).reshape(spec.max_shape)
