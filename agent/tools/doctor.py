@@ -28,24 +28,29 @@ import argparse
 import ctypes
 import ctypes.util
 import datetime as dt
-import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import cv2
 
+from agent.settings.camera import CameraConfig
 from agent.settings.config import AgentConfig, ConfigError, load_config
-from agent.io.sources import CameraConfig
-from engines.manifest import ModelError, load_manifest, resolve_model_file, verify_sha256
+from agent.tools.args import DEFAULT_CONFIG, add_config_argument
+from agent.tools.checks import CheckResult, print_report
+from agent.tools.doctor_broker import check_broker
+from engines.manifest import (
+    ModelError,
+    load_manifest,
+    resolve_model_file,
+    verify_sha256,
+)
 
-DEFAULT_CONFIG = Path("/etc/edge-agent/config.yaml")
 CAMERA_MEASURE_S = 1.5
 MIN_FPS_RATIO = 0.8
 # FFmpeg reports RTP clock rates (90000) as fps when a stream has no frame rate.
@@ -56,16 +61,6 @@ DRAIN_MAX_S = 3.0
 _TIME_ERROR = 5
 # A clock before this is a box that booted without RTC time (JetPack images start in 1970 or at build time).
 _EARLIEST_PLAUSIBLE = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    """One line of the report; `hint` says what to do when `ok` is False."""
-
-    name: str
-    ok: bool
-    detail: str
-    hint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +175,8 @@ def check_model(config: AgentConfig) -> CheckResult:
 
 
 def _gpu_present() -> bool:
-    return any(Path(p).exists() for p in ("/dev/nvidia0", "/dev/nvhost-gpu", "/etc/nv_tegra_release"))
+    nodes = ("/dev/nvidia0", "/dev/nvhost-gpu", "/dev/nvgpu/igpu0/ctrl", "/etc/nv_tegra_release")  # JetPack 5, 6
+    return any(Path(p).exists() for p in nodes)
 
 
 def check_inference(config: AgentConfig) -> CheckResult:
@@ -208,31 +204,19 @@ def check_inference(config: AgentConfig) -> CheckResult:
 
 
 def _check_tensorrt(config: AgentConfig) -> CheckResult:
-    hint = (
-        "Jetson: the venv must see JetPack's TensorRT (deploy/install.sh makes it with --system-site-packages); "
-        "x86: pip install '.[tensorrt]' and the NVIDIA driver; or set model.backend: onnxruntime (CPU)"
-    )
-    try:
-        import tensorrt
-        from cuda import cudart
-    except ImportError as e:
-        return CheckResult("inference", False, f"TensorRT/CUDA bindings missing: {e}", hint)
-    err, count = cudart.cudaGetDeviceCount()
-    if int(err) != 0 or count < 1:
-        return CheckResult(
-            "inference",
-            False,
-            f"CUDA sees no GPU ({err})",
-            "check the driver (nvidia-smi / tegrastats) and that the service user is in the video and render groups",
-        )
+    from agent.tools.selftest import check_cuda, check_tensorrt  # the bindings, as selftest checks them
+
+    for check in (check_tensorrt(), check_cuda()):
+        if not check.ok:
+            return CheckResult("inference", False, check.detail, check.hint)
     from engines.manifest import load_manifest, resolve_model_file
-    from engines.tensorrt_engine import DEFAULT_MAX_BATCH, engine_cache_entry
-    from engines.tensorrt_plan import cached_engine_problem, default_profile
+    from engines.tensorrt_engine import engine_cache_entry
+    from engines.tensorrt_plan import cached_engine_problem
 
     manifest = load_manifest(config.model.manifest)
     model_path = resolve_model_file(manifest, config.models_dir)
-    engine_path, key = engine_cache_entry(model_path, manifest.precision, default_profile(DEFAULT_MAX_BATCH))
-    found = f"TensorRT {tensorrt.__version__}, {count} GPU(s) ({key.gpu_name}, sm{key.compute_capability[0]}{key.compute_capability[1]})"
+    engine_path, key = engine_cache_entry(model_path, manifest.precision)
+    found = f"TensorRT {key.trt_version} on {key.gpu_name} (sm{key.compute_capability[0]}{key.compute_capability[1]})"
     problem = cached_engine_problem(engine_path, key)
     if problem is not None:
         return CheckResult(
@@ -352,12 +336,14 @@ def check_key_file(config: AgentConfig) -> CheckResult:
 
 def run_checks(config_path: Path, camera_measure_s: float = CAMERA_MEASURE_S) -> list[CheckResult]:
     """Every check for the config at `config_path`, in report order."""
-    from agent.tools.doctor_broker import check_broker  # it imports CheckResult from here
-
     try:
         config, zones = load_config(config_path)
     except ConfigError as e:
-        return [CheckResult("config", False, str(e), f"fix the file, then: edge-agent check-config {config_path}")]
+        if not Path(config_path).exists():
+            hint = f"give the box's config with --config FILE, or write one: edge-agent provision --config {config_path}"
+        else:
+            hint = f"correct what is named above, then check: edge-agent check-config --config {config_path}"
+        return [CheckResult("config", False, str(e), hint)]
     results = [
         CheckResult(
             "config",
@@ -380,22 +366,10 @@ def run_checks(config_path: Path, camera_measure_s: float = CAMERA_MEASURE_S) ->
     return results
 
 
-def format_table(results: list[CheckResult]) -> str:
-    width = max(len(r.name) for r in results)
-    lines = []
-    for r in results:
-        lines.append(f"{'PASS' if r.ok else 'FAIL'}  {r.name:<{width}}  {r.detail}")
-        if not r.ok and r.hint:
-            lines.append(f"{'':6}{'':<{width}}  fix: {r.hint}")
-    failed = sum(not r.ok for r in results)
-    lines.append(f"{len(results) - failed}/{len(results)} checks passed" + ("" if not failed else f", {failed} failed"))
-    return "\n".join(lines)
-
-
 def add_doctor_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `doctor [--config FILE] [--json]`; the handler is the `func` default."""
     p = subparsers.add_parser("doctor", help="check this box: model, cameras, broker, clock, disk, permissions")
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"config YAML (default {DEFAULT_CONFIG})")
+    add_config_argument(p, DEFAULT_CONFIG)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument(
         "--camera-seconds", type=float, default=CAMERA_MEASURE_S, help="how long to measure each camera's frame rate"
@@ -409,11 +383,4 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from agent.io import logs
 
     logs.configure("warning")  # engine-open chatter would mix with the table (or break --json)
-    results = run_checks(args.config, args.camera_seconds)
-    ok = all(r.ok for r in results)
-    if args.json:
-        print(json.dumps({"ok": ok, "checks": [asdict(r) for r in results]}, indent=2))
-    else:
-        print(format_table(results))
-    sys.stdout.flush()
-    return 0 if ok else 1
+    return print_report(run_checks(args.config, args.camera_seconds), args.json)

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agent.tools.args import add_config_argument
-from agent.tools.doctor import DEFAULT_CONFIG, CheckResult, print_report
+from agent.tools.args import DEFAULT_CONFIG, add_config_argument
+from agent.tools.checks import CheckResult, print_report
 
 if TYPE_CHECKING:
     from agent.ota.manifest import GoldenReference

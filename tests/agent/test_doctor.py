@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.tools.checks import format_table
 from agent.tools.doctor import (
     CheckResult,
     add_doctor_parser,
-    format_table,
     kernel_clock_synchronised,
     run_checks,
 )
