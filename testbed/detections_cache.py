@@ -36,6 +36,12 @@ class CachedDetector:
         self._seen: list[Detections] = []
         self.last_timings_s: dict[str, float] = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
 
+    def __getattr__(self, name: str):
+        """Everything else (manifest, nms_iou) is the real detector's."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._detector, name)
+
     @property
     def hit(self) -> bool:
         """Whether every frame so far came from the cache."""

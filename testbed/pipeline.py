@@ -23,7 +23,7 @@ from engines.detector import Detector
 from engines.manifest import load_manifest
 from testbed.detections_cache import CachedDetector, cache_path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 YOLOX = REPO / "models" / "yolox_nano.json"
 
 

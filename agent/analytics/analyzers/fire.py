@@ -92,27 +92,30 @@ class FireAnalyzer:
         self._measure(pts_ns)
 
     def _measure(self, pts_ns: int) -> None:
-        """Label the candidate regions and measure each over the recent colour masks."""
+        """Label the candidate regions and measure each over the recent colour masks, all within the
+        candidates' bounding box (usually a small part of the frame)."""
         self.regions = []
-        if not self.mask.any():
-            self.labels = np.zeros(self.mask.shape, np.int32)
+        self.labels = np.zeros(self.mask.shape, np.int32)
+        grown = cv2.dilate(self.mask.astype(np.uint8), _OPEN_KERNEL, iterations=2)
+        if not grown.any():
             return
-        n, self.labels = cv2.connectedComponents(cv2.dilate(self.mask.astype(np.uint8), _OPEN_KERNEL, iterations=2))
-        flat = self.labels.ravel()
-        masks = [c.ravel() for _, c in self._colours]
+        ys, xs = np.nonzero(grown)
+        box = np.s_[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        n, labels = cv2.connectedComponents(grown[box])
+        self.labels[box] = labels
+        flat = labels.ravel()
+        masks = [c[box].ravel() for _, c in self._colours]
         lit = np.stack([np.bincount(flat, weights=c, minlength=n) for c in masks])  # (T, n) lit pixels per region
-        flips = np.stack(
-            [np.zeros(n)] + [np.bincount(flat, weights=c1 ^ c0, minlength=n) for c0, c1 in zip(masks[:-1], masks[1:])]
-        )
-        moved = (flips[1:] - np.abs(np.diff(lit, axis=0))).sum(axis=0) / np.maximum(lit[1:].sum(axis=0), 1.0)
+        flips = [np.bincount(flat, weights=c1 ^ c0, minlength=n) for c0, c1 in zip(masks[:-1], masks[1:])]
+        moved = (np.sum(flips, axis=0) - np.abs(np.diff(lit, axis=0)).sum(axis=0)) / np.maximum(lit[1:].sum(axis=0), 1.0)
         third = max(len(masks) // 3, 1)
         growth = lit[-third:].mean(axis=0) / np.maximum(lit[:third].mean(axis=0), 1.0)
         lit_share = (lit >= 0.3 * np.maximum(lit.max(axis=0), 1.0)).mean(axis=0)
+        mask, since_ns = self.mask[box], self._since_ns[box]
         for k in range(1, n):
-            core = (self.labels == k) & self.mask
             self.regions.append(FlameRegion(
-                k, float(lit_share[k]), float(moved[k]) if len(masks) > 1 else 0.0, float(growth[k]),
-                (pts_ns - int(self._since_ns[core].min())) / NS_PER_S,
+                k, float(lit_share[k]), float(moved[k]) if flips else 0.0, float(growth[k]),
+                (pts_ns - int(since_ns[(labels == k) & mask].min())) / NS_PER_S,
             ))  # fmt: skip
 
 
