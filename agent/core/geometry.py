@@ -33,7 +33,7 @@ def polygon_mask(polygon: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
 def side_of_line(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Signed cross product (b - a) x (p - a), float (N,): > 0 left of a->b, < 0 right
     (in image coordinates, where y grows downwards, "left" is counter-clockwise on screen)."""
-    return (b[0] - a[0]) * (points[:, 1] - a[1]) - (b[1] - a[1]) * (points[:, 0] - a[0])
+    return (b[..., 0] - a[..., 0]) * (points[:, 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (points[:, 0] - a[..., 0])
 
 
 def segments_cross(p0: np.ndarray, p1: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -47,10 +47,10 @@ def segments_cross(p0: np.ndarray, p1: np.ndarray, a: np.ndarray, b: np.ndarray)
 
 
 def _orientations(p0, p1, a, b):
-    """Sides of p0, p1 relative to a->b and of a, b relative to each p0->p1."""
+    """Sides of p0, p1 relative to a->b and of a, b relative to each p0->p1 (a, b: (2,), or (N, 2) pairwise)."""
     d = p1 - p0
-    t0 = d[:, 0] * (a[1] - p0[:, 1]) - d[:, 1] * (a[0] - p0[:, 0])
-    t1 = d[:, 0] * (b[1] - p0[:, 1]) - d[:, 1] * (b[0] - p0[:, 0])
+    t0 = d[:, 0] * (a[..., 1] - p0[:, 1]) - d[:, 1] * (a[..., 0] - p0[:, 0])
+    t1 = d[:, 0] * (b[..., 1] - p0[:, 1]) - d[:, 1] * (b[..., 0] - p0[:, 0])
     return side_of_line(p0, a, b), side_of_line(p1, a, b), t0, t1
 
 
@@ -62,21 +62,17 @@ def polygon_area(polygon: np.ndarray) -> float:
 
 def polygon_is_simple(polygon: np.ndarray) -> bool:
     """True when no two non-adjacent edges of the closed polygon (M, 2) intersect
-    and no edge has zero length."""
+    and no edge has zero length. Every pair of edges at once: M (M - 3) / 2 pairs, so
+    documents cap M (zones.MAX_POLYGON_POINTS)."""
     m = len(polygon)
     starts = polygon
     ends = np.roll(polygon, -1, axis=0)
     if np.any(np.all(starts == ends, axis=1)):
         return False
-    for i in range(m):
-        # edges i and j are adjacent when j == i +- 1 (mod m)
-        others = [j for j in range(m) if j != i and (j - i) % m not in (1, m - 1)]
-        if not others:
-            continue
-        idx = np.asarray(others)
-        if np.any(_segments_touch(starts[idx], ends[idx], starts[i], ends[i])):
-            return False
-    return True
+    i, j = np.triu_indices(m, k=2)  # edges i < j that are not neighbours ...
+    keep = ~((i == 0) & (j == m - 1))  # ... nor the first and the last, which meet too
+    i, j = i[keep], j[keep]
+    return not np.any(_segments_touch(starts[j], ends[j], starts[i], ends[i]))
 
 
 def _segments_touch(p0: np.ndarray, p1: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -9,6 +9,13 @@ inserting or reordering a record breaks the chain at that line.
 What a chain alone cannot show: a rewrite of the whole tail with recomputed
 hashes, or the last records cut off cleanly. That is why the head hash goes
 into the retained status: the centre remembers it and notices a rewind.
+
+The log says what it could not hold. A record that cannot be written (a full
+disk) is counted in the LossLedger and cut back off the file, so the file stays
+intact; the first record that fits again is preceded by a `gap` record (actor
+`audit`: how many records, of which actions, between which times, and why). A
+log found damaged at start is set aside and the new chain starts with an
+`audit_log_damaged` record. `audit verify` lists both as gaps, not tampering.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from agent.io.ledger import LossLedger
 from engines.atomic import fsync_dir
 
 __all__ = [
@@ -40,6 +48,8 @@ __all__ = [
 ]
 
 GENESIS_HASH = "0" * 64
+GAP_ACTION = "gap"  # records this log could not hold (disk full), written once one fits again
+DAMAGED_ACTION = "audit_log_damaged"  # the first record of a chain that replaced a damaged log
 _FIELDS = frozenset({"seq", "ts", "actor", "action", "details", "prev", "hash"})
 _TAIL_CHUNK_BYTES = 4096
 
@@ -62,6 +72,7 @@ class VerifyResult:
     head: str
     line: int | None = None
     problem: str | None = None
+    gaps: tuple[tuple[int, dict[str, Any]], ...] = ()  # (line, record) of every `gap` and `audit_log_damaged`
 
 
 def _canonical(record: Mapping[str, Any]) -> bytes:
@@ -113,14 +124,17 @@ def _link_problem(record: Mapping[str, Any], seq: int, prev: str) -> str | None:
 def verify(path: str | os.PathLike[str]) -> VerifyResult:
     """Check every record of the log at `path`; stop at the first problem and name its line."""
     prev, seq = GENESIS_HASH, 0
+    gaps: list[tuple[int, dict[str, Any]]] = []
     for line_no, line in enumerate(_iter_lines(Path(path)), start=1):
         record, problem = _parse(line)
         if record is not None:
             problem = _link_problem(record, seq, prev)
         if problem is not None:
-            return VerifyResult(ok=False, records=seq, head=prev, line=line_no, problem=problem)
+            return VerifyResult(ok=False, records=seq, head=prev, line=line_no, problem=problem, gaps=tuple(gaps))
+        if record["action"] in (GAP_ACTION, DAMAGED_ACTION):
+            gaps.append((line_no, record))
         prev, seq = record["hash"], record["seq"]
-    return VerifyResult(ok=True, records=seq, head=prev)
+    return VerifyResult(ok=True, records=seq, head=prev, gaps=tuple(gaps))
 
 
 def _utc_now_iso_ms() -> str:
@@ -137,8 +151,9 @@ class AuditLog:
     intact record: appending after damage would bless it.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], ledger: LossLedger | None = None) -> None:
         self.path = Path(path)
+        self._ledger = ledger if ledger is not None else LossLedger(None)
         created = not self.path.exists()
         # O_APPEND: every write lands at the current end, even with other writers.
         self._fd = os.open(
@@ -168,28 +183,47 @@ class AuditLog:
         actor: who or what acted (`technician`, `ota`, `agent`, ...); action:
         what happened (`config.change`, `start`, ...); details: JSON values,
         e.g. old and new versions.
+
+        Raises OSError when the record cannot be written (a full disk): the file is left
+        as it was, and the loss is counted for the next `gap` record.
         """
         if not actor or not action:
             raise ValueError("actor and action must be non-empty")
         with self._lock, _flocked(self._fd):
             if os.fstat(self._fd).st_size != self._size:
                 self._resume()
-            record: dict[str, Any] = {
-                "seq": self._seq + 1,
-                "ts": _utc_now_iso_ms(),
-                "actor": actor,
-                "action": action,
-                "details": details,
-                "prev": self._head,
-            }
-            record["hash"] = _record_hash(record)
-            data = _canonical(record) + b"\n"
-            self._size = -1  # if the write fails midway, re-read the tail before the next one
+            try:
+                if (gap := self._ledger.audit_gap()) is not None:
+                    self._write("audit", GAP_ACTION, gap)
+                    self._ledger.clear_gap()
+                return self._write(actor, action, details)
+            except OSError as e:
+                self._ledger.lost_audit_record(action, e.strerror or str(e))
+                raise
+
+    def _write(self, actor: str, action: str, details: Mapping[str, Any]) -> dict[str, Any]:
+        """Append one record (under the locks); a failed write is cut back off the file."""
+        record: dict[str, Any] = {
+            "seq": self._seq + 1,
+            "ts": _utc_now_iso_ms(),
+            "actor": actor,
+            "action": action,
+            "details": dict(details),
+            "prev": self._head,
+        }
+        record["hash"] = _record_hash(record)
+        data = _canonical(record) + b"\n"
+        size, self._size = self._size, -1  # if the write fails midway, re-read the tail before the next one
+        try:
             _write_all(self._fd, data)
             os.fsync(self._fd)
-            self._size = os.fstat(self._fd).st_size
-            self._seq, self._head = record["seq"], record["hash"]
-            return record
+        except OSError:
+            os.ftruncate(self._fd, size)  # shrinking needs no space: the half record goes, the log stays intact
+            self._size = size
+            raise
+        self._size = size + len(data)
+        self._seq, self._head = record["seq"], record["hash"]
+        return record
 
     def close(self) -> None:
         with self._lock:
@@ -268,9 +302,22 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}")
         return 2
+    for line, record in result.gaps:
+        print(f"gap: {args.file}:{line}: {_describe_gap(record)}")
     if result.ok:
-        print(f"ok: {result.records} records, head {result.head}")
+        gaps = f", {len(result.gaps)} gaps (not tampering: the log says what it missed)" if result.gaps else ""
+        print(f"ok: {result.records} records, head {result.head}{gaps}")
         return 0
     print(f"tampered: {args.file}:{result.line}: {result.problem}")
     print(f"the first {result.records} records are intact, head {result.head}")
     return 1
+
+
+def _describe_gap(record: Mapping[str, Any]) -> str:
+    d = record["details"]
+    if record["action"] == DAMAGED_ACTION:
+        return f"the log before this one was damaged ({d.get('problem')}) and set aside as {d.get('moved_to')}"
+    span = " to ".join(
+        datetime.fromtimestamp(d[k] / 1000, timezone.utc).isoformat(timespec="seconds") for k in ("from_ms", "to_ms")
+    )
+    return f"{d['lost']} records not written ({d.get('error')}), {span}: {d.get('actions')}"

@@ -1,11 +1,21 @@
-"""structlog set-up: JSON lines when not on a terminal, readable lines when on one."""
+"""structlog set-up: JSON lines when not on a terminal, readable lines when on one.
+
+One record is one line, whichever thread writes it: the record and its newline go out
+in one write under one lock. A traceback is a field of its record (`exception`), never
+raw text between records: exceptions that escape a thread, or the main thread, are
+logged as records too (`thread_crashed`, `uncaught_exception`)."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
+from types import TracebackType
 
 import structlog
+
+_write_lock = threading.Lock()
+log = structlog.get_logger(__name__)
 
 
 class _Stderr:
@@ -13,7 +23,12 @@ class _Stderr:
     (a test harness or a daemoniser may swap it; a closed stream must not break logging)."""
 
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        with _write_lock:
+            try:
+                sys.stderr.write(message + "\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
@@ -31,5 +46,20 @@ def configure(level: str = "info") -> None:
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         logger_factory=lambda *_: _Stderr(),
-        cache_logger_on_first_use=True,
+        # not cached: a module's logger follows the configuration of the moment (a test's
+        # capture_logs after an in-process CLI call); logging is rare enough for the cost
+        cache_logger_on_first_use=False,
     )
+    threading.excepthook = _thread_crashed
+    sys.excepthook = _uncaught
+
+
+def _thread_crashed(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+    log.error("thread_crashed", thread=args.thread.name if args.thread else None, exc_info=exc_info)
+
+
+def _uncaught(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    log.error("uncaught_exception", exc_info=(exc_type, exc, tb))

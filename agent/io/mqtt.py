@@ -20,21 +20,27 @@ import queue
 import socket
 import sqlite3
 import ssl
+import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.settings.config import BrokerSettings
 from agent.io.outbox import Outbox
+from agent.settings.config import BrokerSettings
 
 log = structlog.get_logger(__name__)
 
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 60
+BROKER_WARNING_EVERY_S = 30.0
+FINAL_STATUS_TIMEOUT_S = 2.0
+_DISCONNECT_WITH_WILL = 0x04
 
 
 class MqttLink:
@@ -50,8 +56,10 @@ class MqttLink:
         max_inflight: int = 64,
         subscriptions: Sequence[str] = (),
         on_message: Callable[[str, bytes], None] | None = None,
+        warn_every_s: float = BROKER_WARNING_EVERY_S,
     ) -> None:
-        """`subscriptions`: topic filters subscribed (QoS 1) on every connect, `on_message` receives what arrives."""
+        """`subscriptions`: topic filters subscribed (QoS 1) on every connect, `on_message` receives what arrives.
+        `warn_every_s`: while the broker cannot be reached, a `broker_unreachable` warning this often."""
         self._settings = settings
         self._subscriptions = list(subscriptions)
         self._outbox = outbox
@@ -63,6 +71,11 @@ class MqttLink:
         self.connected = threading.Event()
         self.reconnects = 0
         self.rejected = 0
+        self.delivered = 0  # events the broker acknowledged (PUBACK) since start
+        self._warn_every_s = warn_every_s
+        self._down_since = time.monotonic()
+        self._next_warning = self._down_since + min(5.0, warn_every_s)  # the first connect gets a moment
+        self.last_error = ""  # why the broker could not be reached last time
         self._retained: dict[str, bytes] = {}  # re-published on every connect (dict ops are atomic)
 
         client = mqtt.Client(
@@ -85,6 +98,7 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_socket_open = self._on_socket_open
+        client.on_connect_fail = self._on_connect_fail
         if on_message is not None:
             client.on_message = lambda _client, _userdata, msg: on_message(msg.topic, bytes(msg.payload))
         self._client = client
@@ -105,23 +119,36 @@ class MqttLink:
         self._drain.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self.close(crashed=exc_type is not None)
 
-    def close(self, final_status: tuple[str, bytes] | None = None) -> None:
-        """Stop draining, optionally publish a last retained status, disconnect cleanly."""
+    def close(self, final_status: tuple[str, bytes] | None = None, crashed: bool = False) -> bool:
+        """Stop draining, optionally publish a last retained status, disconnect; idempotent.
+
+        A clean stop disconnects cleanly (the broker drops the will). After a crash
+        (`crashed`) whose final status did not reach the broker, the disconnect asks the
+        broker to publish the will (MQTT 5 reason 0x04): either way it learns of the death.
+        Returns whether the final status was acknowledged."""
+        if self._stop.is_set():
+            return False
         self._stop.set()
         self._wake.set()
         if self._drain.is_alive():
             self._drain.join(timeout=5)
+        delivered = False
         if final_status is not None and self.connected.is_set():
             info = self._client.publish(final_status[0], final_status[1], qos=1, retain=True)
             try:
-                info.wait_for_publish(timeout=2)
+                info.wait_for_publish(timeout=FINAL_STATUS_TIMEOUT_S)
+                delivered = info.is_published()
             except (RuntimeError, ValueError):
                 pass
-        self._client.disconnect()
+        if crashed and not delivered:
+            self._client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=_DISCONNECT_WITH_WILL))
+        else:
+            self._client.disconnect()
         self._client.loop_stop()
+        return delivered
 
     def set_retained(self, topic: str, payload: bytes) -> None:
         """Publish a retained state message now if connected, and again after every reconnect."""
@@ -146,9 +173,10 @@ class MqttLink:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.warning("mqtt_connect_refused", reason=str(reason_code))
+            self.last_error = f"refused: {reason_code}"
+            log.warning("mqtt_connect_refused", broker=self.address, reason=str(reason_code))
             return
-        log.info("mqtt_connected", session_present=flags.session_present)
+        log.info("mqtt_connected", broker=self.address, session_present=flags.session_present)
         for topic, payload in list(self._retained.items()):
             client.publish(topic, payload, qos=1, retain=True)
         if self._subscriptions:
@@ -158,13 +186,38 @@ class MqttLink:
         self.connected.set()
         self._wake.set()
 
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this inside its `except OSError` around the connect, and passes no error
+        error = sys.exc_info()[1]
+        self.last_error = (getattr(error, "strerror", None) or str(error)) if error else "connection failed"
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was_connected = self.connected.is_set()
         self.connected.clear()
         self._wake.set()
         if was_connected and not self._stop.is_set():
             self.reconnects += 1
-            log.warning("mqtt_disconnected", reason=str(reason_code))
+            self.last_error = str(reason_code)
+            self._down_since = time.monotonic()
+            self._next_warning = self._down_since + min(5.0, self._warn_every_s)
+            log.warning("mqtt_disconnected", broker=self.address, reason=str(reason_code))
+
+    @property
+    def address(self) -> str:
+        return f"{self._settings.host}:{self._settings.port}"
+
+    def _warn_while_down(self) -> None:
+        """While the broker cannot be reached: a warning naming it, repeated with the backlog."""
+        now = time.monotonic()
+        if now < self._next_warning:
+            return
+        self._next_warning = now + self._warn_every_s
+        backlog = self._outbox.stats()
+        log.warning(
+            "broker_unreachable", broker=self.address, reason=self.last_error or "no answer yet",
+            down_s=round(now - self._down_since, 1), outbox_depth=backlog.depth,
+            oldest_age_s=round(backlog.oldest_age_s, 1),
+        )  # fmt: skip
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         self._acks.put((mid, reason_code))
@@ -187,11 +240,17 @@ class MqttLink:
             acked = self._delete(acked)
             self.inflight = len(inflight)
             if not self.connected.is_set():
+                self._warn_while_down()
                 continue
             room = self._max_inflight - len(inflight)
             if room <= 0:
                 continue
-            rows = self._outbox.pending(room, after_id)
+            try:
+                rows = self._outbox.pending(room, after_id)
+            except sqlite3.Error:  # the drain must outlive a bad read: the next wake tries again
+                log.exception("outbox_read_failed")
+                self._stop.wait(RECONNECT_MIN_S)
+                continue
             for row in rows:
                 info = self._client.publish(row.topic, row.payload, qos=1)
                 # NO_CONN: paho queued it and sends it once connected again
@@ -217,6 +276,8 @@ class MqttLink:
                 # the broker refused it for good (e.g. not authorised): retrying cannot help
                 self.rejected += 1
                 log.error("mqtt_publish_rejected", reason=str(reason_code), event_row=row_id)
+            else:
+                self.delivered += 1
             acked.append(row_id)
 
     def _delete(self, acked: list[int]) -> list[int]:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import structlog
 
+from agent.io.ledger import LossLedger
+
 log = structlog.get_logger(__name__)
 
 _SCHEMA = """
@@ -64,15 +66,22 @@ class OutboxStats:
     size_bytes: int
     oldest_age_s: float
     dropped: int
+    lost: int  # events never stored: the disk was full even after shedding (counted in the LossLedger)
 
 
 class Outbox:
     """Thread-safe; `put` from the pipeline, `pending`/`ack` from the MQTT link."""
 
     def __init__(
-        self, path: Path, max_bytes: int, max_age_s: float, clock_s: Callable[[], float] = time.time
+        self,
+        path: Path,
+        max_bytes: int,
+        max_age_s: float,
+        clock_s: Callable[[], float] = time.time,
+        ledger: LossLedger | None = None,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._ledger = ledger if ledger is not None else LossLedger(None)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -154,7 +163,7 @@ class Outbox:
             oldest = self._db.execute("SELECT created_ms FROM outbox ORDER BY id LIMIT 1").fetchone()
             depth, size, dropped = self._depth, self._size_bytes, self._dropped
         age_s = 0.0 if oldest is None else max(0.0, self._clock_s() - oldest[0] / 1000)
-        return OutboxStats(depth, size, age_s, dropped)
+        return OutboxStats(depth, size, age_s, dropped, self._ledger.events_lost)
 
     # --- under the lock ---
 
@@ -184,7 +193,8 @@ class Outbox:
     def _make_room_and_retry(self, items: list[tuple[str, str, bytes]], now_ms: int, nbytes: int) -> None:
         """The disk filled anyway (another process wrote to it): shed the oldest tenth,
         rewind the WAL and try once more. If that fails too, the new events are the ones
-        lost, and they are counted: the pipeline never stops for a full disk."""
+        lost, and they are counted in the ledger (which a full disk cannot stop): the
+        pipeline never stops for a full disk."""
         try:
             shed = self._shed(lambda freed, _created: freed < max(nbytes, self._size_bytes // 10))
             self._db.execute("PRAGMA wal_checkpoint(RESTART)")
@@ -193,8 +203,8 @@ class Outbox:
         except sqlite3.OperationalError as e:
             if not _disk_full(e):
                 raise
-            self._dropped += len(items)  # saved with the next transaction that succeeds
-            log.error("outbox_disk_full_dropped_new", dropped=len(items))
+            self._ledger.lost_events(len(items))
+            log.error("outbox_disk_full_lost_new", lost=len(items), lost_total=self._ledger.events_lost)
 
     def _enforce_bounds(self, now_ms: int) -> None:
         cutoff_ms = now_ms - self._max_age_ms

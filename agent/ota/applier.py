@@ -12,20 +12,20 @@ back after `max_resumes` starts.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 import structlog
 
-from agent.settings.config import ConfigError
 from agent.ota import steps
 from agent.ota.control import AgentControl, Baseline
 from agent.ota.errors import ErrorCode, OtaError
 from agent.ota.manifest import Kind, Manifest
+from agent.ota.report import DeviceIdentity, OtaStatus, StepSettings
 from agent.ota.slots import SlotLayout, other_slot
 from agent.ota.state import PRE_SWITCH_STEPS, OtaState, Update
-from agent.ota.report import DeviceIdentity, OtaStatus, StepSettings
-from agent.ota.trust import TrustStore
-from agent.ota.verifier import verify
+from agent.ota.verifier import authenticate, verify
+from agent.settings.config import ConfigError
+from agent.settings.trust import TrustStore
 from engines.manifest import ModelError
 
 log = structlog.get_logger(__name__)
@@ -67,7 +67,7 @@ class Applier:
         baseline: Baseline,
         settings: StepSettings,
         report: Callable[[OtaStatus], None] = lambda status: None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         on_step: Callable[[str], None] = lambda point: None,
     ) -> None:
         self._control = control
@@ -90,11 +90,15 @@ class Applier:
         try:
             manifest = self._verify(raw, state)
         except OtaError as exc:
-            status = self._status("refused", None, None, exc)
-            if exc.code in QUIET_CODES:
-                log.info("ota_ignored", code=exc.code, error=exc.message)
+            signed: Manifest | None = exc.manifest
+            status = self._status("refused", signed and signed.kind, signed and signed.version, exc)
+            if signed is None:
+                # Junk (or a forgery) never takes the retained status of the last real update.
+                log.warning("ota_unverified_refused", code=exc.code, error=exc.message)
+            elif exc.code in QUIET_CODES:
+                log.info("ota_ignored", code=exc.code, kind=signed.kind, version=signed.version, error=exc.message)
             else:
-                log.warning("ota_refused", code=exc.code, error=exc.message)
+                log.warning("ota_refused", code=exc.code, kind=signed.kind, version=signed.version, error=exc.message)
                 self._report(status)
             return status
         kind = manifest.kind
@@ -111,7 +115,14 @@ class Applier:
             step="download",
         )
         state = state.model_copy(update={"update": update})
-        self._store.save(state)
+        try:
+            self._store.save(state)
+        except OSError as exc:  # a full disk: nothing was started, nothing changed; the fleet hears why
+            error = OtaError(ErrorCode.STORAGE_FAILED, f"cannot record the update's state: {exc.strerror or exc}")
+            log.error("ota_storage_failed", kind=kind, version=manifest.version, error=error.message)
+            status = self._status("failed", kind, manifest.version, error)
+            self._report(status)
+            return status
         log.info("ota_accepted", kind=kind, version=manifest.version, slot=slot)
         return self._run(state, manifest)
 
@@ -135,6 +146,11 @@ class Applier:
         except OtaError as exc:
             return self._rollback(state, exc)
         return self._run(state, manifest)
+
+    def authenticate(self, raw: bytes) -> Manifest:
+        """The manifest in `raw` if well formed and signed by a trusted key (OtaError otherwise);
+        cheap, and safe from any thread: the worker sorts what arrives with it."""
+        return authenticate(raw, self._trust, self._identity.agent_version)
 
     def _verify(self, raw: bytes, state: OtaState, resuming: Update | None = None) -> Manifest:
         manifest = verify(
@@ -191,6 +207,7 @@ class Applier:
         state = state.with_kind(update.kind, last_version=update.version)
         state = state.model_copy(update={"update": None})
         self._store.save(state)
+        self._control.commit(update.kind)
         self._control.publish_status()
         log.info("ota_committed", kind=update.kind, version=update.version)
         status = self._status("committed", update.kind, update.version)

@@ -4,7 +4,8 @@ The applier owns downloads, slots and persisted state; the agent owns the
 frame loop. The applier never touches the pipeline directly: it asks the agent
 to check a candidate against its own config, to switch at a frame boundary,
 and how many frames went through since, so the agent can change without the
-applier knowing its insides (and tests can drive a harness instead).
+applier knowing its insides (tests drive the agent's own, `agent/runtime/live.py`,
+over a file camera: tests/support/live_agent.py).
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ class AgentControl(Protocol):
 
     def switch_config(self, patch: dict[str, Any]) -> None:
         """Apply the config patch (the baseline's patch undoes every OTA config change)."""
+
+    def commit(self, kind: str) -> None:
+        """The update of `kind` passed its health window: what is live now is the committed version."""
+
+    def committed_zones(self) -> ZonesDoc:
+        """The zones document last committed (by OTA or by a technician): what a zones rollback returns to."""
 
     def live_model_sha256(self) -> str:
         """SHA-256 of the model file serving now."""

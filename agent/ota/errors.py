@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum
+from typing import Any
 
-from pydantic import ValidationError
 
-
-class ErrorCode(StrEnum):
+class ErrorCode(str, Enum):
     """Why a manifest was refused. The values go on `.../ota/status` and are a public contract."""
+
+    def __str__(self) -> str:  # the value, as enum.StrEnum (3.11+) gives it, on 3.10 too
+        return self.value
 
     UNSIGNED = "unsigned"
     BAD_SIGNATURE = "bad_signature"
@@ -44,8 +46,6 @@ class OtaError(Exception):
         super().__init__(f"{code.value}: {message}")
         self.code = code
         self.message = message
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming every bad field by its dotted path, for error messages and logs."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
+        # The manifest refused, when it was signed by a trusted key (its kind and version can be
+        # believed and reported); None for a message that did not parse or verify.
+        self.manifest: Any = None

@@ -12,15 +12,23 @@ manifest cannot make the device allocate without limit.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    model_validator,
+)
 
 from agent.ota.canonical import canonical_json_bytes
 from agent.ota.semver import MAX_SEMVER_CHARS, semver_key
-from agent.ota.trust import KEY_ID_PATTERN
+from agent.settings.trust import KEY_ID_PATTERN
 from engines.manifest import ModelManifest
 
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -53,7 +61,7 @@ ClassId = Annotated[int, Field(ge=0)]
 
 
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    return value.astimezone(timezone.utc)
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]

@@ -79,6 +79,14 @@ def served_zones(layout: SlotLayout, state: OtaState, baseline: Baseline) -> Zon
     return baseline.zones if slot is None else layout.zones(slot)
 
 
+def committed_zones(layout: SlotLayout, state: OtaState, baseline: Baseline) -> ZonesDoc:
+    """The zones document last committed, which a zones rollback returns to and the zones file
+    holds: while a zones update is under way, the one it started from."""
+    update = state.update
+    slot = update.previous if update is not None and update.kind == "zones" else state.of("zones").active
+    return baseline.zones if slot is None else layout.zones(slot)
+
+
 def served_config_patch(layout: SlotLayout, state: OtaState, baseline: Baseline) -> dict[str, Any]:
     """The config patch a starting agent must apply over its config file."""
     slot = state.served_slot("config")

@@ -13,8 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.ota.errors import ErrorCode, OtaError, describe_validation_error
+from agent.ota.errors import ErrorCode, OtaError
 from agent.ota.manifest import MAX_VERSION, Kind
+from agent.settings.errors import describe_validation_error
 from engines.atomic import write_atomic
 
 KINDS: tuple[Kind, ...] = ("model", "zones", "config")

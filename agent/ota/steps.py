@@ -8,10 +8,22 @@ import time
 from agent.ota.control import AgentControl, Baseline
 from agent.ota.download import download
 from agent.ota.errors import ErrorCode, OtaError
-from agent.ota.golden import GOLDEN_NMS_IOU, check_fps, check_golden, detector_confidence, load_golden_frames
+from agent.ota.golden import (
+    GOLDEN_NMS_IOU,
+    check_fps,
+    check_golden,
+    detector_confidence,
+    load_golden_frames,
+)
 from agent.ota.manifest import Manifest, ModelPayload, ZonesPayload
 from agent.ota.report import StepSettings
-from agent.ota.slots import CONFIG_PATCH_FILE, MODEL_MANIFEST_FILE, ZONES_FILE, SlotLayout, check_external_data
+from agent.ota.slots import (
+    CONFIG_PATCH_FILE,
+    MODEL_MANIFEST_FILE,
+    ZONES_FILE,
+    SlotLayout,
+    check_external_data,
+)
 from agent.ota.state import Slot, Step, Update
 from engines.atomic import write_atomic
 from engines.detector import Detector
@@ -100,8 +112,12 @@ class Steps:
         self._switch_to(update, update.slot)
 
     def switch_back(self, update: Update) -> None:
-        """Make the previous slot (or the agent's own config) live again."""
-        self._switch_to(update, update.previous)
+        """Make the previous slot (or the agent's own config) live again; for zones, the last
+        committed document, whoever committed it (a technician's save in the zone editor too)."""
+        if update.kind == "zones":
+            self._control.switch_zones(self._control.committed_zones())
+        else:
+            self._switch_to(update, update.previous)
 
     def watch(self) -> None:
         """Frames must keep flowing and no error may be counted for the whole health window."""
@@ -123,8 +139,9 @@ class Steps:
     def _switch_to(self, update: Update, slot: Slot | None) -> None:
         if update.kind == "model":
             self._control.switch_model(self._baseline.model if slot is None else self._layout.model_ref(slot))
-        elif update.kind == "zones":
-            self._control.switch_zones(self._baseline.zones if slot is None else self._layout.zones(slot))
+        elif update.kind == "zones":  # forward only (`switch_back` returns to the committed document)
+            assert slot is not None
+            self._control.switch_zones(self._layout.zones(slot))
         else:
             patch = self._baseline.config_patch if slot is None else self._layout.config_patch(slot)
             self._control.switch_config(patch)

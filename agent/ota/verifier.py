@@ -14,10 +14,11 @@ from cryptography.exceptions import InvalidSignature
 from pydantic import ValidationError
 
 from agent.ota.canonical import canonical_json_bytes, parse_json_strict
-from agent.ota.errors import ErrorCode, OtaError, describe_validation_error
+from agent.ota.errors import ErrorCode, OtaError
 from agent.ota.manifest import MAX_MESSAGE_BYTES, Manifest, SignedManifest
 from agent.ota.semver import SemverKey, semver_key
-from agent.ota.trust import TrustStore
+from agent.settings.errors import describe_validation_error
+from agent.settings.trust import TrustStore
 
 # A box without an RTC battery drifts until NTP syncs: a manifest issued a little "in the future" is normal.
 CLOCK_SKEW_S = 300.0
@@ -57,12 +58,22 @@ def verify(
     """
     if now.tzinfo is None:
         raise ValueError("now must be a timezone-aware datetime")
-    agent_key = semver_key(agent_version)
+    manifest = authenticate(raw, trust, agent_version)
+    try:
+        _check_applicable(manifest, device_id, groups, now, last_versions, timedelta(seconds=clock_skew_s))
+    except OtaError as exc:
+        exc.manifest = manifest  # signed: its refusal may be reported with its kind and version
+        raise
+    return manifest
+
+
+def authenticate(raw: bytes, trust: TrustStore, agent_version: str) -> Manifest:
+    """Steps 1 to 3 of `verify`: the manifest in `raw` if it is well formed and signed by a
+    trusted key, whatever the device's state. Cheap checks first (size, JSON, shape, then
+    one signature check per trusted signature), so a flood of junk costs little."""
     envelope = _parse_envelope(raw)
     manifest_bytes = _check_signatures(envelope, trust)
-    manifest = _parse_manifest(manifest_bytes, agent_version, agent_key)
-    _check_applicable(manifest, device_id, groups, now, last_versions, timedelta(seconds=clock_skew_s))
-    return manifest
+    return _parse_manifest(manifest_bytes, agent_version, semver_key(agent_version))
 
 
 def _parse_envelope(raw: bytes) -> SignedManifest:

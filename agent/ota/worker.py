@@ -2,47 +2,70 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 
 import structlog
 
 from agent.ota.applier import Applier
+from agent.ota.errors import OtaError
 
 log = structlog.get_logger(__name__)
-
-# Retained manifests arrive in a burst on every connect (one per kind and per
-# device/group topic); more than this waiting means something floods us.
-MAX_PENDING = 16
 
 
 class OtaWorker:
     """Context manager owning one thread: it resumes an interrupted update first, then applies
-    submitted messages one at a time, in arrival order."""
+    the newest authenticated manifest of each kind, one at a time.
+
+    `submit` (on paho's thread) authenticates what arrives at once, cheap checks first: a
+    message that does not parse or verify is logged and counted, never queued. Of the rest
+    only the newest version per kind waits, so no flood (junk, or replays of older
+    manifests) can push a valid manifest out."""
 
     def __init__(self, applier: Applier) -> None:
         self._applier = applier
-        self._queue: queue.Queue[bytes | None] = queue.Queue(MAX_PENDING)
+        self._cond = threading.Condition()
+        self._pending: dict[str, tuple[int, bytes]] = {}  # kind -> (version, message)
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="ota", daemon=True)
         self.resumed = threading.Event()
+        self.refused = 0  # messages refused (unverified here, or by the applier): shown on health
 
     def submit(self, payload: bytes) -> bool:
-        """Queue a received message (from paho's thread: never blocks); False if dropped because full."""
+        """Keep an authenticated message for the worker (from paho's thread: never blocks on an
+        update); False if refused (it did not parse or verify) or older than one waiting."""
+        payload = bytes(payload)
         try:
-            self._queue.put_nowait(bytes(payload))
-            return True
-        except queue.Full:
-            log.warning("ota_queue_full")
+            manifest = self._applier.authenticate(payload)
+        except OtaError as exc:
+            self.refused += 1
+            log.warning("ota_unverified_refused", code=exc.code, error=exc.message, refused=self.refused)
             return False
+        with self._cond:
+            waiting = self._pending.get(manifest.kind)
+            if waiting is not None and waiting[0] > manifest.version:
+                return False
+            self._pending[manifest.kind] = (manifest.version, payload)
+            self._cond.notify()
+        return True
 
     def __enter__(self) -> OtaWorker:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # Stop after the message being applied: an update cut short here resumes at the next start.
-        self._queue.put(None)
+        # Stop after the message being applied: an update cut short here resumes at the next start,
+        # and the retained manifests that wait come again with the next connection.
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
         self._thread.join()
+
+    def _next(self) -> bytes | None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._pending or self._stopping)
+            if self._stopping:
+                return None
+            return self._pending.pop(next(iter(self._pending)))[1]
 
     def _run(self) -> None:
         try:
@@ -50,8 +73,9 @@ class OtaWorker:
         except Exception:  # the applier reports its own failures; this is a bug or an unreadable state
             log.exception("ota_resume_failed")
         self.resumed.set()
-        while (payload := self._queue.get()) is not None:
+        while (payload := self._next()) is not None:
             try:
-                self._applier.apply(payload)
+                if self._applier.apply(payload).state == "refused":
+                    self.refused += 1
             except Exception:
                 log.exception("ota_apply_failed")

@@ -9,17 +9,23 @@ import sys
 import threading
 from pathlib import Path
 
+import structlog
+
 from agent import __version__
 from agent.io.audit import add_audit_parser
+from agent.tools.args import add_config_argument, resolve_config
 from agent.tools.doctor import add_doctor_parser
-from fleet.cli import add_fleet_parser
-from fleet.pki import add_pki_parser
 from agent.tools.provision import add_provision_parser
+from agent.tools.selftest import add_selftest_parser
+from agent.tools.status import add_status_parser
 from calibration.cli import add_calibrate_parser
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+# `run` ended by an error (logged as `agent_crashed` with its traceback); the broker learnt of it:
+EXIT_CRASH_ANNOUNCED = 70  # from the retained status `offline`, reason `crashed`
+EXIT_CRASH_WILL = 71  # from the last will (`offline`, reason `lost`), or it never saw the agent online
 
 
 def _load(path: Path) -> tuple | None:
@@ -48,18 +54,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if (loaded := _load(args.config)) is None:
         return EXIT_CONFIG
     config, zones = loaded
+    from agent.io.native_log import route_native_stderr
+
+    route_native_stderr()  # FFmpeg's, OpenCV's and ONNX Runtime's own lines become log records
     logs.configure(config.log_level)
     from agent.runtime.app import Agent
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    agent = Agent(config, zones, args.config)
     try:
-        stats = Agent(config, zones).run(stop, args.duration)
+        agent.run(stop, args.duration)
     except ConfigError as e:  # an unreadable OTA state: never guess what to serve
         print(f"config error: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    print(json.dumps({"frames": stats.frames, "events": stats.events}), file=sys.stderr)
+    except Exception:
+        structlog.get_logger("agent").exception("agent_crashed", announced=agent.crash_announced)
+        return EXIT_CRASH_ANNOUNCED if agent.crash_announced else EXIT_CRASH_WILL
+    # produced this run, acknowledged by the broker, and left in the outbox for the next start
+    print(json.dumps(agent.final), file=sys.stderr)
     return EXIT_OK
 
 
@@ -76,7 +90,7 @@ def _cmd_models_fetch(args: argparse.Namespace) -> int:
     from engines.manifest import ModelError
 
     try:
-        path = fetch_model(args.manifest, args.dest, args.search, url_allowed=not args.offline)
+        path = fetch_model(args.manifest, args.dest, args.search, url_allowed=not args.offline, progress=True)
     except ModelError as e:
         print(f"model error: {e}", file=sys.stderr)
         return EXIT_FAILURE
@@ -90,12 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run the agent")
-    p.add_argument("--config", type=Path, required=True, help="config YAML")
+    add_config_argument(p)
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("check-config", help="validate a config and its zones; exit 2 on the first error")
-    p.add_argument("config", type=Path)
+    add_config_argument(p)
     p.set_defaults(func=_cmd_check_config)
 
     p = sub.add_parser("schema", help="write the JSON Schema of every message the agent publishes")
@@ -111,17 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_models_fetch)
 
     add_audit_parser(sub)
-    add_pki_parser(sub)
-    add_fleet_parser(sub)
     add_provision_parser(sub)
     add_doctor_parser(sub)
+    add_selftest_parser(sub)
+    add_status_parser(sub)
     add_calibrate_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    for attribute in ("func", "handler", "pki_handler"):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    resolve_config(parser, args)
+    for attribute in ("func", "handler"):
         if hasattr(args, attribute):
             return getattr(args, attribute)(args)
     raise AssertionError(f"no handler for {args}")

@@ -89,6 +89,12 @@ class Health(_Msg):
     outbox: OutboxHealth
     disk: DiskHealth | None = None
     mqtt_reconnects: int = Field(ge=0)
+    detect_errors: int = Field(0, ge=0, description="detector batches that failed since start (their frames are dropped)")
+    mqtt_rejected: int = Field(0, ge=0, description="events the broker refused for good since start (e.g. not authorised)")
+    ota_refused: int = Field(
+        0, ge=0, description="update messages received and refused since start (unparsable, unsigned, not for this box, "
+        "already applied, or dropped from a full queue)",
+    )  # fmt: skip
     cpu_percent: float = Field(ge=0)
     rss_mb: float = Field(ge=0)
 
