@@ -15,18 +15,15 @@ the location): never log it; log `CameraConfig.redacted_url` instead.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import cv2
 
-if TYPE_CHECKING:  # sources opens cameras through this module
-    from agent.io.sources import CameraConfig
+from agent.settings.camera import DEFAULT_LATENCY_MS, CameraConfig, Codec
 
-Codec = Literal["h264", "h265"]
 Backend = Literal["gstreamer", "ffmpeg"]
 
-DEFAULT_LATENCY_MS = 200
 # URL characters kept as they are: RFC 3986 reserved and unreserved ones plus `%`
 # (existing escapes stay); everything else is percent-encoded.
 _URL_SAFE = "/?#[]@!$&'()*+,;=:%-._~"
@@ -40,13 +37,9 @@ _DEPAY_PARSE: dict[Codec, str] = {
     "h264": "rtph264depay ! h264parse",
     "h265": "rtph265depay ! h265parse",
 }
-# NVDEC decodes into NVMM memory; nvvidconv copies out as BGRx (the VIC cannot
-# write 3-byte BGR), then videoconvert drops the pad byte for OpenCV. One
-# buffer, dropped when late: a live camera must never queue stale frames.
-_DECODE_TO_APPSINK = (
-    "nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR "
-    "! appsink drop=true max-buffers=1 sync=false"
-)
+# After videoconvert (BGRx -> BGR on the CPU): one buffer, dropped when late: a live camera
+# must never queue stale frames.
+_TO_APPSINK = "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
 
 
 def codec_from_fourcc(fourcc: str) -> Codec | None:
@@ -105,11 +98,33 @@ def rtspsrc(url: str, latency_ms: int = DEFAULT_LATENCY_MS) -> str:
     return f"rtspsrc location={quote_value(location)} latency={latency_ms} protocols=tcp"
 
 
-def jetson_rtsp_pipeline(url: str, codec: Codec = "h264", latency_ms: int = DEFAULT_LATENCY_MS) -> str:
-    """The full gst-launch pipeline: RTSP -> depay -> parse -> NVDEC -> BGR appsink."""
+def converter_caps(max_width: int | None) -> str:
+    """The caps nvvidconv writes: BGRx (the VIC cannot write 3-byte BGR), at most `max_width`
+    pixels wide with the camera's aspect ratio kept (None: full resolution).
+
+    The width is a range and the pixel aspect ratio fixed, so the converter's caps fixation
+    (gst_nvvconv_fixate_caps in L4T's gstnvvconv.c, the same rule as GStreamer's videoscale)
+    picks the width nearest the camera's within the range and the height that keeps the
+    display aspect ratio: 1920x1080 -> 1280x720 at 1280, 640x480 unchanged.
+    """
+    if max_width is None:
+        return "video/x-raw,format=BGRx"
+    return f"video/x-raw,width=[1,{max_width}],pixel-aspect-ratio=1/1,format=BGRx"
+
+
+def jetson_rtsp_pipeline(
+    url: str, codec: Codec = "h264", latency_ms: int = DEFAULT_LATENCY_MS, max_width: int | None = None
+) -> str:
+    """The full gst-launch pipeline: RTSP -> depay -> parse -> NVDEC -> scaled BGRx by the
+    hardware converter -> BGR appsink. NVDEC decodes into NVMM memory; nvvidconv scales and
+    converts there (the VIC), so the CPU's videoconvert only drops the pad byte of the
+    already smaller frame."""
     if codec not in _DEPAY_PARSE:
         raise ValueError(f"codec must be one of {sorted(_DEPAY_PARSE)}, got {codec!r}")
-    return f"{rtspsrc(url, latency_ms)} ! {_DEPAY_PARSE[codec]} ! {_DECODE_TO_APPSINK}"
+    if max_width is not None and max_width < 1:
+        raise ValueError(f"max_width must be >= 1, got {max_width}")
+    decode = f"nvv4l2decoder ! nvvidconv ! {converter_caps(max_width)}"
+    return f"{rtspsrc(url, latency_ms)} ! {_DEPAY_PARSE[codec]} ! {decode} ! {_TO_APPSINK}"
 
 
 def opencv_has_gstreamer(build_information: str | None = None) -> bool:
@@ -141,5 +156,5 @@ def choose_backend(
     fails at open, where the reader's retry and the doctor report it.
     """
     if on_jetson and has_gst and not camera.is_file:
-        return "gstreamer", jetson_rtsp_pipeline(camera.url, codec, latency_ms)
+        return "gstreamer", jetson_rtsp_pipeline(camera.url, codec, latency_ms, camera.decode_max_width)
     return "ffmpeg", camera.url

@@ -31,6 +31,10 @@ def render(health: Health) -> str:
 
     cams = health.cameras.items()
     metric("camera_fps", "gauge", "frames per second delivered by the camera", [({"camera": c}, h.fps) for c, h in cams])
+    metric(
+        "camera_detect_fps", "gauge", "frames per second that went through the detector",
+        [({"camera": c}, h.detect_fps) for c, h in cams if h.detect_fps is not None],
+    )  # fmt: skip
     metric("camera_frames_total", "counter", "frames read", [({"camera": c}, h.frames) for c, h in cams])
     metric("camera_dropped_frames_total", "counter", "frames dropped (pipeline behind)", [({"camera": c}, h.dropped) for c, h in cams])
     metric("camera_reconnects_total", "counter", "camera reopen attempts", [({"camera": c}, h.reconnects) for c, h in cams])
@@ -48,6 +52,9 @@ def render(health: Health) -> str:
     metric("outbox_oldest_age_seconds", "gauge", "age of the oldest waiting event", [({}, ob.oldest_age_s)])
     metric("outbox_dropped_total", "counter", "events shed unsent (outbox full, too old, disk full)", [({}, ob.dropped)])
     metric("mqtt_reconnects_total", "counter", "broker connections lost", [({}, health.mqtt_reconnects)])
+    metric("detect_errors_total", "counter", "detector batches that failed", [({}, health.detect_errors)])
+    metric("mqtt_rejected_total", "counter", "events the broker refused for good", [({}, health.mqtt_rejected)])
+    metric("ota_refused_total", "counter", "update messages refused", [({}, health.ota_refused)])
     metric("cpu_percent", "gauge", "process CPU over the last health interval", [({}, health.cpu_percent)])
     metric("rss_megabytes", "gauge", "resident memory", [({}, health.rss_mb)])
     return "\n".join(out) + "\n"

@@ -15,110 +15,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
-from urllib.request import url2pathname
 
 import cv2
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agent.settings import paths
-from agent.io.gst import Codec, choose_backend, is_jetson, opencv_has_gstreamer
 from agent.core.types import Frame
+from agent.io.gst import choose_backend, is_jetson, opencv_has_gstreamer
+from agent.settings.camera import CameraConfig
 
-__all__ = ["CameraConfig", "CameraReader", "FrameQueue", "ReaderStats", "StatusCallback", "backoff_s"]
+__all__ = ["CameraReader", "FrameQueue", "ReaderStats", "StatusCallback", "backoff_s"]
 
 StatusCallback = Callable[[str, str, str], None]
 """on_status(camera_id, state, detail); state is connecting | online | offline | ended."""
 
-_RTSP_SCHEMES = ("rtsp", "rtsps")
 _FPS_WINDOW_S = 5.0
-
-
-class CameraConfig(BaseModel):
-    """One camera: an RTSP URL or a video file replayed as a camera."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str = Field(
-        pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Camera id, unique on the device; used in topics and logs."
-    )
-    url: str = Field(
-        description=(
-            "rtsp:// or rtsps:// URL of a live camera, or a video file (a path or a file:// URL). "
-            "A relative path is resolved against the config file's folder (else the working directory) "
-            "and stored absolute."
-        )
-    )
-    replay: Literal["realtime", "fast"] = Field(
-        "realtime",
-        description=(
-            "File sources only: 'realtime' paces frames at the clip's own timestamps and drops the oldest frame "
-            "when the pipeline lags, like a live camera; 'fast' delivers frames as fast as the pipeline takes them "
-            "and blocks instead of dropping, so a file run is deterministic."
-        ),
-    )
-    loop: bool = Field(False, description="File sources only: restart the clip at its end instead of ending.")
-    queue_size: int = Field(2, ge=1, le=1000, description="Frames buffered between the reader and the pipeline.")
-    reconnect_min_s: float = Field(1.0, gt=0, description="First retry delay after a failure, in seconds.")
-    reconnect_max_s: float = Field(60.0, gt=0, description="Cap of the exponential retry delay, in seconds.")
-    open_timeout_s: float = Field(10.0, gt=0, description="RTSP: give up opening the stream after this many seconds.")
-    read_timeout_s: float = Field(
-        5.0, gt=0, description="RTSP: declare the camera offline after this many seconds without a frame."
-    )
-    codec: Codec = Field(
-        "h264", description="RTSP on a Jetson: the stream's codec, for the hardware decoder (provision probes it)."
-    )
-    latency_ms: int = Field(
-        200, ge=0, le=5000, description="RTSP on a Jetson: GStreamer's jitter buffer before decoding, in ms."
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme in _RTSP_SCHEMES:
-            if not parts.hostname:
-                raise ValueError(f"RTSP URL has no host: {_redact(url)}")
-            return url
-        if scheme == "file":
-            path = Path(url2pathname(parts.path))
-        elif scheme == "":
-            path = Path(url).expanduser()
-        else:
-            raise ValueError(f"unsupported URL scheme {parts.scheme!r}: use rtsp://, rtsps://, file:// or a file path")
-        path = paths.resolve(path)
-        if not path.is_file():
-            raise ValueError(f"video file not found: {path}")
-        return str(path.resolve())
-
-    @model_validator(mode="after")
-    def _check_modes(self) -> CameraConfig:
-        if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) < reconnect_min_s ({self.reconnect_min_s})")
-        if not self.is_file and (self.replay != "realtime" or self.loop):
-            raise ValueError("replay='fast' and loop apply to file sources only")
-        return self
-
-    @property
-    def is_file(self) -> bool:
-        return urlsplit(self.url).scheme.lower() not in _RTSP_SCHEMES
-
-    @property
-    def redacted_url(self) -> str:
-        """The URL without its password, safe for logs and status."""
-        return _redact(self.url)
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def backoff_s(attempt: int, min_s: float, max_s: float, u: float) -> float:
@@ -266,6 +177,11 @@ class CameraReader:
         """True once a non-looping file reached its end: no frame will follow the queued ones."""
         return self._finished
 
+    @property
+    def backend(self) -> str:
+        """'gstreamer' (the Jetson NVDEC pipeline) or 'ffmpeg': how this camera is decoded."""
+        return self._backend
+
     def stats(self) -> ReaderStats:
         with self._lock:
             now = time.monotonic()
@@ -367,7 +283,9 @@ class CameraReader:
     def _publish(self, state: str, detail: str, **log_fields: object) -> None:
         with self._lock:
             self._state = state
-        self._log.info(f"camera.{state}", detail=detail, **log_fields)
+        # offline is what a technician must notice (detail says why); the rest is the normal course
+        level = self._log.warning if state == "offline" else self._log.info
+        level(f"camera.{state}", detail=detail, **log_fields)
         if self._on_status is None:
             return
         try:

@@ -7,35 +7,43 @@ import secrets
 import threading
 import time
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 import structlog
-import yaml
 
 from agent import __version__
 from agent.io import sdnotify
-from agent.io.audit import AuditLog, AuditLogError
-from agent.settings.config import AgentConfig, ConfigError
-from agent.runtime.live import LiveControl, open_detector, patched_config, served_setup, watched_classes
-from agent.io.health import HealthLoop, build_health
+from agent.io.audit import DAMAGED_ACTION, AuditLog, AuditLogError
+from agent.io.health import DiskWatch, HealthLoop, build_health
+from agent.io.ledger import LossLedger
 from agent.io.metrics import ProcessUsage
-from agent.io.mqtt import MqttLink
-from agent.ota.applier import Applier
-from agent.ota.control import Baseline, ModelRef
-from agent.ota.report import DeviceIdentity, StepSettings
-from agent.ota.slots import SlotLayout
-from engines.atomic import write_atomic
-from agent.ota.trust import TrustStore
-from agent.ota.worker import OtaWorker
+from agent.io.mqtt import BROKER_WARNING_EVERY_S, MqttLink
 from agent.io.outbox import Outbox
-from agent.runtime.pipeline import Pipeline, PipelineStats
-from agent.wire.privacy import EnvelopeBuilder
 from agent.io.prometheus import PrometheusServer
 from agent.io.sources import CameraReader
+from agent.io.status_socket import SOCKET_NAME, StatusSocket
+from agent.io.summary import SummaryLoop
+from agent.io.zone_editor import ZONE_EDITOR_TOKEN_FILE, ZoneEditor
+from agent.ota.applier import Applier
+from agent.ota.control import Baseline, ModelRef
+from agent.ota.report import DeviceIdentity, OtaStatus, StepSettings
+from agent.ota.slots import SlotLayout
+from agent.ota.worker import OtaWorker
+from agent.runtime.figures import (
+    CountingSink,
+    LiveFigures,
+    model_figures,
+    startup_fields,
+)
+from agent.runtime.live import LiveControl, served_setup, watched_classes
+from agent.runtime.pipeline import Pipeline, PipelineStats
+from agent.settings.config import AgentConfig
+from agent.settings.trust import TrustStore
+from agent.settings.zones import ZonesDoc
+from agent.wire.privacy import EnvelopeBuilder
 from agent.wire.status import Health, ModelInfo, Status, to_bytes
 from agent.wire.topics import Topics
-from agent.io.zone_editor import ZoneEditor
-from agent.settings.zones import ZonesDoc
 
 __all__ = ["Agent", "watched_classes"]
 
@@ -57,8 +65,13 @@ class Agent:
     and the zone editor change the model, zones and config through it.
     """
 
-    def __init__(self, config: AgentConfig, zones: ZonesDoc) -> None:
+    def __init__(self, config: AgentConfig, zones: ZonesDoc, config_path: Path | None = None) -> None:
         self.config = config
+        # shown in the start-up summary and `edge-agent status`
+        self.config_path = config_path.absolute() if config_path is not None else None
+        self.final: dict[str, int] = {}  # after `run`: frames, events produced, delivered, still queued
+        self.last_ota: dict | None = None  # the last OTA status reported
+        self._editor: ZoneEditor | None = None
         self.boot_id = secrets.token_hex(8)
         self.topics = Topics(config.site, config.device_id)
         self.camera_states: dict[str, str] = {c.id: "new" for c in config.cameras}
@@ -69,29 +82,39 @@ class Agent:
         self._audit: AuditLog | None = None
         self._ota_worker: OtaWorker | None = None
         self._lock = threading.Lock()
+        self.crash_announced = False  # after a crash: whether the broker got `offline`, reason `crashed`
 
     @property
     def zones(self) -> ZonesDoc:
         """The zones in force: the live ones while running, else the config file's."""
         return self.control.zones if self.control else self._file_zones
 
-    def status(self, state: str = "online") -> Status:
+    def status(self, state: str = "online", reason: str | None = None) -> Status:
         model = self.control.model if self.control else None
         return Status(
             state=state,
+            reason=reason,
             device_id=self.config.device_id,
             boot_id=self.boot_id,
             ts=now_ms(),
             agent_version=__version__,
             model=ModelInfo(name=model.manifest.name, sha256=model.sha256) if model else None,
-            zones_version=self._pipeline.zones_version if self._pipeline else self.zones.version,
+            zones_version=self.control.live_zones_version() if self.control else self.zones.version,
             cameras=dict(self.camera_states),
             audit_head=self._audit.head() if self._audit else None,
         )
 
-    def audit(self, actor: str, action: str, **details: object) -> None:
-        if self._audit is not None:
+    def audit(self, actor: str, action: str, **details: object) -> bool:
+        """Record in the audit log; False if the record could not be written (a full disk:
+        the log counts it and notes the gap once a record fits again). Never raises for it."""
+        if self._audit is None:
+            return True
+        try:
             self._audit.append(actor, action, **details)
+        except OSError as e:
+            log.warning("audit_record_lost", action=action, error=e.strerror or str(e))
+            return False
+        return True
 
     def publish_status(self) -> None:
         """Re-publish the retained status (kept for every reconnect)."""
@@ -109,44 +132,42 @@ class Agent:
         cfg = self.config
         layout = SlotLayout(cfg.state_dir / "ota") if cfg.ota is not None else None
         baseline = Baseline(ModelRef(cfg.model.manifest, cfg.models_dir), self._file_zones, {})
-        model_ref, zones, patch = served_setup(layout, baseline)
-        offline = Status(state="offline", device_id=cfg.device_id, boot_id=self.boot_id, ts=now_ms())
+        served = served_setup(layout, baseline)
+        offline = Status(state="offline", reason="lost", device_id=cfg.device_id, boot_id=self.boot_id, ts=now_ms())
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         stopping = threading.Event()
         with ExitStack() as stack:
-            self._audit = stack.enter_context(open_audit_log(cfg.state_dir / "audit.jsonl"))
+            ledger = LossLedger(cfg.state_dir / "losses.json")
+            self._audit = stack.enter_context(open_audit_log(cfg.state_dir / "audit.jsonl", ledger))
             stack.callback(lambda: self.audit("agent", "stop"))
-            outbox = stack.enter_context(Outbox(cfg.state_dir / "outbox.sqlite", cfg.outbox.max_bytes, cfg.outbox.max_age_s))
+            outbox = stack.enter_context(
+                Outbox(cfg.state_dir / "outbox.sqlite", cfg.outbox.max_bytes, cfg.outbox.max_age_s, ledger=ledger)
+            )
             link = MqttLink(
                 cfg.broker, cfg.device_id, outbox, self.topics.status, to_bytes(offline), cfg.outbox.max_inflight,
                 subscriptions=self._ota_topics() if layout else (), on_message=self._on_ota_message if layout else None,
+                warn_every_s=cfg.health.log_interval_s or BROKER_WARNING_EVERY_S,
             )  # fmt: skip
             readers = [CameraReader(c, self._on_camera_status) for c in cfg.cameras]
             watchdog = stack.enter_context(sdnotify.Watchdog(summary=self._summary))
-            live_config = patched_config(cfg, patch)
-            detector, live = open_detector(live_config, model_ref, zones)
-            manifest = live.manifest
-            self._pipeline = Pipeline(
-                readers,
-                detector,
-                manifest.classes,
-                manifest.class_map,
-                zones,
-                live_config.tracker,
-                EnvelopeBuilder(cfg.device_id, self.boot_id, secrets.token_bytes(32), cfg.subject_rotation_s),
-                self.topics,
-                _AuditedSink(outbox, self),
-                on_frame=watchdog.beat,
+            sink = CountingSink(_AuditedSink(outbox, self))
+            envelopes = EnvelopeBuilder(cfg.device_id, self.boot_id, secrets.token_bytes(32), cfg.subject_rotation_s)
+
+            # LiveControl opens the detector and fills in the setup (detector, classes, class map, zones, tracker).
+            make_pipeline = partial(
+                Pipeline, readers, envelopes=envelopes, topics=self.topics, sink=sink,
+                on_frame=lambda frames: watchdog.beat(),
                 aggregate_interval_s={cid: a.interval_s for cid, a in cfg.aggregates_only.items()},
-            )
-            # The live detector, whichever it is by then: a swap closes the ones before it.
-            stack.callback(lambda: self._pipeline.detector.close())
+            )  # fmt: skip
             self.control = LiveControl(
-                cfg, patch, live, zones, self._pipeline, self.audit, self.publish_status, layout, stopping
+                cfg, served, self._file_zones, make_pipeline, self.audit, self.publish_status, layout, stopping
             )
+            self._pipeline = self.control.pipeline
+            stack.callback(self.control.close)  # the live detector, whichever it is by then
+            zones = self.control.zones
             self.audit(
                 "agent", "start", agent_version=__version__, boot_id=self.boot_id,
-                model_sha256=live.sha256, zones_version=zones.version,
+                model_sha256=self.control.model.sha256, zones_version=zones.version,
             )  # fmt: skip
             with self._lock:
                 self._link = link
@@ -157,11 +178,18 @@ class Agent:
                 # Before the link connects, so that no retained manifest arrives with nobody to take it.
                 self._ota_worker = stack.enter_context(OtaWorker(self._applier(layout, baseline, link)))
             stack.enter_context(link)
-            self._start_health(stack, outbox, link, readers)
+            stack.push(lambda exc_type, _exc, _tb: self._announce_crash(link, exc_type))
+            self._start_health(stack, outbox, link, readers, DiskWatch(cfg.state_dir, ledger))
             if cfg.zone_editor.enabled:
-                stack.enter_context(self._zone_editor())
+                self._editor = stack.enter_context(self._zone_editor())
+            figures = LiveFigures(
+                cfg, self.config_path, self.boot_id, readers, self._pipeline, outbox, link, sink,
+                model=lambda: model_figures(self.control), zones=lambda: self.zones, extras=self._figure_extras,
+            )  # fmt: skip
+            stack.enter_context(StatusSocket(cfg.state_dir / SOCKET_NAME, figures.snapshot))
+            stack.enter_context(SummaryLoop(figures.snapshot, cfg.health.log_interval_s))
             sdnotify.ready()
-            log.info("agent_started", device_id=cfg.device_id, cameras=len(readers), model=manifest.name)
+            log.info("agent_started", **startup_fields(cfg, self.config_path, zones, model_figures(self.control)))
             stats = self._pipeline.run(stop, duration_s)
             stopping.set()
             log.info("pipeline_stopped", frames=stats.frames, events=stats.events, errors=stats.errors)
@@ -169,8 +197,27 @@ class Agent:
             _drain(outbox, link, stop, DRAIN_ON_EXIT_S)
             with self._lock:
                 self._link = None
-            link.close(final_status=(self.topics.status, to_bytes(self.status("offline"))))
+            link.close(final_status=(self.topics.status, to_bytes(self.status("offline", "stopped"))))
+            queued = outbox.stats().depth
+            self.final = {"frames": stats.frames, "produced": stats.events, "delivered": link.delivered, "queued": queued}
+            # queued events are durable and go out at the next start: a warning, not a failure
+            (log.warning if queued else log.info)("agent_stopped", broker=link.address, **self.final)
         return stats
+
+    def _figure_extras(self) -> dict:
+        """For `edge-agent status`: the last OTA report and the zone editor's address."""
+        editor = {"url": self._editor.url} if self._editor is not None else None
+        return {"ota": self.last_ota, "zone_editor": editor}
+
+    def _announce_crash(self, link: MqttLink, exc_type: type[BaseException] | None) -> bool:
+        """When an error ends `run`: the retained status says `offline`, reason `crashed`,
+        or, if that cannot reach the broker, the broker is asked to publish the last will."""
+        if exc_type is not None:
+            with self._lock:
+                self._link = None
+            final = (self.topics.status, to_bytes(self.status("offline", "crashed")))
+            self.crash_announced = link.close(final_status=final, crashed=True)
+        return False  # the error goes on up
 
     def _ota_topics(self) -> list[str]:
         """Update topics: this device's and its groups' (`edge/v1/{site}/groups/{group}/ota/{kind}`)."""
@@ -198,38 +245,29 @@ class Agent:
         identity = DeviceIdentity(cfg.device_id, tuple(cfg.groups), __version__)
         return Applier(
             self.control, layout, TrustStore.from_file(ota.trust_file), identity, baseline, settings,
-            report=lambda status: link.set_retained(self.topics.ota_status, status.to_bytes()),
+            report=lambda status: self._report_ota(link, status),
         )  # fmt: skip
 
+    def _report_ota(self, link: MqttLink, status: OtaStatus) -> None:
+        self.last_ota = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        link.set_retained(self.topics.ota_status, status.to_bytes())
+
     def _zone_editor(self) -> ZoneEditor:
-        assert self._pipeline is not None
+        assert self._pipeline is not None and self.control is not None
         return ZoneEditor(
             snapshot=self._pipeline.latest_image,
             current_zones=lambda: self.zones,
-            save_zones=self._save_edited_zones,
+            save_zones=self.control.save_edited_zones,
             camera_ids=lambda: [c.id for c in self.config.cameras],
             audit=lambda action, **details: self.audit("technician", action, **details),
+            live=self._pipeline.live_view.view,
+            token_file=self.config.state_dir / ZONE_EDITOR_TOKEN_FILE,
             port=self.config.zone_editor.port,
         )
 
-    def _save_edited_zones(self, zones: ZonesDoc) -> int:
-        """The zone editor's save: check, write the zones file (atomically, durably), apply live."""
-        control, path = self.control, self.config.zones_file
-        assert control is not None and path is not None  # running, and the config requires a zones file
-        if control.ota_serves_zones():
-            raise ConfigError("the zones of this box are managed over the air: change them from the fleet")
-        control.check_zones(zones)
-        write_atomic(path, yaml.safe_dump(zones.model_dump(mode="json"), sort_keys=False).encode("utf-8"))
-        control.swap_zones(zones, actor="technician")
-        return zones.version
-
-    def swap_zones(self, zones: ZonesDoc, actor: str) -> None:
-        """Apply a checked zones document at the next frame boundary, audited and shown in status."""
-        if self.control is None:
-            raise RuntimeError("the agent is not running")
-        self.control.swap_zones(zones, actor)
-
-    def _start_health(self, stack: ExitStack, outbox: Outbox, link: MqttLink, readers: list[CameraReader]) -> None:
+    def _start_health(
+        self, stack: ExitStack, outbox: Outbox, link: MqttLink, readers: list[CameraReader], disk: DiskWatch
+    ) -> None:
         """The periodic health message and, if configured, the same figures for Prometheus."""
         usage = ProcessUsage()
 
@@ -237,7 +275,10 @@ class Agent:
             stages = self._pipeline.timer.percentiles_ms() if self._pipeline else {}
             return build_health(
                 self.config.device_id, self.boot_id, [r.stats() for r in readers], stages,
-                outbox.stats(), link.reconnects, usage.sample(),
+                outbox.stats(), link.reconnects, usage.sample(), disk.check(),
+                self._pipeline.detect_fps() if self._pipeline else None,
+                detect_errors=self._pipeline.stats.errors if self._pipeline else 0, mqtt_rejected=link.rejected,
+                ota_refused=self._ota_worker.refused if self._ota_worker else 0,
             )  # fmt: skip
 
         def publish(health: Health) -> None:
@@ -267,17 +308,21 @@ class _AuditedSink:
                 self._agent.audit("rules", "alert", kind=kind, event_id=event_id)
 
 
-def open_audit_log(path: Path) -> AuditLog:
+def open_audit_log(path: Path, ledger: LossLedger) -> AuditLog:
     """Open the audit log; a damaged one (a power cut mid-write, or tampering) is set
-    aside, never appended to, and the new chain starts by saying so."""
+    aside, never appended to, and the new chain starts by saying so (with a full disk,
+    its first record after the gap says so)."""
     try:
-        return AuditLog(path)
+        return AuditLog(path, ledger)
     except AuditLogError as e:
         aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
         path.rename(aside)
         log.error("audit_log_damaged", problem=str(e), moved_to=str(aside))
-        audit = AuditLog(path)
-        audit.append("agent", "audit_log_damaged", problem=str(e), moved_to=aside.name)
+        audit = AuditLog(path, ledger)
+        try:
+            audit.append("agent", DAMAGED_ACTION, problem=str(e), moved_to=aside.name)
+        except OSError:
+            pass  # counted by the ledger: the gap record names it
         return audit
 
 

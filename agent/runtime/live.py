@@ -1,8 +1,8 @@
-"""Live changes to the running agent: model, zones and config swapped at a frame boundary.
+"""The one owner of what is live: model, zones and config, swapped at a frame boundary.
 
 `LiveControl` is the agent's `AgentControl` (agent/ota/control.py): the OTA
 applier drives it from its worker thread, and the zone editor saves through
-`swap_zones` from its HTTP thread. Every change waits until the frame loop has
+`save_edited_zones` from its HTTP thread. Every change waits until the frame loop has
 installed it (so "returned" means "live"), is written to the audit log with
 its old and new versions, and re-publishes the retained status. Changes are
 serialised: each one is built on the state the previous one left.
@@ -14,17 +14,28 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from agent.settings.config import AgentConfig, ConfigError, check_zones
+import structlog
+import yaml
+
 from agent.ota.control import Baseline, HealthSample, ModelRef
 from agent.ota.errors import OtaError
-from agent.ota.slots import SlotLayout, served_config_patch, served_model, served_zones
-from agent.runtime.pipeline import Pipeline
-from agent.core.tracker import TrackerConfig
+from agent.ota.slots import (
+    SlotLayout,
+    committed_zones,
+    served_config_patch,
+    served_model,
+    served_zones,
+)
+from agent.runtime.pipeline import FrameDetector, Pipeline
+from agent.settings.config import AgentConfig, ConfigError, check_zones
 from agent.settings.zones import ZonesDoc
+from engines.atomic import write_atomic
 from engines.detector import Detector
 from engines.manifest import ModelManifest, load_manifest
+
+log = structlog.get_logger(__name__)
 
 # Top-level config keys an update may change while running (None: any sub-key); the rest
 # (broker, cameras, state_dir...) need a restart and are refused.
@@ -87,17 +98,27 @@ def _merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def served_setup(layout: SlotLayout | None, baseline: Baseline) -> tuple[ModelRef, ZonesDoc, dict]:
+class Served(NamedTuple):
+    """What a starting agent serves, and the zones document last committed (see `LiveControl`)."""
+
+    model: ModelRef
+    zones: ZonesDoc
+    committed_zones: ZonesDoc
+    config_patch: dict[str, Any]
+
+
+def served_setup(layout: SlotLayout | None, baseline: Baseline) -> Served:
     """What to serve at start: the persisted OTA state's choice, never a guess (an unreadable state stops the start)."""
     if layout is None:
-        return baseline.model, baseline.zones, baseline.config_patch
+        return Served(baseline.model, baseline.zones, baseline.zones, baseline.config_patch)
     try:
         state = layout.store.load()
     except OtaError as e:
         raise ConfigError(f"OTA state: {e.message}") from e
-    return (
+    return Served(
         served_model(layout, state, baseline),
         served_zones(layout, state, baseline),
+        committed_zones(layout, state, baseline),
         served_config_patch(layout, state, baseline),
     )
 
@@ -113,37 +134,55 @@ def check_live_keys(patch: Mapping[str, Any]) -> None:
 
 
 class LiveControl:
-    """The agent's AgentControl over its running pipeline.
+    """The one owner of what is live: the config (with the OTA patch), the model, the zones
+    and the last committed zones document. It opens the first detector, builds the pipeline
+    around it (`make_pipeline(detector, class_names, class_map, zones, tracker_config)`), and
+    performs every later change by handing the pipeline a new setup at a frame boundary.
+    Everything else (the agent's status, the zone editor, the OTA applier) asks it.
 
-    `base_config` is the config file's; `patch` the config patch serving now (from OTA);
     `audit(actor, action, **details)` and `publish_status()` are the agent's; `layout` is
-    the OTA slot layout (None: OTA off), read for the versions an OTA switch moves between;
-    `stopping` is set once the frame loop has ended, so a switch fails at once instead of
-    waiting for a frame boundary that will not come.
+    the OTA slot layout (None: OTA off); `stopping` is set once the frame loop has ended,
+    so a switch fails at once instead of waiting for a frame boundary that will not come;
+    `opener` opens a detector (`open_detector`; tests wrap it).
+
+    Zones have one source of truth: the zones file holds the last committed document (a
+    technician's save, or an OTA update once it passed its health window) and the live
+    zones are that document, except during an OTA health window, when a rollback returns
+    to it. At start the file is rewritten if the OTA state says another document was
+    committed (a stop between the commit and the file's write).
     """
 
     def __init__(
         self,
         base_config: AgentConfig,
-        patch: dict[str, Any],
-        model: LiveModel,
-        zones: ZonesDoc,
-        pipeline: Pipeline,
-        audit: Callable[..., None],
+        served: Served,
+        file_zones: ZonesDoc,
+        make_pipeline: Callable[..., Pipeline],
+        audit: Callable[..., Any],
         publish_status: Callable[[], None],
         layout: SlotLayout | None,
         stopping: threading.Event,
+        opener: Callable[[AgentConfig, ModelRef, ZonesDoc], tuple[FrameDetector, LiveModel]] = open_detector,
     ) -> None:
         self._base = base_config
-        self.config = patched_config(base_config, patch)
-        self.model = model
-        self.zones = zones
-        self._pipeline = pipeline
+        self.config = patched_config(base_config, served.config_patch)
+        self.zones = served.zones
+        self._committed = served.committed_zones
         self._audit = audit
         self._publish_status = publish_status
         self._layout = layout
         self._stopping = stopping
+        self._open = opener
         self._switch_lock = threading.Lock()
+        if self._committed != file_zones:
+            self._write_zones_file(self._committed)
+        detector, self.model = opener(self.config, served.model, self.zones)
+        manifest = self.model.manifest
+        self.pipeline = make_pipeline(detector, manifest.classes, manifest.class_map, self.zones, self.config.tracker)
+
+    def close(self) -> None:
+        """Once the frame loop has ended: close the live detector."""
+        self.pipeline.close()
 
     # --- checks (any thread; nothing changes) ---
 
@@ -162,22 +201,29 @@ class LiveControl:
         if config.model.classes:
             self.model.manifest.class_ids(config.model.classes)
 
-    # --- switches: each returns once the change is live, or raises with the old one still live ---
+    # --- changes: each returns once the change is live, or raises with the old one still live ---
 
     def swap_zones(self, zones: ZonesDoc, actor: str) -> None:
-        """Apply a checked zones document at the next frame boundary. Trackers keep their tracks unless
-        the zones watch other classes: the detector filters classes when it opens, so it is reopened."""
+        """Apply a checked zones document at the next frame boundary, audited and shown in status."""
         with self._switch_lock:
-            old = self.zones.version
-            needed = detected_classes(self.config, self.model.manifest, zones)
-            kept = self.model.classes
-            if kept is None or needed is None or set(needed) <= set(kept):
-                self._wait(self._pipeline.swap_zones(zones))
-            else:
-                self.model = self._swap_detector(*open_detector(self.config, self.model.ref, zones), zones)
-            self.zones = zones
-            self._audit(actor, "zones_change", old_version=old, new_version=zones.version)
+            self._swap_zones(zones, actor)
         self._publish_status()
+
+    def save_edited_zones(self, zones: ZonesDoc) -> int:
+        """The zone editor's save, a commit: checked, written to the zones file, applied live;
+        refused while the fleet owns the zones (an OTA zones update applied or in progress)."""
+        with self._switch_lock:
+            self._refuse_if_ota_holds_zones()
+            self.check_zones(zones)
+            self._write_zones_file(zones)
+            try:
+                self._swap_zones(zones, "technician")
+            except BaseException:
+                self._write_zones_file(self._committed)  # the file keeps matching what is live
+                raise
+            self._committed = zones
+        self._publish_status()
+        return zones.version
 
     def switch_zones(self, zones: ZonesDoc) -> None:
         self.swap_zones(zones, actor="ota")
@@ -185,7 +231,7 @@ class LiveControl:
     def switch_model(self, model: ModelRef) -> None:
         with self._switch_lock:
             old = self.model
-            self.model = self._swap_detector(*open_detector(self.config, model, self.zones))
+            self._swap_detector(self.config, model)
             self._audit(
                 "ota", "model_change", **self._ota_versions("model"), old_model=old.manifest.name,
                 old_sha256=old.sha256, new_model=self.model.manifest.name, new_sha256=self.model.sha256,
@@ -196,54 +242,89 @@ class LiveControl:
         with self._switch_lock:
             config = patched_config(self._base, patch)
             # The detector is reopened with the new settings: its thresholds are fixed at open.
-            self.model = self._swap_detector(*open_detector(config, self.model.ref, self.zones), tracker=config.tracker)
+            self._swap_detector(config, self.model.ref)
             self.config = config
             self._audit("ota", "config_change", **self._ota_versions("config"), patch=patch)
         self._publish_status()
 
+    def commit(self, kind: str) -> None:
+        """An OTA update of `kind` passed its health window: what is live is the committed version."""
+        if kind != "zones":
+            return
+        with self._switch_lock:
+            self._committed = self.zones
+            try:
+                self._write_zones_file(self.zones)
+            except OSError as e:  # the OTA state says what is committed: the next start rewrites the file
+                log.warning("zones_file_not_written", error=e.strerror or str(e))
+
     # --- what is live ---
+
+    def committed_zones(self) -> ZonesDoc:
+        return self._committed
 
     def live_model_sha256(self) -> str:
         return self.model.sha256
 
     def live_zones_version(self) -> int:
-        return self._pipeline.zones_version
+        return self.zones.version
 
     def health(self) -> HealthSample:
-        return HealthSample(frames=self._pipeline.stats.frames, errors=self._pipeline.stats.errors)
+        return HealthSample(frames=self.pipeline.stats.frames, errors=self.pipeline.stats.errors)
 
     def publish_status(self) -> None:
         self._publish_status()
 
-    def ota_serves_zones(self) -> bool:
-        """True while the zones come from an OTA slot: the fleet, not the zones file, owns them then."""
-        return self._layout is not None and self._layout.store.load().served_slot("zones") is not None
-
     # --- internals (callers hold the switch lock) ---
 
-    def _swap_detector(
-        self, detector: Detector, model: LiveModel, zones: ZonesDoc | None = None, tracker: TrackerConfig | None = None
-    ) -> LiveModel:
-        """Swap in an opened detector (with `zones` and `tracker` if given, else the live ones); returns `model`."""
-        manifest = model.manifest
-        try:
-            applied = self._pipeline.swap_detector(
-                detector, manifest.classes, manifest.class_map, tracker or self.config.tracker, zones
-            )
-        except BaseException:  # the rules did not build for the new classes: the old setup stays
-            detector.close()
-            raise
-        self._wait(applied, detector)
-        return model
+    def _swap_zones(self, zones: ZonesDoc, actor: str) -> None:
+        """Trackers keep their tracks unless the zones watch other classes: the detector
+        filters classes when it opens, so it is reopened then."""
+        old = self.zones.version
+        needed = detected_classes(self.config, self.model.manifest, zones)
+        kept = self.model.classes
+        if kept is None or needed is None or set(needed) <= set(kept):
+            self._wait(self.pipeline.swap(zones=zones))
+        else:
+            self._swap_detector(self.config, self.model.ref, zones)
+        self.zones = zones
+        self._audit(actor, "zones_change", old_version=old, new_version=zones.version)
 
-    def _wait(self, applied: threading.Event, detector: Detector | None = None) -> None:
+    def _swap_detector(self, config: AgentConfig, ref: ModelRef, zones: ZonesDoc | None = None) -> None:
+        """Open `ref` with `config` for `zones` (else the live ones) and swap it in with them."""
+        detector, model = self._open(config, ref, zones or self.zones)
+        manifest = model.manifest
+        changes = {} if zones is None else {"zones": zones}
+        self._wait(
+            self.pipeline.swap(
+                detector=detector, class_names=manifest.classes, class_map=manifest.class_map,
+                tracker_config=config.tracker, **changes,
+            )
+        )  # fmt: skip
+        self.model = model
+
+    def _wait(self, applied: threading.Event) -> None:
         """Wait until the loop installed the swap; past the timeout or once the loop ended, withdraw it."""
         deadline = time.monotonic() + SWITCH_TIMEOUT_S
         while not applied.wait(_POLL_S):
-            if (self._stopping.is_set() or time.monotonic() > deadline) and self._pipeline.withdraw(applied):
-                if detector is not None:
-                    detector.close()
+            if (self._stopping.is_set() or time.monotonic() > deadline) and self.pipeline.withdraw(applied):
                 raise TimeoutError("the frame loop did not reach a frame boundary: the old setup stays live")
+
+    def _refuse_if_ota_holds_zones(self) -> None:
+        """ConfigError while the zones come from an OTA slot, or an OTA zones update is under way."""
+        if self._layout is None:
+            return
+        state = self._layout.store.load()
+        if state.update is not None and state.update.kind == "zones":
+            raise ConfigError("an over-the-air zones update is being applied: save again once it has ended")
+        if state.served_slot("zones") is not None:
+            raise ConfigError("the zones of this box are managed over the air: change them from the fleet")
+
+    def _write_zones_file(self, zones: ZonesDoc) -> None:
+        """Atomically and durably; no zones file configured: nothing to write."""
+        if self._base.zones_file is not None:
+            text = yaml.safe_dump(zones.model_dump(mode="json"), sort_keys=False)
+            write_atomic(self._base.zones_file, text.encode("utf-8"))
 
     def _ota_versions(self, kind: str) -> dict[str, int]:
         """old_version/new_version of the OTA update being switched (or rolled back); empty outside OTA."""

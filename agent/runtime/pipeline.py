@@ -6,8 +6,9 @@ runs the rules and writes the outbox, one batch behind (a one-slot queue
 between them). ONNX Runtime releases the GIL, so the Python stages of batch k
 run while batch k+1 is in inference.
 
-Zones, the detector and the tracker settings change only at a frame boundary:
-a swap is prepared by the caller (rules are built there, so a bad document
+Zones, the detector and the tracker settings change only at a frame boundary,
+when the owner of the live setup (agent/runtime/live.py) asks: a swap is
+prepared on the caller's thread (rules are built there, so a bad document
 fails before anything changes), handed over under a lock, installed by the
 loop thread between two batches, and passed down the queue in order, so the
 analytics thread switches rules and trackers exactly between the last batch of
@@ -19,7 +20,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -35,7 +36,8 @@ from agent.core.types import Detections, Frame
 from agent.io.live_view import LiveView
 from agent.io.metrics import StageTimer
 from agent.io.sources import CameraReader
-from agent.runtime.scheduler import DetectScheduler, crop, grey_region, uncrop
+from agent.runtime import tiles
+from agent.runtime.scheduler import DetectScheduler, grey_region
 from agent.settings.zones import ZonesDoc
 from agent.wire.envelope import encode
 from agent.wire.privacy import EnvelopeBuilder
@@ -147,11 +149,6 @@ class Pipeline:
         """The detector in use now (`close` closes it after `run`)."""
         return self._live.detector
 
-    @property
-    def zones(self) -> ZonesDoc:
-        """The zones in use now."""
-        return self._live.zones
-
     def latest_image(self, camera_id: str) -> np.ndarray | None:
         """The last frame processed for a camera: BGR uint8 (H, W, 3), never modified; None before the first.
         For the local zone editor only: the image never leaves the box."""
@@ -228,8 +225,7 @@ class Pipeline:
                     if all(c.reader.finished and len(c.reader.queue) == 0 for c in self._cameras.values()):
                         break
                     continue
-                batch = self._detect(frames)
-                if batch is not None:
+                for batch in self._detect(frames):
                     self._hand_over(handoff, batch)
         finally:
             self._hand_over(handoff, _DONE)
@@ -318,9 +314,11 @@ class Pipeline:
         """Detections per second of each camera over the last few seconds (health)."""
         return self._scheduler.detect_fps()
 
-    def _detect(self, frames: list[Frame]) -> tuple[list[Frame], list[Detections | None], list] | None:
-        """Detect the frames the scheduler picks, each on its camera's region; None marks a frame whose
-        boxes the tracker predicts. Also returns the analysis downscales made for motion gating."""
+    def _detect(self, frames: list[Frame]) -> Iterator[tuple[list[Frame], list[Detections | None], list]]:
+        """Batches for the analytics thread: first the frames whose boxes the tracker predicts (None),
+        so they need not wait for inference, then those the scheduler picked, each detected on its
+        camera's region. A camera has one frame here, so its frames stay in order. The analysis
+        downscales made for motion gating go along."""
         scheduler, cameras = self._scheduler, [self._cameras[f.camera_id] for f in frames]
         regions = [scheduler.region(f.camera_id, self._live.zones, f.size_wh) for f in frames]
         smalls = [
@@ -333,24 +331,25 @@ class Pipeline:
             fresh=[c.rules.needs_fresh_boxes for c in cameras],
             has_tracks=[len(c.tracker) > 0 for c in cameras],
         )
-        detections: list[Detections | None] = [None] * len(frames)
+        predicted = [i for i in range(len(frames)) if i not in chosen]
+        if predicted:
+            yield [frames[i] for i in predicted], [None] * len(predicted), [smalls[i] for i in predicted]
         if not chosen:
-            return frames, detections, smalls
+            return
         detector = self._live.detector
         try:
-            found = detector.detect([crop(frames[i].image, regions[i]) for i in chosen])
+            # a camera with dense zones is detected on their tiles too (crowd_density's crowded mode)
+            found = tiles.detect(detector, [(frames[i].image, regions[i], cameras[i].rules.tiles) for i in chosen])
         except Exception:
             # One bad batch must not end the loop; the count shows on health and fails an OTA health window.
-            log.exception("detect_failed", cameras=[f.camera_id for f in frames])
+            log.exception("detect_failed", cameras=[frames[i].camera_id for i in chosen])
             self.stats.errors += 1
-            return None
+            return
         for stage, seconds in detector.last_timings_s.items():
             self.timer.add(stage, seconds)
         scheduler.measured(sum(detector.last_timings_s.values()), len(chosen))
         self.stats.detected += len(chosen)
-        for i, dets in zip(chosen, found):
-            detections[i] = uncrop(dets, regions[i])
-        return frames, detections, smalls
+        yield [frames[i] for i in chosen], found, [smalls[i] for i in chosen]
 
     def _analyse(self, frames: list[Frame], detections: list[Detections | None], smalls: list) -> None:
         rows: list[tuple[str, str, bytes]] = []
@@ -361,7 +360,7 @@ class Pipeline:
             if dets is None:
                 tracks = camera.tracker.predict(frame.pts_ns, frame.size_wh)
             else:
-                tracks = camera.tracker.update(dets, frame.pts_ns, frame.size_wh)
+                tracks = replace(camera.tracker.update(dets, frame.pts_ns, frame.size_wh), seen=dets)
             t1 = time.perf_counter()
             events = camera.rules.update(tracks, frame, small)
             self.live_view.record(tracks, events, self._live.class_names)

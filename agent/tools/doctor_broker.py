@@ -24,7 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.settings.config import AgentConfig
-from agent.tools.doctor import CheckResult
+from agent.tools.checks import CheckResult
 from agent.wire.status import DoctorProbe, to_bytes
 from agent.wire.topics import Topics
 

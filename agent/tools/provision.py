@@ -29,8 +29,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from agent.io.sources import CameraConfig
 from agent.settings import paths
+from agent.settings.camera import CameraConfig
 from agent.settings.config import (
     AgentConfig,
     ConfigError,

@@ -53,9 +53,8 @@ class Tap:
         self._detector, self.sha256, self._agent = detector, sha256, agent
         self.closed_on: str | None = None
 
-    @property
-    def last_timings_s(self) -> dict[str, float]:
-        return self._detector.last_timings_s
+    def __getattr__(self, name: str) -> Any:  # last_timings_s, manifest, nms_iou...: the real detector's
+        return getattr(self._detector, name)
 
     def detect(self, images: list) -> list[Detections]:
         agent = self._agent
@@ -149,7 +148,9 @@ class LiveAgent:
         return self.opened[-1], model
 
     def _on_frame(self, frames: list[Frame]) -> None:
-        sha256, counts = self.ran.get_nowait()  # the detect of this batch: batches are analysed in order
+        # the detect of this batch: batches are analysed in order, and every frame is detected
+        # (the camera's default `detect` settings)
+        sha256, counts = self.ran.get_nowait()
         self.processed.extend(Processed(f.seq, sha256, n) for f, n in zip(frames, counts))
 
     def _audit(self, actor: str, action: str, **details: Any) -> bool:
