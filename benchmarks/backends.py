@@ -31,6 +31,7 @@ from benchmarks.machine import describe, model_info
 from benchmarks.report import print_table, summary_ms, write_result
 from engines.detector import Detector
 from engines.manifest import load_manifest, sha256_of
+from engines.progress import Progress
 
 BATCHES = (1, 2, 4, 8)
 REFERENCE = "onnxruntime fp32"
@@ -97,17 +98,19 @@ def measure(
     for label, b in cells:  # warm-up: first runs allocate arenas and pick kernels
         detectors[label].detect(frames[:b])
     order = random.Random(0)
-    for _ in range(rounds):
-        order.shuffle(cells)
-        for label, b in cells:
-            detector, deadline, start = detectors[label], time.perf_counter() + window_s, 0
-            while time.perf_counter() < deadline:
-                batch = [frames[(start + i) % len(frames)] for i in range(b)]
-                t0 = time.perf_counter()
-                detector.detect(batch)
-                calls[(label, b)].append(time.perf_counter() - t0)
-                infer[(label, b)].append(detector.last_timings_s["inference"])
-                start += b
+    with Progress(rounds * len(cells), f"measuring (about {rounds * len(cells) * window_s:.0f} s)") as bar:
+        for _ in range(rounds):
+            order.shuffle(cells)
+            for label, b in cells:
+                detector, deadline, start = detectors[label], time.perf_counter() + window_s, 0
+                while time.perf_counter() < deadline:
+                    batch = [frames[(start + i) % len(frames)] for i in range(b)]
+                    t0 = time.perf_counter()
+                    detector.detect(batch)
+                    calls[(label, b)].append(time.perf_counter() - t0)
+                    infer[(label, b)].append(detector.last_timings_s["inference"])
+                    start += b
+                bar.update()
     return {"calls": calls, "inference": infer}
 
 

@@ -21,14 +21,17 @@ done
 if ((${#missing[@]})); then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  echo "installing system packages: ${missing[*]}"
+  echo "[setup] installing system packages (a few minutes the first time): ${missing[*]}"
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv and installing the project (a few minutes the first time)"
   "$PYTHON" -m venv .venv
+else
+  echo "[setup] updating the project in .venv (seconds when nothing changed)"
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test,bench]'

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from engines.manifest import ModelError, ModelManifest, load_manifest, sha256_of
+from engines.progress import Progress, mebibytes
 
 _DOWNLOAD_CHUNK_BYTES = 1 << 16
 
@@ -21,6 +22,7 @@ def fetch_model(
     search_dirs: Sequence[Path],
     url_allowed: bool = True,
     timeout_s: float = 60.0,
+    progress: bool = False,
 ) -> Path:
     """Return dest_dir/<manifest.file> holding bytes with the manifest's SHA-256.
 
@@ -28,7 +30,7 @@ def fetch_model(
     file has the right hash; a download of manifest.url (when allowed), at most
     size_bytes read. Files are written to a temporary name and renamed, so
     dest_dir never holds a partial or unverified model. Raises ModelError
-    naming the file and what was wrong.
+    naming the file and what was wrong. `progress`: a progress bar on stderr while copying or downloading.
     """
     manifest = load_manifest(manifest_path)
     dest_dir = Path(dest_dir)
@@ -44,26 +46,33 @@ def fetch_model(
         if sha256_of(candidate) != manifest.sha256:
             rejected.append(f"{candidate}: wrong sha256")
             continue
-        _install(dest, manifest, f"copy of {candidate}", lambda out, src=candidate: _copy(src, out))
+        with _bar(manifest, f"copying {manifest.file}", progress) as bar:
+            _install(dest, manifest, f"copy of {candidate}", lambda out, src=candidate: _copy(src, out, bar.update))
         return dest
     if manifest.url is None or not url_allowed:
         why = "the manifest has no url" if manifest.url is None else "downloads are not allowed"
         tried = "; ".join(rejected) or "not found in " + ", ".join(map(str, search_dirs))
         raise ModelError(f"model file {manifest.file!r}: no good local copy ({tried}) and {why}")
-    _install(dest, manifest, f"download from {manifest.url}", lambda out: _download(manifest, out, timeout_s))
+    with _bar(manifest, f"downloading {manifest.file}", progress) as bar:
+        _install(dest, manifest, f"download from {manifest.url}", lambda out: _download(manifest, out, timeout_s, bar.update))
     return dest
 
 
-def _copy(src: Path, out: BinaryIO) -> str:
+def _bar(manifest: ModelManifest, label: str, shown: bool) -> Progress:
+    return Progress(manifest.size_bytes, label, show=mebibytes, shown=shown)
+
+
+def _copy(src: Path, out: BinaryIO, on_bytes: Callable[[int], None]) -> str:
     digest = hashlib.sha256()
     with open(src, "rb") as f:
         while chunk := f.read(_DOWNLOAD_CHUNK_BYTES):
             digest.update(chunk)
             out.write(chunk)
+            on_bytes(len(chunk))
     return digest.hexdigest()
 
 
-def _download(manifest: ModelManifest, out: BinaryIO, timeout_s: float) -> str:
+def _download(manifest: ModelManifest, out: BinaryIO, timeout_s: float, on_bytes: Callable[[int], None]) -> str:
     """Stream manifest.url into `out`, refusing more than size_bytes; returns the SHA-256 of what was written."""
     digest = hashlib.sha256()
     received = 0
@@ -77,6 +86,7 @@ def _download(manifest: ModelManifest, out: BinaryIO, timeout_s: float) -> str:
                     )
                 digest.update(chunk)
                 out.write(chunk)
+                on_bytes(len(chunk))
     except OSError as exc:  # URLError, HTTPError, timeouts
         raise ModelError(f"model file {manifest.file!r}: download from {manifest.url} failed: {exc}") from exc
     if received != manifest.size_bytes:

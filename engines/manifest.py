@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from engines.base import TensorSpec
 
@@ -46,6 +53,12 @@ class InputManifest(BaseModel):
         description="Where the aspect-preserving resize is placed in the input: the top-left corner."
     )
     pad_value: int = Field(ge=0, le=255, description="Pixel value (0..255) of the letterbox padding.")
+    graph_size_wh: tuple[PositiveInt, PositiveInt] | None = Field(
+        default=None,
+        description="Input width and height the graph file was saved with, when `size_wh` differs: the "
+        "graph's input is set to `size_wh` at load (ONNX Runtime; for graphs whose other shapes follow "
+        "their input, as YOLOX's), so one file serves several input sizes. Absent: the graph's own size.",
+    )
 
 
 class ModelManifest(BaseModel):
@@ -108,9 +121,18 @@ class ModelManifest(BaseModel):
 def load_manifest(path: Path) -> ModelManifest:
     """Parse and validate a manifest; errors name the file and every bad field."""
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{path}: cannot read manifest: {exc}") from exc
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read manifest: {exc.strerror or exc}") from exc
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except ValueError as exc:
+        if Path(path).suffix.lower() == ".onnx" or data.lstrip()[:1] not in (b"{", b"["):
+            raise ModelError(
+                f"{path} is a model file, not a manifest: give the manifest JSON that names it "
+                f"(e.g. models/yolox_nano.json; see the README's Models section)"
+            ) from exc
+        raise ModelError(f"{path}: cannot read manifest: not valid JSON: {exc}") from exc
     try:
         manifest = ModelManifest.model_validate(raw)
     except ValidationError as exc:
@@ -131,7 +153,9 @@ def resolve_model_file(manifest: ModelManifest, models_dir: Path) -> Path:
         if (folder / manifest.file).is_file():
             return folder / manifest.file
     raise ModelError(
-        f"model file {manifest.file!r} of {manifest.name!r} not found in {' or '.join(map(str, folders))}"
+        f"model file {manifest.file!r} of {manifest.name!r} not found in {' or '.join(map(str, folders))}: "
+        "point the models folder (models_dir, --models-dir or EDGE_AGENT_MODELS_DIR) at the folder holding it, "
+        "or put it there with `edge-agent models fetch`"
     )
 
 

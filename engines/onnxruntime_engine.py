@@ -50,7 +50,8 @@ class OnnxRuntimeEngine:
 
     A graph saved with batch 1 is made batch-dynamic at load when it runs a
     batch of 2 identically to two single runs; otherwise it stays fixed and
-    `max_batch` is 1 (callers loop).
+    `max_batch` is 1 (callers loop). `input_size_wh` runs the graph at another input size
+    than it was saved with (the manifest's `input.graph_size_wh`).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class OnnxRuntimeEngine:
         allow_spinning: bool = False,
         graph_optimization: Literal["disable", "basic", "extended", "all"] = "all",
         parallel_execution: bool = False,
+        input_size_wh: tuple[int, int] | None = None,
     ) -> None:
         self._log = structlog.get_logger("engines.onnxruntime").bind(model=str(model_path))
         self._options = dict(
@@ -74,9 +76,13 @@ class OnnxRuntimeEngine:
         )
         self._path = Path(model_path)
         model = _without_initializer_inputs(_load_onnx(self._path))
+        if input_size_wh is not None:
+            model = _with_input_size(model, input_size_wh)
         self._session = self._open_batched(model, max_batch)
         self.inputs = tuple(_spec(t) for t in self._session.get_inputs())
         self.outputs = tuple(_spec(t) for t in self._session.get_outputs())
+        if input_size_wh is not None:  # the outputs' shapes follow the input: as the graph computes them
+            self.outputs = _run_shapes(self._session, self.inputs[0], self.outputs)
         self._input_name = self.inputs[0].name
         self._output_names = [t.name for t in self.outputs]
         self._log.info("engine_opened", backend="onnxruntime", max_batch=self.max_batch, intra_op_threads=intra_op_threads)
@@ -167,6 +173,28 @@ def _without_initializer_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
         del model.graph.input[:]
         model.graph.input.extend(kept)
     return model
+
+
+def _with_input_size(model: onnx.ModelProto, size_wh: tuple[int, int]) -> onnx.ModelProto:
+    """A copy whose image input is (B, C, height, width) and whose outputs' other dimensions are left
+    for the graph to compute (they follow the input in graphs such as YOLOX's)."""
+    resized = onnx.ModelProto()
+    resized.CopyFrom(model)
+    dims = resized.graph.input[0].type.tensor_type.shape.dim
+    for dim, value in zip(dims[2:], (size_wh[1], size_wh[0])):
+        dim.dim_value = value
+    for output in resized.graph.output:
+        for i, dim in enumerate(output.type.tensor_type.shape.dim[1:], start=1):
+            dim.dim_param = f"{output.name}_dim{i}"
+    del resized.graph.value_info[:]  # shapes recorded for the saved size; ORT re-infers them
+    return resized
+
+
+def _run_shapes(session: ort.InferenceSession, image: TensorSpec, outputs: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
+    """`outputs` with the shapes one run of a blank image gives (the batch dimension as reported)."""
+    blank = np.zeros((1, *image.shape[1:]), np.float32)
+    values = session.run([o.name for o in outputs], {image.name: blank})
+    return tuple(TensorSpec(o.name, (o.shape[0], *v.shape[1:]), o.dtype) for o, v in zip(outputs, values))
 
 
 def _has_fixed_batch(value_info: onnx.ValueInfoProto) -> bool:

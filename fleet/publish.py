@@ -31,10 +31,10 @@ from cryptography.hazmat.primitives.serialization import (
 from pydantic import ValidationError
 
 from agent.ota.canonical import canonical_json_bytes
-from agent.ota.errors import describe_validation_error
 from agent.ota.manifest import MAX_MESSAGE_BYTES, Manifest, Signature, SignedManifest
 from agent.ota.report import DONE_STATES, FAILED_STATES
-from agent.ota.trust import TrustEntry, key_id_of, raw_public_bytes
+from agent.settings.errors import describe_validation_error
+from agent.settings.trust import TrustEntry, key_id_of, raw_public_bytes
 
 
 class FleetError(ValueError):

@@ -147,7 +147,9 @@ class Watchdog:
     def __enter__(self) -> Watchdog:
         if _socket_address() is None or not (self._armed or self._summary):
             return self  # nothing to send: no thread, beat() stays a counter
-        self._thread = threading.Thread(target=self._run, name="sd-watchdog", daemon=True)
+        # The first snapshot is taken here, not in the thread: a beat right after start
+        # (before the thread runs) must count as progress at the first tick.
+        self._thread = threading.Thread(target=self._run, args=(self._beats,), name="sd-watchdog", daemon=True)
         self._thread.start()
         return self
 
@@ -162,8 +164,7 @@ class Watchdog:
             self._thread.join()
             self._thread = None
 
-    def _run(self) -> None:
-        seen = self._beats
+    def _run(self, seen: int) -> None:
         while not self._stop.wait(self._interval_s):
             beats = self._beats
             assignments = []

@@ -30,9 +30,9 @@ from pydantic_settings import (
 
 from agent.analytics.camera import build_rules
 from agent.core.tracker import TrackerConfig
-from agent.io.sources import CameraConfig
-from agent.ota.trust import TrustStore
 from agent.settings import paths
+from agent.settings.camera import CameraConfig
+from agent.settings.trust import TrustStore
 from agent.settings.zones import ZonesDoc, load_zones
 from engines.manifest import ModelError, load_manifest, resolve_model_file
 

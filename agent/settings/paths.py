@@ -6,10 +6,10 @@ field (here and in the camera config) resolves against it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Iterator
 
 _BASE_DIR: ContextVar[Path | None] = ContextVar("config_base_dir", default=None)
 

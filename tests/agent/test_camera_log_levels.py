@@ -1,0 +1,38 @@
+"""A camera going offline is a warning with its reason; coming online is info."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from agent.io.sources import CameraReader
+from agent.settings.camera import CameraConfig
+from testbed.services import free_port
+
+
+def _records_until(reader: CameraReader, event: str, logs: list[dict], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not any(r["event"] == event for r in logs) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert any(r["event"] == event for r in logs), logs
+
+
+def test_an_unreachable_camera_is_a_warning_with_its_reason(captured_logs: list[dict]) -> None:
+    url = f"rtsp://127.0.0.1:{free_port()}/cam"  # nothing listens: FFmpeg is refused at once
+    config = CameraConfig(id="door", url=url, reconnect_min_s=30.0, reconnect_max_s=60.0, open_timeout_s=2.0)
+    logs = captured_logs
+    with CameraReader(config) as reader:
+        _records_until(reader, "camera.offline", logs)
+    offline = next(r for r in logs if r["event"] == "camera.offline")
+    assert offline["log_level"] == "warning" and offline["detail"] == "cannot open source"
+    assert offline["retry_in_s"] >= 15.0
+    assert next(r for r in logs if r["event"] == "camera.connecting")["log_level"] == "info"
+
+
+def test_a_camera_coming_online_is_info(media_dir: Path, captured_logs: list[dict]) -> None:
+    config = CameraConfig(id="plaza", url=str(media_dir / "vtest.avi"))
+    logs = captured_logs
+    with CameraReader(config) as reader:
+        _records_until(reader, "camera.online", logs)
+    online = next(r for r in logs if r["event"] == "camera.online")
+    assert online["log_level"] == "info" and online["detail"] == "768x576 @ 10.00 fps"
