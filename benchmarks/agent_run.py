@@ -111,7 +111,7 @@ def analyse(spec: RunSpec, messages: list[Stamped], sampler: ProcSampler, decode
         "spec": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items()},
         "zones_per_camera": zones_for(["cam0"]),
         "end_to_end_ms": summary_ms(latency_ms),
-        "events": {"received": len(events), "measured": len(latency_ms), "emitted": exit_stats.get("events")},
+        "events": {"received": len(events), "measured": len(latency_ms), "emitted": exit_stats.get("produced")},
         "frames": _frames(health, exit_stats, decode["source_fps"]),
         "stages_ms": {s: stages[s] for s in STAGES if s in stages},
         "decode_probe": decode,
@@ -138,7 +138,7 @@ def _frames(health: dict | None, exit_stats: dict, nominal_fps: float) -> dict:
 
 
 def _exit_stats(log: str) -> dict:
-    """The `{"frames": .., "events": ..}` line `edge-agent run` prints when it stops."""
+    """The `{"frames": .., "produced": .., ...}` line `edge-agent run` prints when it stops."""
     for line in reversed(log.splitlines()):
         if line.startswith('{"frames"'):
             return json.loads(line)

@@ -31,20 +31,22 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="result JSON (the PNG goes beside it)")
 
 
-def spec_for(args: argparse.Namespace, streams: int, manifest: Path, backend: str) -> RunSpec:
+def spec_for(args: argparse.Namespace, streams: int, manifest: Path, backend: str, detect: dict | None = None) -> RunSpec:
     return RunSpec(
         streams=streams, source=args.source, clip=(args.clip or data.default_clip()).resolve(),
         manifest=manifest.resolve(), models_dir=data.models_dir(), backend=backend, duration_s=args.duration,
-        warmup_s=args.warmup, decode_frames=args.decode_frames,
+        warmup_s=args.warmup, decode_frames=args.decode_frames, detect=detect,
     )  # fmt: skip
 
 
 def print_runs(title: str, runs: list[dict]) -> None:
-    cols = ["streams", "e2e p50", "p95", "p99", "max", "events", "drop %", "cam fps", "CPU %", "RSS MB", "RSS budget"]
+    cols = ["streams", "e2e p50", "p95", "p99", "max", "events", "drop %", "cam fps", "detect fps", "CPU %", "RSS MB",
+            "RSS budget"]
     print_table(f"{title}: end to end (ms), frames, resources", cols, [
         [r["streams"], *(r["end_to_end_ms"][k] for k in ("p50", "p95", "p99", "max")), r["events"]["measured"],
          None if r["frames"]["drop_fraction"] is None else 100 * r["frames"]["drop_fraction"],
-         r["frames"]["camera_fps_min"], r["resources"]["cpu_percent"], r["resources"]["rss_mb_peak"],
+         r["frames"]["camera_fps_min"], r["frames"].get("detect_fps_mean"), r["resources"]["cpu_percent"],
+         r["resources"]["rss_mb_peak"],
          r["resources"]["rss_budget_mb"]]
         for r in runs
     ])  # fmt: skip

@@ -11,6 +11,11 @@ first that failed. A run holds when its p99 end to end is within the budget,
 at most --max-drop of the frames read were dropped, and every camera kept at
 least 90% of its frame rate (a reader that falls behind an RTSP stream drops
 nothing but stamps late frames as new).
+
+--mode (repeat) picks which frames the detector sees, side by side in one run:
+`every` (every frame, whole image) and the named `detect` blocks of DETECT_MODES
+(agent/settings/detect.py): a detect rate apart from the frame rate with the
+tracker predicting between, motion gating, crops to the zones.
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ from benchmarks.plot import latency_figure
 from benchmarks.report import print_table, write_result
 
 MIN_RATE_SHARE = 0.9
+# name -> every camera's `detect` block (None: every frame of the whole image)
+DETECT_MODES: dict[str, dict | None] = {
+    "every": None,
+    "fps5": {"fps": 5.0},
+    "fps5-motion-crop": {"fps": 5.0, "motion": True, "crop_to_zones": True},
+}
 
 
 def failures(run: dict, budget_ms: float, max_drop: float) -> list[str]:
@@ -72,14 +83,15 @@ def search(
     return [runs[k] for k in sorted(runs)], good
 
 
-def _run(args: argparse.Namespace, manifest: Path, backend: str, streams: int) -> dict:
-    return run_agent(spec_for(args, streams, manifest, backend))
+def _run(args: argparse.Namespace, manifest: Path, backend: str, mode: str, streams: int) -> dict:
+    return run_agent(spec_for(args, streams, manifest, backend, DETECT_MODES[mode]))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", type=Path, action="append", help="model manifest (repeat; default yolox_nano)")
     parser.add_argument("--backend", action="append", help="inference backend (repeat; default onnxruntime)")
+    parser.add_argument("--mode", action="append", choices=sorted(DETECT_MODES), help="detect mode (repeat; default every)")
     parser.add_argument("--budget-ms", type=float, default=100.0, help="p99 frame-to-event budget")
     parser.add_argument("--max-drop", type=float, default=0.01, help="largest share of frames dropped")
     parser.add_argument("--start", type=int, default=1, help="first stream count")
@@ -88,22 +100,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.set_defaults(source="file")
     args = parser.parse_args(argv)
     manifests, backends = args.manifest or [data.DEFAULT_MANIFEST], args.backend or ["onnxruntime"]
+    modes = args.mode or ["every"]
     models = {m: model_info(m, data.models_dir()) for m in manifests}
     machine = describe(vars(args) | {"models": list(models.values())})
     configs = []
     for backend in backends:
         for manifest, model in models.items():
-            label = f"{backend} {model['name']} {model['precision']}"
-            print(f"{label}:", flush=True)
-            run_at = partial(_run, args, manifest, backend)
-            runs, best = search(run_at, args.start, args.max_streams, args.budget_ms, args.max_drop)
-            configs.append({"label": label, "backend": backend, "model": model, "max_streams": best, "runs": runs})
-            print_runs(label, runs)
+            for mode in modes:
+                label = f"{backend} {model['name']} {model['precision']} {mode}"
+                print(f"{label}:", flush=True)
+                run_at = partial(_run, args, manifest, backend, mode)
+                runs, best = search(run_at, args.start, args.max_streams, args.budget_ms, args.max_drop)
+                configs.append({"label": label, "backend": backend, "model": model, "mode": mode,
+                                "detect": DETECT_MODES[mode], "max_streams": best, "runs": runs})  # fmt: skip
+                print_runs(label, runs)
     print_table(
         f"streams per box (p99 <= {args.budget_ms:g} ms, drops <= {100 * args.max_drop:g}%)",
-        ["backend", "model", "precision", "max streams", "first failure"],
+        ["backend", "model", "precision", "mode", "max streams", "first failure"],
         [
-            [c["backend"], c["model"]["name"], c["model"]["precision"], c["max_streams"],
+            [c["backend"], c["model"]["name"], c["model"]["precision"], c["mode"], c["max_streams"],
              next(("; ".join(r["fails"]) for r in c["runs"] if r["fails"]), "none up to --max-streams")]
             for c in configs
         ],

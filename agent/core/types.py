@@ -38,6 +38,8 @@ class Tracks:
     ended: int64 (M,), ids of tracks that ended at this frame; every rule
     evicts its state for them.
     size_wh: (width, height) of the frame in pixels, to normalise geometry.
+    seen: every detection of this frame, confirmed as a track or not (what crowd counts read: in a
+    crowd, tracks confirm too slowly); None on a frame the detector did not see (predicted boxes).
     """
 
     camera_id: str
@@ -46,6 +48,7 @@ class Tracks:
     track_id: np.ndarray
     ended: np.ndarray
     size_wh: tuple[int, int]
+    seen: Detections | None = None
 
     def __post_init__(self) -> None:
         if self.track_id.shape != (len(self.detections),):

@@ -31,7 +31,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone  # not datetime.UTC: JetPack 6 ships Python 3.10
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from agent.io.ledger import LossLedger
@@ -234,12 +233,7 @@ class AuditLog:
     def __enter__(self) -> AuditLog:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def _resume(self) -> None:

@@ -17,7 +17,6 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from types import TracebackType
 
 import structlog
 
@@ -153,12 +152,7 @@ class Watchdog:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

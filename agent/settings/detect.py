@@ -35,9 +35,9 @@ class DetectSettings(BaseModel):
         description="share of the detected region's downscaled pixels that must change to call for the detector",
     )
     still_recheck_s: float = Field(
-        1.0, gt=0.0, le=60.0,
+        0.5, gt=0.0, le=60.0,
         description="with motion gating: a still scene that has tracks is detected again after this long, "
-        "so people standing still keep their tracks (keep it below the tracker's lost_timeout_s)",
+        "so people standing still keep their tracks (it must be below the tracker's lost_timeout_s)",
     )
     empty_recheck_s: float = Field(
         5.0, gt=0.0, le=600.0,
@@ -46,7 +46,8 @@ class DetectSettings(BaseModel):
     crop_to_zones: bool = Field(
         False,
         description="detect only on the part of the frame that covers the camera's zones and lines "
-        "(plus crop_margin), letterboxed to the model's input: cheaper and sharper for small people there",
+        "(plus crop_margin), letterboxed to the model's input, when that enlarges people by 1.25x or more: "
+        "sharper for small people there (the model's input, so its cost, is the same)",
     )
     crop_margin: float = Field(
         0.15, ge=0.0, le=1.0,

@@ -138,3 +138,12 @@ def test_peer_alternates_agent_peer_and_bare(tmp_path, models_dir, media_dir, sh
     assert set(result["results"]["ratios"]) == {
         "agent_over_peer_fps", "agent_over_bare_cpu_per_frame", "agent_over_bare_wall_per_frame"
     }
+
+
+def test_detect_accuracy_of_one_mode(tmp_path, models_dir, media_dir):
+    out = tmp_path / "accuracy.json"
+    result = run_script("detect_accuracy", ["--mode", "fps5 416"], models_dir, media_dir, out)
+    (mode,) = result["results"]["modes"].values()
+    assert result["results"]["ground_truth_line"] == [15, 13]
+    assert mode["frames"] == 795 and 0.3 < mode["detected_share"] <= 0.55
+    assert mode["line_in"] + mode["line_out"] > 0

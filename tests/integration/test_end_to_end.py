@@ -12,15 +12,12 @@ import sys
 import threading
 import time
 
-import numpy as np
 import pytest
 
-from agent.analytics.base import ClassSelector
-from agent.analytics.kinds.line_count import LineCountRule, LineSettings
-from agent.core.types import Detections, Tracks
 from agent.wire.envelope import Envelope
 from agent.wire.status import Status
 from testbed.agent_process import AgentProcess, base_config, write_config
+from testbed.ground_truth import gt_line_counts
 
 pytestmark = pytest.mark.integration
 
@@ -38,18 +35,6 @@ ZONES = {
     ],
     "lines": [{"id": "mid-path", "camera": "plaza", "points": LINE}],
 }
-
-
-def gt_line_counts(gt_path, line) -> tuple[int, int]:
-    """In/out counts of the clip's ground-truth tracks through the same rule."""
-    gt = np.loadtxt(gt_path, delimiter=",")
-    rule = LineCountRule("l", np.asarray(line, np.float32), ClassSelector(["person"], ["person"], {}), LineSettings())
-    for frame in range(1, int(gt[:, 0].max()) + 1):
-        g = gt[gt[:, 0] == frame]
-        xyxy = np.c_[g[:, 2], g[:, 3], g[:, 2] + g[:, 4], g[:, 3] + g[:, 5]].astype(np.float32)
-        det = Detections(xyxy, np.ones(len(g), np.float32), np.zeros(len(g), np.int32))
-        rule.update(Tracks("gt", frame * 100_000_000, det, g[:, 1].astype(np.int64), np.zeros(0, np.int64), (768, 576)))
-    return tuple(rule.counts["person"])
 
 
 def events_of(messages) -> list[Envelope]:
