@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from agent.core.events import Event
+from agent.core.events import Body, ClassName, Event, Id, Point, State, Tally
 from agent.core.geometry import points_in_polygon
 from agent.core.types import Tracks
 from agent.core.units import NS_PER_MS, NS_PER_S
@@ -27,7 +27,11 @@ class Settings(BaseModel):
 
 
 class Rule(Protocol):
-    """A pure, per-camera rule. State is bounded and evicted for `tracks.ended`."""
+    """A pure, per-camera rule. State is bounded and evicted for `tracks.ended`.
+
+    Between detections the rules see the tracker's predicted boxes (a camera's `detect.fps`);
+    a rule class that reads what a prediction cannot give (box shapes) says
+    `needs_fresh_boxes = True`, and its camera is then detected at every frame."""
 
     rule_id: str
 
@@ -79,7 +83,7 @@ class Spell:
     payload: Any
     started: bool = False
 
-    def duration_ms(self, now_ns: int, state: str) -> int:
+    def duration_ms(self, now_ns: int, state: State) -> int:
         """Time in the situation so far (started) or in all, up to the last time it held (ended)."""
         end_ns = now_ns if state == "started" else self.last_ns
         return max(end_ns - self.since_ns, 0) // NS_PER_MS
@@ -101,10 +105,10 @@ class Spells(Generic[K]):
         self._reset_ns = self._off_ns if reset_s is None else int(reset_s * NS_PER_S)
         self._spells: dict[K, Spell] = {}
 
-    def update(self, now_ns: int, active: dict[K, Any], gone: Iterable[K] = ()) -> list[tuple[K, str, Spell]]:
+    def update(self, now_ns: int, active: dict[K, Any], gone: Iterable[K] = ()) -> list[tuple[K, State, Spell]]:
         """active: key -> payload for every key whose condition holds now.
         Returns the transitions as (key, "started" | "ended", spell), in key order of appearance."""
-        out: list[tuple[K, str, Spell]] = []
+        out: list[tuple[K, State, Spell]] = []
         for key, payload in active.items():
             spell = self._spells.setdefault(key, Spell(now_ns, now_ns, payload))
             spell.last_ns, spell.payload = now_ns, payload
@@ -123,7 +127,7 @@ class Spells(Generic[K]):
         self,
         tracks: Tracks,
         active: dict[K, Any],
-        body: Callable[[K, str, int, Any], Any],
+        body: Callable[[K, State, int, Any], Any],
         gone: Iterable[K] = (),
         subject: Callable[[K], int | None] = lambda key: None,
     ) -> list[Event]:
@@ -155,17 +159,18 @@ def in_zone(tracks: Tracks, polygon: np.ndarray, classes: ClassSelector) -> np.n
 
 
 class TrackHistory:
-    """Recent anchors of each track, float (2,) normalised, kept for `window_s`; evicted
-    when a track ends or is unseen for the window."""
+    """Recent anchors of each track, float (2,) normalised (or where `project` puts them: metres on the
+    ground), kept for `window_s`; evicted when a track ends or is unseen for the window."""
 
-    def __init__(self, window_s: float) -> None:
+    def __init__(self, window_s: float, project: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self._window_ns = int(window_s * NS_PER_S)
+        self._project = project
         self._points: dict[int, deque[tuple[int, np.ndarray]]] = {}
 
     def update(self, tracks: Tracks, rows: np.ndarray) -> None:
         """Record the anchors of `rows` (int index array) at `tracks.pts_ns` and drop what is stale."""
         now = tracks.pts_ns
-        anchors = tracks.anchors_norm()
+        anchors = tracks.anchors_norm() if self._project is None else self._project(tracks.anchors_norm())
         for row in rows.tolist():
             self._points.setdefault(int(tracks.track_id[row]), deque()).append((now, anchors[row]))
         ended = set(tracks.ended.tolist())
@@ -176,7 +181,8 @@ class TrackHistory:
                 del self._points[tid]
 
     def velocity(self, track_id: int) -> np.ndarray | None:
-        """Mean velocity over the window, normalised units per second, float (2,); None below two samples."""
+        """Mean velocity over the window, units (normalised, or the projection's) per second, float (2,); None
+        below two samples."""
         q = self._points.get(track_id)
         if q is None or len(q) < 2 or q[-1][0] == q[0][0]:
             return None
@@ -186,12 +192,24 @@ class TrackHistory:
         return len(self._points)
 
 
+class DwellBody(Body):
+    """The body of a dwell situation (intrusion, loitering): a subject of a watched class stayed in a zone."""
+
+    zone_id: Id
+    state: State = Field(description="started when the dwell is reached, ended when the subject leaves or is lost")
+    class_name: ClassName
+    point: Point = Field(description="anchor point (bottom centre of the box)")
+    duration_ms: int = Field(ge=0, description="time in the zone so far (started) or in all (ended)")
+
+    def tally(self) -> Tally:
+        return Tally.situation(self.zone_id, self.state, self.duration_ms, self.class_name)
+
+
 class DwellRule:
     """One zone of one camera: a subject of a watched class whose anchor stays inside for `dwell_s` (gaps up to
-    `exit_grace_s` tolerated) starts once, and ends when it leaves or is lost. `body` is the kind's body class,
-    built with zone_id, state, class_name, point and duration_ms."""
+    `exit_grace_s` tolerated) starts once, and ends when it leaves or is lost. `body` is the kind's `DwellBody`."""
 
-    body: Callable[..., Any]
+    body: Callable[..., DwellBody]  # a DwellBody subclass, which fixes `kind`
 
     def __init__(self, zone_id: str, polygon: np.ndarray, classes: ClassSelector, settings: Any) -> None:
         self.rule_id = zone_id

@@ -6,23 +6,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from agent.analytics.base import DwellRule, Settings
+from agent.analytics.base import DwellBody, DwellRule, Settings
 from agent.analytics.registry import Kind, per_area
-from agent.core.events import Body, ClassName, Id, Point, State, Tally
 
 
-class IntrusionBody(Body):
+class IntrusionBody(DwellBody):
     """A subject of a watched class stayed inside a forbidden zone for at least its dwell time."""
 
     kind: Literal["intrusion"] = "intrusion"
-    zone_id: Id
-    state: State = Field(description="started when the dwell is reached, ended when the subject leaves or is lost")
-    class_name: ClassName
-    point: Point = Field(description="anchor point (bottom centre of the box)")
-    duration_ms: int = Field(ge=0, description="time inside the zone so far (started) or in all (ended)")
-
-    def tally(self) -> Tally:
-        return Tally.situation(self.zone_id, self.state, self.duration_ms, self.class_name)
 
 
 class IntrusionSettings(Settings):
