@@ -4,7 +4,7 @@ export EDGE_AGENT_MODELS_DIR ?= $(SHARED)/models
 export EDGE_AGENT_MEDIA_DIR ?= $(SHARED)/media
 PY = .venv/bin/python
 
-.PHONY: setup demo lint test unit soak schema bench eval-alarms eval-falls tune-falls clean
+.PHONY: setup demo lint test unit soak schema bench eval-alarms eval-falls tune-falls eval-crowd crowd-fit clean
 
 setup:
 	bash deploy/setup-debian.sh
@@ -59,6 +59,18 @@ eval-falls: setup
 tune-falls: setup
 	nice -n 10 $(PY) -m benchmarks.tune_falls --cache var/falls --labels $(EDGE_AGENT_MEDIA_DIR)/fall \
 		--json benchmarks/results/falls_tuning.json
+
+# crowd counts against the truth through the real pipeline (crowded mode, default settings): the Mall clip
+# (1000 frames) and the 80 ShanghaiTech B stills; MAE, MRE, bias, correlation (detections cached: ~15 min cold)
+eval-crowd: setup
+	nice -n 10 $(PY) -m benchmarks.eval_crowd --clip $(EDGE_AGENT_MEDIA_DIR)/crowd/mall_1001-2000_2fps.mp4 \
+		--counts $(EDGE_AGENT_MEDIA_DIR)/crowd/mall_1001-2000_counts.csv --cache var/crowd --json benchmarks/results/crowd_mall.json
+	nice -n 10 $(PY) -m benchmarks.eval_crowd --images $(EDGE_AGENT_MEDIA_DIR)/crowd/shanghaitech_b \
+		--counts $(EDGE_AGENT_MEDIA_DIR)/crowd/shanghaitech_b/counts.csv --cache var/crowd --json benchmarks/results/crowd_shanghaitech.json
+
+# the crowd area estimate's constants by cross-validation (halves of each set, both ways) on eval-crowd's cache
+crowd-fit: setup
+	nice -n 10 $(PY) -m benchmarks.crowd_fit --cache var/crowd --json benchmarks/results/crowd_fit.json
 
 schema: setup
 	.venv/bin/edge-agent schema --out schema

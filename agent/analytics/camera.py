@@ -9,12 +9,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.analytics.analyzers.downscale import downscale
 from agent.analytics.analyzers.settings import AnalysisSettings
 from agent.analytics.base import ClassSelector, Rule
 from agent.analytics.kinds import LINE_KINDS, ZONE_KINDS
 from agent.analytics.registry import Area
 from agent.core.events import Event
+from agent.core.ground import GroundPlane
 from agent.core.types import Frame, Tracks
 from agent.core.units import NS_PER_S
 
@@ -54,11 +54,20 @@ class CameraRules:
         `needs_fresh_boxes = True`): the camera is then detected at every frame."""
         return any(getattr(rule, "needs_fresh_boxes", False) for rule in self.rules)
 
+    @property
+    def tiles(self) -> list[tuple[np.ndarray, float]]:
+        """(zone polygon, zoom) of each rule that asks for its zone to be detected on tiles too (a rule
+        class's `tiles` attribute: crowd_density's crowded mode)."""
+        return [t for rule in self.rules if (t := getattr(rule, "tiles", None)) is not None]
+
     def update(self, tracks: Tracks, frame: Frame, small: np.ndarray | None = None) -> list[Event]:
         """`small`: the frame already downscaled to `width_px`, if the frame loop made it."""
         due = [a for a in self.analyzers if a.due(frame.pts_ns)]
         if due:
             if small is None:
+                # OpenCV only where frames are analysed: building rules (a config check) needs none
+                from agent.analytics.analyzers.downscale import downscale
+
                 small = downscale(frame.image, self.width_px)
             for a in due:
                 a.analyzer.observe(small, frame.pts_ns)
@@ -76,6 +85,7 @@ ANALYZERS = {
     "fire": "agent.analytics.analyzers.fire:FireAnalyzer",
     "static": "agent.analytics.analyzers.static:StaticAnalyzer",
     "silhouette": "agent.analytics.analyzers.silhouette:SilhouetteAnalyzer",
+    "crowd": "agent.analytics.analyzers.crowd:CrowdAnalyzer",
 }
 
 
@@ -101,15 +111,18 @@ class ZonesLike(Protocol):
     zones: list[Any]
     lines: list[Any]
 
+    def ground_plane(self, camera_id: str) -> GroundPlane | None: ...
+
 
 def build_rules(doc: ZonesLike, camera_id: str, class_names: list[str], class_map: dict[str, str]) -> CameraRules:
     """Instantiate the rules of one camera for a model's classes: for each of its zones and lines, the rule
     of every kind whose settings block the zone carries. Raises ValueError for a class the model lacks."""
     analyzers = CameraAnalyzers(doc.analysis)
+    ground = doc.ground_plane(camera_id)
     rules: list[Rule] = []
     for items, kinds, shape in ((doc.zones, ZONE_KINDS, "polygon"), (doc.lines, LINE_KINDS, "points")):
         for item in (i for i in items if i.camera == camera_id):
             area = Area(item.id, np.asarray(getattr(item, shape), dtype=np.float32),
-                        ClassSelector(item.classes, class_names, class_map), analyzers)  # fmt: skip
+                        ClassSelector(item.classes, class_names, class_map), analyzers, ground)  # fmt: skip
             rules.extend(kind.build(area, settings) for kind in kinds if (settings := getattr(item, kind.field)) is not None)
     return CameraRules(rules, list(analyzers.scheduled.values()), doc.analysis.width_px)

@@ -69,6 +69,11 @@ class SilhouetteAnalyzerSettings(Settings):
     )
 
 
+class CrowdAnalyzerSettings(Settings):
+    edge_low: int = Field(40, ge=1, le=1000, description="Canny's lower gradient threshold (grey levels) of a crowd edge")
+    edge_high: int = Field(120, ge=1, le=1000, description="Canny's upper gradient threshold (grey levels) of a crowd edge")
+
+
 class AnalysisSettings(Settings):
     width_px: int = Field(
         192, ge=64, le=1920, description="width of the frame the frame-level analyzers see, downscaled once per frame"
@@ -81,8 +86,13 @@ class AnalysisSettings(Settings):
     silhouette_fps: float = Field(
         10.0, gt=0.0, le=60.0, description="analyses per second of the silhouette analyzer (person down)"
     )
+    crowd_fps: float = Field(
+        10.0, gt=0.0, le=60.0, description="analyses per second of the crowd-edge analyzer (crowded zones; edges "
+        "are read with the boxes of the same frame, so keep it at least the camera's detect rate; ~0.2 ms each)"
+    )
     fire: FireAnalyzerSettings = Field(FireAnalyzerSettings(), description="fire colour and flicker settings")
     static: StaticAnalyzerSettings = Field(StaticAnalyzerSettings(), description="static foreground settings")
     silhouette: SilhouetteAnalyzerSettings = Field(
         SilhouetteAnalyzerSettings(), description="background subtraction settings (person down)"
     )
+    crowd: CrowdAnalyzerSettings = Field(CrowdAnalyzerSettings(), description="crowd-edge settings (crowded zones)")

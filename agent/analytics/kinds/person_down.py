@@ -3,26 +3,32 @@
 Evidence the detector's misses cannot erase (yolox_nano often sees a lying person in
 few frames or none):
 
-- the upright reference: the person's box while upright (height/width >= upright_ratio),
-  its top allowed to sink only slowly, so the upright-looking boxes in the middle of
-  a fall do not drag it down;
+- the upright reference: the person's box while upright (height/width >= upright_ratio);
+  its top may sink and its height shrink only slowly, so the upright-looking boxes in
+  the middle of a fall, or of sitting down, do not drag it down. A second, partial
+  box inside a bigger one is not a person of its own;
 - the box, when the detector sees the person low: its top dropped by `deep_drop_ratio`
   upright heights whatever its shape (a fall towards the camera keeps a squarish
   box), or by `drop_ratio` with a lying box;
-- the silhouette, when it does not: the moving-foreground blobs (silhouette analyzer,
-  background subtraction) under and beside where the person stood, whose highest
-  point dropped by `blob_drop_ratio` upright heights and whose area is at least
-  `blob_min_area` of the upright box: a body on the floor, not a person standing
-  there unseen. A person last seen at the frame's edge left it: no silhouette then.
+- the silhouette (silhouette analyzer: background subtraction), when the detector does
+  not see the person, or sees a box whose top dropped by `blob_drop_ratio` too: the
+  foreground under and beside where the person stood, less what other upright people
+  explain, must lie below that drop (at most `blob_max_above` of it above, over the
+  upright box: else a person standing there unseen) and cover `blob_min_area` of the
+  upright box (a body, not noise). Only for a person whose upright box was moving
+  foreground (a detection on still furniture is not) and who was not last seen at the
+  frame's left or right edge (leaving it).
 
 The drop must be fast: the first low sighting within `fall_s` of the last upright
 one (lying down slowly, or sitting first, passes through seconds of neither). Then
-it must hold for `down_s` (sitting down or bending and getting up passes). A fall
-often breaks the track, so a vanished person's reference moves to a new track that
-appears below it: position only, no identity. One situation per person, keyed by the
-track that was upright, `started` then `ended` once up again or gone for `up_grace_s`.
-"""
+it must hold for `down_s` (bending and getting up passes). A fall often breaks the
+track, so a vanished person's reference moves to a new track that appears below it:
+position only, no identity. One situation per person, keyed by the track that was
+upright, `started` then `ended` once up again or unseen for `up_grace_s`.
 
+The defaults were chosen by leave-one-room-out cross-validation on the 62 Le2i clips
+(`make eval-falls tune-falls`; held-out figures in the README).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,8 +71,8 @@ class PersonDownSettings(Settings):
         "shape (a fall towards the camera keeps a squarish box); sitting drops the top by about 0.3-0.5"
     )
     blob_drop_ratio: float = Field(
-        0.55, gt=0.0, le=2.0, description="drop of the silhouette's highest point where the person stood, in upright "
-        "heights, that is down when the detector does not see the person"
+        0.45, gt=0.0, le=2.0, description="drop, in upright heights, below which the silhouette where the person stood "
+        "must lie (when the detector does not see the person, or its box dropped as much)"
     )
     blob_min_area: float = Field(
         0.2, ge=0.0, le=10.0, description="smallest silhouette below that drop, share of the upright box's area "
@@ -87,12 +93,16 @@ class PersonDownSettings(Settings):
         0.15, ge=0.0, le=1.0, description="share of the upright box the silhouette must cover at the last upright "
         "sighting for the silhouette to be sought later (a detection on furniture is not moving foreground)"
     )
+    sink_min: float = Field(
+        0.05, ge=0.0, le=2.0, description="the silhouette is sought only for a person whose last box seen had its top "
+        "this far below the reference, in upright heights: going down, not hidden behind someone while walking"
+    )
     max_sink_per_s: float = Field(
-        0.25, gt=0.0, le=10.0, description="fastest the upright reference's top may sink, in heights per second; "
-        "walking towards a camera lowers it far slower, a fall drops it by 0.6-1 height within a second"
+        0.25, gt=0.0, le=10.0, description="fastest the upright reference's top may sink and its height shrink, in heights "
+        "per second; walking towards a camera lowers it far slower, a fall drops it by 0.6-1 height within a second"
     )
     fall_s: float = Field(
-        2.5, gt=0.0, le=60.0, description="the first low sighting must come within this of the last upright one: "
+        1.5, gt=0.0, le=60.0, description="the first low sighting must come within this of the last upright one: "
         "a fall is fast, lying down on purpose is not"
     )
     down_s: float = Field(2.0, ge=0.0, le=600.0, description="time down before the event starts; sitting down passes")
@@ -112,6 +122,7 @@ class _Person:
     seen_ns: int  # last upright sighting
     traceable: bool  # that box was away from the left and right sides, and moving foreground
     low_ns: int | None = None  # last low sighting since upright
+    sinking: bool = False  # the last box seen had its top `sink_min` below the reference: going down
 
 
 class PersonDownRule:
@@ -145,7 +156,8 @@ class PersonDownRule:
         rows = np.flatnonzero(in_zone(tracks, self._polygon, self._classes)).tolist()
         current = {int(tracks.track_id[r]) for r in rows}
         upright: dict[int, np.ndarray] = {}  # track id -> its upright box now
-        for r in rows:
+        seen_up: set[int] = set()  # tracks whose box now is not low enough for the silhouette to overrule it
+        for r in _whole(tracks.detections.xyxy, rows):
             tid = int(tracks.track_id[r])
             xyxy = tracks.detections.xyxy[r]
             x1, y1, x2, y2 = xyxy.tolist()
@@ -158,10 +170,13 @@ class PersonDownRule:
             if person is None:
                 continue
             drop = (y1 - person.top) / person.height
+            person.sinking = drop >= self._s.sink_min
             if drop >= self._s.deep_drop_ratio or (bw >= self._s.lying_ratio * bh and drop >= self._s.drop_ratio):
                 self._down(person, now, box_norm(xyxy, tracks.size_wh), active)
+            elif drop < self._s.blob_drop_ratio:
+                seen_up.add(tid)
         for tid, person in self._people.items():
-            if tid not in upright and person.key not in active and person.traceable:
+            if tid not in upright and tid not in seen_up and person.key not in active and person.traceable and person.sinking:
                 box = self._silhouette_down(person, size, [b for t, b in upright.items() if t != tid])
                 if box is not None:
                     self._down(person, now, box, active)
@@ -208,8 +223,9 @@ class PersonDownRule:
         return ((c0 + xs.min()) / mw, (line + ys.min()) / mh, (c0 + xs.max() + 1) / mw, (line + ys.max() + 1) / mh)
 
     def _follow(self, person: _Person | None, tid: int, xyxy: np.ndarray, size: np.ndarray, now: int) -> _Person:
-        """The reference after an upright box: it rises freely but sinks at most `max_sink_per_s`
-        heights per second, so the upright-looking boxes in the middle of a fall do not drag it down."""
+        """The reference after an upright box: its top rises and its height grows freely, but they sink and
+        shrink by at most `max_sink_per_s` heights per second, so the upright-looking boxes in the middle of a
+        fall, or of a person sitting down, do not drag it down."""
         x1, y1, x2, y2 = xyxy.tolist()
         m, mask = self._s.edge_margin, self._silhouette.mask
         inside = x1 > m * size[0] and x2 < (1 - m) * size[0]
@@ -219,9 +235,9 @@ class PersonDownRule:
             inside = box.size > 0 and float(box.mean()) >= self._s.upright_fg_min
         if person is None:
             return _Person(tid, y1, y2 - y1, x1, x2, now, inside)
-        floor = person.top + self._s.max_sink_per_s * person.height * (now - person.seen_ns) / NS_PER_S
-        top, height = (y1, y2 - y1) if y1 <= floor else (floor, person.height)
-        return _Person(person.key, top, height, x1, x2, now, inside)
+        sink = self._s.max_sink_per_s * person.height * (now - person.seen_ns) / NS_PER_S
+        top, height = min(y1, person.top + sink), max(y2 - y1, person.height - sink)
+        return _Person(person.key, top, height, x1, x2, now, inside, sinking=y1 - top >= self._s.sink_min * height)
 
     def _relink(self, tid: int, x1: float, x2: float, top: float, current: set[int]) -> _Person | None:
         """Move the reference of a person not seen now, whose upright box overlaps this one horizontally
@@ -245,3 +261,14 @@ KIND = Kind(
     name="person_down", body=PersonDownBody, settings=PersonDownSettings, field="person_down", build=_build,
     description="raise person-down events (absent: off)",
 )  # fmt: skip
+
+
+def _whole(xyxy: np.ndarray, rows: list[int]) -> list[int]:
+    """The rows whose box is not mostly (70 %) inside a bigger box of the same frame: a second, partial
+    detection of one person (their upper body while they sit down) is not a person of its own."""
+    b = xyxy[rows]
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    w = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
+    inside = (w * h >= 0.7 * area[:, None]) & (area[None, :] > area[:, None])
+    return [r for r, part in zip(rows, inside.any(axis=1)) if not part]

@@ -130,3 +130,19 @@ def test_static_analyzer_ignores_lighting_changes_and_ghosts():
             img[30:70, 40:60] = 25  # stood there from the start, walks off at 6 s
         a.observe(np.clip(img, 0, 255).astype(np.uint8), t * 500_000_000)
         assert len(a.boxes) == 0, t
+
+
+def test_fire_class_of_the_model_raises_fire_once_it_persists():
+    a = FireAnalyzer(FireAnalyzerSettings())  # sees nothing: a grey frame
+    fire_class = ClassSelector(["fire"], CLASSES, {"car": "fire"})  # class 1 stands in for a model's fire class
+    rule = FireRule("z", FULL, fire_class, a, FireSettings(persist_s=1.0, gap_s=0.3, off_s=1.0))
+    grey = np.full((96, 160, 3), 90, np.uint8)
+    bodies = []
+    for t in range(60):  # 10 fps: seen for 0.5 s, gone 0.5 s, then seen for 3 s
+        a.observe(grey, t * FRAME_NS)
+        seen = 5 > t or 10 <= t < 40
+        bodies += [(t, e.body) for e in rule.update(tracks(t, [(1, 0.5, 0.5, 1)] if seen else []))]
+    assert [(t, b.state, b.source, b.reasons) for t, b in bodies] == [
+        (20, "started", "detection", ["model_class"]),
+        (50, "ended", "detection", ["model_class"]),
+    ]

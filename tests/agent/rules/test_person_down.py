@@ -11,6 +11,7 @@ LIE = (400, 400, 550, 450)  # top dropped by 0.67 height, lying
 TOWARDS = (440, 560, 510, 630)  # fallen towards the camera: squarish, top dropped by 1.7 heights
 AT_EDGE = (960, 300, 1000, 450)  # upright at the frame's right side
 ON_FLOOR = (400, 400, 560, 455)  # a silhouette lying where STAND stood
+GOING_DOWN = (450, 340, 500, 450)  # still upright, but its top 0.27 height down: the fall has begun
 # the silhouette of a person seated in SIT: head and torso above the seat, thighs, lower legs
 SEATED = [(455, 360, 495, 405), (440, 405, 510, 420), (490, 420, 510, 450)]
 
@@ -68,7 +69,7 @@ def test_no_upright_reference_no_event():
 
 
 def test_a_fall_the_detector_does_not_see_is_found_in_the_silhouette():
-    events, r = states([(STAND, 20), (None, ON_FLOOR, 30), (None, None, 50)])
+    events, r = states([(STAND, 20), (GOING_DOWN, 1), (None, ON_FLOOR, 30), (None, None, 50)])
     assert [s for s, _ in events] == ["started", "ended"]
     assert r.state_size() == 0
 
@@ -80,18 +81,25 @@ def test_lying_down_slowly_does_not_fire():
 
 
 def test_leaving_the_frame_or_the_room_does_not_fire():
-    assert states([(AT_EDGE, 20), (None, (950, 400, 1000, 455), 40)])[0] == []  # lost at the side edge
-    assert states([(STAND, 20), (None, None, 40)])[0] == []  # gone through a door: nothing left where they stood
+    going_down_at_edge = (960, 340, 1000, 450)
+    assert states([(AT_EDGE, 20), (going_down_at_edge, 1), (None, (950, 400, 1000, 455), 40)])[0] == []  # the side
+    assert states([(STAND, 20), (GOING_DOWN, 1), (None, None, 40)])[0] == []  # a door: nothing left where they stood
 
 
 def test_a_person_standing_unseen_is_not_down():
-    events, _ = states([(STAND, 20), (None, (440, 290, 510, 455), 40)])  # the detector misses, the silhouette stands
-    assert events == []
+    standing = (440, 290, 510, 455)
+    assert states([(STAND, 20), (GOING_DOWN, 1), (None, standing, 40)])[0] == []  # the detector misses them
 
 
 def test_a_detection_on_still_furniture_is_not_traced_in_the_silhouette():
     # a "person" box that never moves is background: someone passing below it later is not its fall
-    events, _ = states([(STAND, None, 20), (None, ON_FLOOR, 40)])
+    events, _ = states([(STAND, None, 20), (GOING_DOWN, None, 1), (None, ON_FLOOR, 40)])
+    assert events == []
+
+
+def test_a_person_hidden_while_walking_is_not_sought_in_the_silhouette():
+    # the box vanished without going down first (someone walked in front): what lies below is someone else's
+    events, _ = states([(STAND, 20), (None, ON_FLOOR, 40)])
     assert events == []
 
 

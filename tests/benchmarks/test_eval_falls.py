@@ -1,0 +1,55 @@
+"""`benchmarks.eval_falls` runs the real pipeline over a folder of labelled clips and records what the
+rules saw; `benchmarks.tune_falls` replays the rule on the recording. Plumbing on one short clip; the
+figures come from `make eval-falls tune-falls` on all 62."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+CLIP = "le2i_coffee01_v01"  # 157 frames, a fall at frames 48-80
+
+
+def run(module: str, args: list[str], models_dir: Path) -> str:
+    env = os.environ | {"EDGE_AGENT_MODELS_DIR": str(models_dir)}
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_eval_then_tune_on_one_clip(media_dir, models_dir, tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for suffix in (".mp4", ".txt"):
+        (clips / f"{CLIP}{suffix}").symlink_to(media_dir / "fall" / f"{CLIP}{suffix}")
+    out = run("benchmarks.eval_falls", ["--clips", str(clips), "--cache", str(tmp_path / "cache"),
+                                        "--json", str(tmp_path / "falls.json")], models_dir)  # fmt: skip
+    assert "coffee01" in out and "added by person_down" in out
+    result = json.loads((tmp_path / "falls.json").read_text())
+    assert result["rooms"]["all"]["detected"] == 1 and result["rooms"]["all"]["false_alarm_clips"] == []
+    assert result["cost"]["person_down_ms_per_frame"] > 0
+    assert (tmp_path / "cache" / f"{CLIP}.npz").is_file()
+
+    run("benchmarks.tune_falls", ["--cache", str(tmp_path / "cache"), "--labels", str(clips),
+                                  "--json", str(tmp_path / "tuning.json")], models_dir)  # fmt: skip
+    tuning = json.loads((tmp_path / "tuning.json").read_text())
+    assert tuning["held_out"]["coffee01"]["fall_clips"] == 1
+    assert set(tuning["shipped"]) == set(tuning["grid"])
+
+
+def test_eval_names_a_folder_without_labels(models_dir, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.eval_falls", "--clips", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0 and f"no clip with a .txt label beside it in {tmp_path}" in done.stderr
