@@ -66,7 +66,7 @@ def test_broker_sigkilled_repeatedly_while_the_agent_publishes(tmp_path, mosquit
         consumer.close()
     assert result.lost_by_agent == 0
     assert result.committed > 1000 and result.delivered + result.lost_by_killed_broker == result.committed
-    assert agent.io.health()[-1].outbox.dropped == 0 and agent.io.health()[-1].mqtt_reconnects >= 3
+    assert agent.health()[-1].outbox.dropped == 0 and agent.health()[-1].mqtt_reconnects >= 3
 
 
 def test_agent_sigkilled_and_restarted_loses_nothing(tmp_path, mosquitto):
@@ -91,14 +91,14 @@ def test_disk_full_during_an_outage_sheds_the_oldest_and_says_so(tmp_path, small
     agent.start()
     try:
         deadline = time.monotonic() + 120
-        while not any(h.outbox.dropped for h in agent.io.health()) and time.monotonic() < deadline:
+        while not any(h.outbox.dropped for h in agent.health()) and time.monotonic() < deadline:
             assert agent.proc.poll() is None, agent.log_tail()
             time.sleep(0.5)
         while len(agent.committed()) < 60_000 and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(1.5)  # a health message after the burst
         assert agent.proc.poll() is None, agent.log_tail()  # no crash
-        dropped = agent.io.health()[-1].outbox.dropped
+        dropped = agent.health()[-1].outbox.dropped
         assert dropped > 0  # health says so
         mosquitto.start()
         result = finish(agent, consumer, None)
@@ -106,7 +106,7 @@ def test_disk_full_during_an_outage_sheds_the_oldest_and_says_so(tmp_path, small
         consumer.close()
     print(f"disk full: dropped {dropped} of {result.committed}")
     # exactly the shed events are missing, and they are the oldest ones
-    assert result.committed - result.delivered == agent.io.health()[-1].outbox.dropped
+    assert result.committed - result.delivered == agent.health()[-1].outbox.dropped
     boot = next(iter(agent.committed())).split(":")[1]
     missing_seqs = {int(e.rsplit(":", 1)[1]) for e in agent.committed() - consumer.events.keys()}
     assert missing_seqs == set(range(1, len(missing_seqs) + 1)), f"boot {boot}: not the oldest"

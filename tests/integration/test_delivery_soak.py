@@ -28,10 +28,10 @@ def test_a_100k_backlog_drains_at_5x_the_live_rate_with_flat_memory(tmp_path, mo
         while len(agent.committed()) < BACKLOG:
             time.sleep(0.5)
         time.sleep(2.5)  # two health reports with the whole backlog waiting
-        before = agent.io.health()[-1]
+        before = agent.health()[-1]
         mosquitto.start()
         t0 = time.monotonic()
-        while (depth := agent.io.health()[-1].outbox.depth) > 2 * LIVE_RATE_HZ:
+        while (depth := agent.health()[-1].outbox.depth) > 2 * LIVE_RATE_HZ:
             assert time.monotonic() - t0 < 600, f"still {depth} waiting"
             time.sleep(0.2)
         drain_s = time.monotonic() - t0
@@ -40,7 +40,7 @@ def test_a_100k_backlog_drains_at_5x_the_live_rate_with_flat_memory(tmp_path, mo
         result = finish(agent, consumer, None)
     finally:
         consumer.close()
-    reports = agent.io.health()
+    reports = agent.health()
     rss = [h.rss_mb for h in reports]
     figures = {
         "backlog_events": before.outbox.depth,
