@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -16,8 +18,10 @@ GROUPS = ("site-paris", "canary")
 AGENT_VERSION = "1.2.0"
 NOW = datetime(2030, 1, 2, tzinfo=timezone.utc)
 
-GRAPH_SHA256 = "4bf5f704cd3bd900645a4303e0934ede13d9fb2135058b38005f4c2886c68576"
-GRAPH_SIZE_BYTES = 3616703
+# the repository's own manifest of the light person detector is the model an update ships
+LIGHT_MANIFEST: dict[str, Any] = json.loads((Path(__file__).resolve().parents[3] / "models" / "light_person_detector.json").read_text())
+GRAPH_SHA256 = LIGHT_MANIFEST["sha256"]
+GRAPH_SIZE_BYTES = LIGHT_MANIFEST["size_bytes"]
 
 _MODEL_PAYLOAD: dict[str, Any] = {
     "kind": "model",
@@ -29,30 +33,7 @@ _MODEL_PAYLOAD: dict[str, Any] = {
             "size_bytes": GRAPH_SIZE_BYTES,
         }
     ],
-    "model": {
-        "name": "light_person_detector",
-        "file": "light_person_detector.onnx",
-        "sha256": GRAPH_SHA256,
-        "size_bytes": GRAPH_SIZE_BYTES,
-        "url": None,
-        "license": "Apache-2.0",
-        "decoder": "yolox",
-        "precision": "fp32",
-        "input": {
-            "name": "images",
-            "size_wh": [192, 192],
-            "channel_order": "bgr",
-            "mean": [0.0, 0.0, 0.0],
-            "std": [1.0, 1.0, 1.0],
-            "letterbox": "top_left",
-            "pad_value": 114,
-        },
-        "outputs": {"output": [756, 6]},
-        "strides": [8, 16, 32],
-        "classes": ["person"],
-        "class_map": {"person": "person"},
-        "notes": "",
-    },
+    "model": LIGHT_MANIFEST,
     "calibration_report": {},
     "golden": {
         "frames": [
