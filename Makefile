@@ -64,9 +64,9 @@ tune-falls: setup
 # (1000 frames) and the 80 ShanghaiTech B stills; MAE, MRE, bias, correlation (detections cached: ~15 min cold)
 eval-crowd: setup
 	nice -n 10 $(PY) -m benchmarks.eval_crowd --clip $(EDGE_AGENT_MEDIA_DIR)/crowd/mall_1001-2000_2fps.mp4 \
-		--counts $(EDGE_AGENT_MEDIA_DIR)/crowd/mall_1001-2000_counts.csv --cache var/crowd --json benchmarks/results/crowd_mall.json
+		--counts $(EDGE_AGENT_MEDIA_DIR)/crowd/mall_1001-2000_counts.csv --cache var/crowd --cost 20 --json benchmarks/results/crowd_mall.json
 	nice -n 10 $(PY) -m benchmarks.eval_crowd --images $(EDGE_AGENT_MEDIA_DIR)/crowd/shanghaitech_b \
-		--counts $(EDGE_AGENT_MEDIA_DIR)/crowd/shanghaitech_b/counts.csv --cache var/crowd --json benchmarks/results/crowd_shanghaitech.json
+		--counts $(EDGE_AGENT_MEDIA_DIR)/crowd/shanghaitech_b/counts.csv --cache var/crowd --cost 3 --json benchmarks/results/crowd_shanghaitech.json
 
 # the crowd area estimate's constants by cross-validation (halves of each set, both ways) on eval-crowd's cache
 crowd-fit: setup

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from agent.analytics.base import ClassSelector, Rule
 from agent.core.events import Body
+from agent.core.ground import GroundPlane
 
 
 class Analyzers(Protocol):
@@ -29,12 +30,13 @@ class Analyzers(Protocol):
 @dataclass(frozen=True)
 class Area:
     """Where one rule watches: a zone (`geometry` its polygon (M, 2)) or a line ((2, 2), from a to b),
-    normalised; the classes it watches; and its camera's shared analyzers."""
+    normalised; the classes it watches; its camera's shared analyzers; and its camera's ground plane."""
 
     id: str
     geometry: np.ndarray
     classes: ClassSelector
     analyzers: Analyzers
+    ground: GroundPlane | None = None  # the camera's ground plane, when the zones document calibrates it
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,12 @@ class AgentConfig(BaseSettings):
             raise ValueError(f"aggregates_only names unknown cameras {unknown}")
         if self.zone_editor.enabled and self.zones_file is None:
             raise ValueError("zone_editor needs zones_file: that is where its saves go")
+        for camera in self.cameras:
+            if camera.detect.motion and camera.detect.still_recheck_s >= self.tracker.lost_timeout_s:
+                raise ValueError(
+                    f"cameras[{camera.id}].detect.still_recheck_s ({camera.detect.still_recheck_s}) must be below "
+                    f"tracker.lost_timeout_s ({self.tracker.lost_timeout_s}): people standing still would lose their tracks"
+                )
         return self
 
 

@@ -25,12 +25,17 @@ from agent.analytics.analyzers.settings import AnalysisSettings
 from agent.analytics.kinds import LINE_KINDS, ZONE_KINDS
 from agent.analytics.kinds.line_count import LineSettings
 from agent.core.geometry import polygon_area, polygon_is_simple
+from agent.core.ground import GroundPlane
 
 NormXY = Annotated[
     tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]],
     Field(description="normalised (x, y): 0..1 of the frame width and height"),
 ]
 RuleId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+# Caps that bound the work of checking a document (the simplicity check is quadratic in
+# the vertices of a polygon): the zone editor, `check-config` and OTA all go through them.
+MAX_POLYGON_POINTS = 100
+MAX_SHAPES = 128  # zones, and lines, per document
 
 
 def _simple_polygon(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -54,7 +59,8 @@ class _ZoneShape(_Strict):
     id: RuleId = Field(description="zone id, unique per camera; appears in events")
     camera: RuleId = Field(description="id of the camera the zone belongs to")
     polygon: Annotated[list[NormXY], AfterValidator(_simple_polygon)] = Field(
-        description="vertices in order, normalised 0..1; at least 3, not self-intersecting"
+        max_length=MAX_POLYGON_POINTS,
+        description=f"vertices in order, normalised 0..1; at least 3, at most {MAX_POLYGON_POINTS}, not self-intersecting",
     )
     classes: list[str] = Field(["person"], min_length=1, description="class names or class-map categories watched")
 
@@ -91,11 +97,42 @@ class Line(_Strict):
         return self
 
 
+MetresXY = Annotated[
+    tuple[Annotated[float, Field(ge=-1e5, le=1e5)], Annotated[float, Field(ge=-1e5, le=1e5)]],
+    Field(description="(x, y) on the ground in metres, in any frame of the site's choosing"),
+]
+
+
+class GroundCalibration(_Strict):
+    """A camera's ground plane: four points of the ground on its frame and where they are, in metres (the
+    corners of a floor marking, of tiles, of a measured rectangle). Zone areas, distances and speeds of that
+    camera can then be given in metres."""
+
+    camera: RuleId = Field(description="id of the camera calibrated")
+    image_points: tuple[NormXY, NormXY, NormXY, NormXY] = Field(
+        description="four points on the ground in the camera's frame, normalised; no three in a line"
+    )
+    ground_m: tuple[MetresXY, MetresXY, MetresXY, MetresXY] = Field(
+        description="the same four points' positions on the ground in metres, in the same order"
+    )
+
+    @model_validator(mode="after")
+    def _defines_a_plane(self) -> GroundCalibration:
+        self.plane()  # ValueError naming the problem when the points give no homography
+        return self
+
+    def plane(self) -> GroundPlane:
+        return GroundPlane(np.asarray(self.image_points), np.asarray(self.ground_m))
+
+
 class ZonesDoc(_Strict):
     version: int = Field(1, ge=1, description="zones version, increased by every change (shown in status)")
     analysis: AnalysisSettings = Field(AnalysisSettings(), description="frame-level analyzers, shared by all cameras")
-    zones: list[Zone] = Field([], description="polygons and the rules on them")
-    lines: list[Line] = Field([], description="counting lines")
+    zones: list[Zone] = Field([], max_length=MAX_SHAPES, description=f"polygons and the rules on them (at most {MAX_SHAPES})")
+    lines: list[Line] = Field([], max_length=MAX_SHAPES, description=f"counting lines (at most {MAX_SHAPES})")
+    ground: list[GroundCalibration] = Field(
+        [], max_length=MAX_SHAPES, description="ground-plane calibrations, at most one per camera (absent: no metres)"
+    )
 
     @model_validator(mode="after")
     def _unique_ids(self) -> ZonesDoc:
@@ -107,8 +144,26 @@ class ZonesDoc(_Strict):
             seen.add(key)
         return self
 
+    @model_validator(mode="after")
+    def _ground_under_zones(self) -> ZonesDoc:
+        cameras = [g.camera for g in self.ground]
+        if len(set(cameras)) != len(cameras):
+            raise ValueError("ground: at most one calibration per camera")
+        for zone in self.zones:
+            plane = self.ground_plane(zone.camera)
+            if plane is not None and not plane.on_ground(np.asarray(zone.polygon)).all():
+                raise ValueError(
+                    f"zone {zone.id!r} on camera {zone.camera!r} reaches above the horizon of the camera's ground "
+                    "calibration: draw it on the ground, or check the calibration's points"
+                )
+        return self
+
+    def ground_plane(self, camera_id: str) -> GroundPlane | None:
+        """The camera's ground plane, or None when the document does not calibrate it."""
+        return next((g.plane() for g in self.ground if g.camera == camera_id), None)
+
     def camera_ids(self) -> set[str]:
-        return {z.camera for z in self.zones} | {line.camera for line in self.lines}
+        return {z.camera for z in self.zones} | {line.camera for line in self.lines} | {g.camera for g in self.ground}
 
 
 def load_zones(path: Path) -> ZonesDoc:

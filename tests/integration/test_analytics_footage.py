@@ -59,7 +59,7 @@ def _gt_tracks(path: Path, size_wh=(768, 576), fps=10.0):
         xyxy = np.stack([r[:, 2], r[:, 3], r[:, 2] + r[:, 4], r[:, 3] + r[:, 5]], axis=1).astype(np.float32)
         det = Detections(xyxy.reshape(-1, 4), np.ones(len(r), np.float32), np.zeros(len(r), np.int32))
         ended = np.array([i for i, lf in last.items() if lf == f - 1], np.int64)
-        yield Tracks("cam", int((f - 1) * 1e9 / fps), det, r[:, 1].astype(np.int64), ended, size_wh)
+        yield Tracks("cam", int((f - 1) * 1e9 / fps), det, r[:, 1].astype(np.int64), ended, size_wh, seen=det)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,19 @@
-"""Abandoned object: an object (a bag-class track, or a static foreground region) still,
-with no person within a radius, for a time."""
+"""Abandoned object: an object still, with no person near it, for a time, and a story behind it.
+
+Two sources. A bag-class track still for long enough with nobody near (`detected_bag`). A
+static foreground region (something new that stays still) counts only when it has an owner
+who left: persons near it when it appeared (found in the recent tracks) of whom one was later
+seen away from it (`owner_left`). That rules out what appears with nobody there (lighting
+changes, shadows, a car's headlights), what was there at the start (it is background; a
+ghost of what left is dropped by the analyzer) and a person who lies down and stays still:
+the region appears under that person, who never walks away from it, and is as big as a
+person (`person_down`'s, never an abandoned object).
+"""
 
 from __future__ import annotations
 
+from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -12,7 +23,9 @@ from agent.analytics.base import ClassSelector, Settings, Spells, TrackHistory, 
 from agent.analytics.registry import Area, Kind
 from agent.core.events import Body, Box, Event, Id, State, Tally
 from agent.core.geometry import points_in_polygon
+from agent.core.ground import GroundPlane, required
 from agent.core.types import Tracks
+from agent.core.units import NS_PER_S
 
 if TYPE_CHECKING:  # the analyzer (OpenCV) is built by the camera, not imported with the kinds
     from agent.analytics.analyzers.static import StaticAnalyzer
@@ -27,6 +40,10 @@ class AbandonedObjectBody(Body):
     source: Literal["detection", "foreground"] = Field(description="a detected object class or a static foreground region")
     box: Box = Field(description="the object's box")
     duration_ms: int = Field(ge=0, description="time unattended so far (started) or in all (ended)")
+    reasons: list[Literal["detected_bag", "static_region", "owner_left"]] = Field(
+        min_length=1, max_length=3, description="the evidence that held: `detected_bag` (a still bag-class "
+        "detection), or `static_region` and `owner_left` (a new still region whose owner was seen walking away)",
+    )
 
     def tally(self) -> Tally:
         return Tally.situation(self.zone_id, self.state, self.duration_ms)
@@ -38,7 +55,19 @@ class AbandonedSettings(Settings):
     )
     owner_radius: float = Field(
         0.1, ge=0.0, le=1.0, description="a person whose box comes this close to the object (normalised "
-        "frame units) attends it"
+        "frame units) attends it; the persons this close when a static region appears are its owners"
+    )
+    owner_radius_m: float | None = Field(
+        None, gt=0.0, le=100.0, description="the radius in metres on the ground instead, between the object's and "
+        "the person's feet (the camera needs a ground calibration in the zones document); absent: owner_radius"
+    )
+    owner_lookback_s: float = Field(
+        4.0, ge=0.0, le=60.0, description="how far back before a static region is reported its owners are looked "
+        "for (the analyzer reports a region once it has been still for its still_s, 3 s by default)"
+    )
+    person_size: float = Field(
+        0.5, gt=0.0, le=10.0, description="a static region at least this share of its largest owner's box area is "
+        "that person lying still, never an abandoned object"
     )
     still_speed: float = Field(
         0.01, gt=0.0, le=1.0, description="a detected object slower than this (normalised units per s) is still"
@@ -49,9 +78,21 @@ class AbandonedSettings(Settings):
     )
 
 
+@dataclass(slots=True)
+class _Region:
+    """A static region followed from sample to sample: its box, when it was last reported, who was near it
+    when it appeared, the largest of their boxes then, and whether one of them was seen away from it since."""
+
+    box: np.ndarray
+    seen_ns: int
+    owners: set[int]
+    owner_area: float
+    owner_left: bool = False
+
+
 class AbandonedRule:
-    """One zone of one camera. Objects are keyed ("detection", track id) or ("foreground", n),
-    where static regions keep their key from one sample to the next by IoU."""
+    """One zone of one camera. Objects are keyed ("detection", track id) or ("foreground", n), where static
+    regions keep their key (and story) by IoU, also across a gap of up to `grace_s` in the analyzer's output."""
 
     def __init__(
         self,
@@ -61,61 +102,118 @@ class AbandonedRule:
         persons: ClassSelector,
         analyzer: StaticAnalyzer | None,
         settings: AbandonedSettings,
+        ground: GroundPlane | None = None,
     ) -> None:
         self.rule_id = zone_id
+        self._ground: GroundPlane | None = None  # set: owner distances on the ground, in metres
+        self._radius = settings.owner_radius
+        if settings.owner_radius_m is not None:
+            self._ground = required(ground, zone_id, "abandoned.owner_radius_m", "owner_radius")
+            self._radius = settings.owner_radius_m
         self._polygon = polygon
         self._objects = objects
         self._persons = persons
         self._analyzer = analyzer
         self._s = settings
         self._history = TrackHistory(1.0)
-        self._regions: dict[int, np.ndarray] = {}  # foreground key -> normalised box float (4,)
+        self._people: deque[tuple[int, np.ndarray, np.ndarray]] = deque()  # (pts_ns, track ids, boxes), recent persons
+        self._regions: dict[int, _Region] = {}
         self._next_key = 0
         self._spells: Spells[tuple[str, int]] = Spells(settings.unattended_s, settings.grace_s)
 
     def update(self, tracks: Tracks) -> list[Event]:
         w, h = tracks.size_wh
-        person_boxes = tracks.detections.xyxy[self._persons.mask(tracks)] / np.array([w, h, w, h], np.float32)
-        candidates = {**self._still_detections(tracks), **self._static_regions()}
+        rows = self._persons.mask(tracks)
+        ids, person_boxes = tracks.track_id[rows], tracks.detections.xyxy[rows] / np.array([w, h, w, h], np.float32)
+        if len(ids):
+            self._people.append((tracks.pts_ns, ids, person_boxes))
+        while self._people and tracks.pts_ns - self._people[0][0] > self._s.owner_lookback_s * NS_PER_S:
+            self._people.popleft()
+        candidates = {**self._still_detections(tracks), **self._left_regions(tracks.pts_ns, ids, person_boxes)}
         active = {
-            key: box
-            for key, box in candidates.items()
-            if points_in_polygon(_centre(box)[None], self._polygon)[0] and _nearest(box, person_boxes) > self._s.owner_radius
+            key: found
+            for key, found in candidates.items()
+            if points_in_polygon(_centre(found[0])[None], self._polygon)[0]
+            and self._gap(found[0], person_boxes) > self._radius
         }
         return self._spells.events(
             tracks,
             active,
-            lambda key, state, ms, box: AbandonedObjectBody(
-                zone_id=self.rule_id, state=state, source=key[0], box=tuple(box), duration_ms=ms
+            lambda key, state, ms, found: AbandonedObjectBody(
+                zone_id=self.rule_id, state=state, source=key[0], box=tuple(found[0]), duration_ms=ms, reasons=found[1]
             ),
             gone=[("detection", t) for t in tracks.ended.tolist()],
             subject=lambda key: key[1] if key[0] == "detection" else None,
         )
 
-    def _still_detections(self, tracks: Tracks) -> dict[tuple[str, int], np.ndarray]:
+    def _still_detections(self, tracks: Tracks) -> dict[tuple[str, int], tuple[np.ndarray, list[str]]]:
         rows = np.flatnonzero(self._objects.mask(tracks))
         self._history.update(tracks, rows)
         out = {}
         for r in rows.tolist():
             v = self._history.velocity(int(tracks.track_id[r]))
             if v is not None and np.hypot(*v) < self._s.still_speed:
-                out[("detection", int(tracks.track_id[r]))] = np.asarray(box_norm(tracks.detections.xyxy[r], tracks.size_wh))
+                box = np.asarray(box_norm(tracks.detections.xyxy[r], tracks.size_wh))
+                out[("detection", int(tracks.track_id[r]))] = (box, ["detected_bag"])
         return out
 
-    def _static_regions(self) -> dict[tuple[str, int], np.ndarray]:
+    def _left_regions(self, now_ns: int, ids: np.ndarray, boxes: np.ndarray) -> dict[tuple[str, int], tuple[np.ndarray, list[str]]]:
+        """The analyzer's static regions whose owner left and that are smaller than a person."""
         if self._analyzer is None:
             return {}
-        regions: dict[int, np.ndarray] = {}
+        seen: set[int] = set()
         for box in self._analyzer.boxes:
-            key = max(self._regions, key=lambda k: _iou(self._regions[k], box), default=None)
-            if key is None or key in regions or _iou(self._regions[key], box) < self._s.match_iou:
+            key = max(self._regions, key=lambda k: _iou(self._regions[k].box, box), default=None)
+            if key is None or key in seen or _iou(self._regions[key].box, box) < self._s.match_iou:
                 key, self._next_key = self._next_key, self._next_key + 1
-            regions[key] = box
-        self._regions = regions
-        return {("foreground", k): b for k, b in regions.items()}
+                self._regions[key] = self._appeared(box, now_ns)
+            region = self._regions[key]
+            region.box, region.seen_ns = box, now_ns
+            seen.add(key)
+        out = {}
+        for key, region in list(self._regions.items()):
+            if now_ns - region.seen_ns > self._s.grace_s * NS_PER_S:
+                del self._regions[key]
+                continue
+            owners_at = np.flatnonzero(np.isin(ids, list(region.owners)))
+            region.owner_left |= any(self._gap(region.box, boxes[i][None]) > self._radius for i in owners_at)
+            person_sized = _area(region.box) >= self._s.person_size * region.owner_area
+            if key in seen and region.owner_left and not person_sized:
+                out[("foreground", key)] = (region.box, ["static_region", "owner_left"])
+        return out
+
+    def _appeared(self, box: np.ndarray, now_ns: int) -> _Region:
+        """A new region. Its owners: the persons within `owner_radius` of it in the last `owner_lookback_s`
+        (the analyzer reports a region only once it has been still a while, so they may be leaving already)."""
+        last_gap: dict[int, float] = {}
+        owners: set[int] = set()
+        owner_area = 0.0
+        for _, ids, boxes in self._people:  # oldest first
+            for tid, b in zip(ids.tolist(), boxes):
+                last_gap[tid] = self._gap(box, b[None])
+                if last_gap[tid] <= self._radius:
+                    owners.add(tid)
+                    owner_area = max(owner_area, _area(b))
+        left = any(last_gap[tid] > self._radius for tid in owners)
+        return _Region(box, now_ns, owners, owner_area, left)
+
+    def _gap(self, box: np.ndarray, others: np.ndarray) -> float:
+        """How far `box` (4,) is from the nearest of `others` (K, 4), normalised boxes: the gap between the boxes,
+        or with `owner_radius_m` the ground distance in metres between their feet (bottom centres); inf when K = 0."""
+        if self._ground is None or len(others) == 0:
+            return _nearest(box, others)
+        feet = np.stack([(others[:, 0] + others[:, 2]) / 2, others[:, 3]], axis=1)
+        mine = np.repeat([[(box[0] + box[2]) / 2, box[3]]], len(others), axis=0)
+        return float(self._ground.distance_m(mine, feet).min())
 
     def state_size(self) -> int:
+        """Entries held for tracks and regions; the recent persons are bounded by time (owner_lookback_s) instead:
+        an owner must be found even when their track ended before the region was reported."""
         return len(self._history) + len(self._regions) + len(self._spells)
+
+
+def _area(box: np.ndarray) -> float:
+    return float(max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0))
 
 
 def _centre(box: np.ndarray) -> np.ndarray:
@@ -141,7 +239,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def _build(area: Area, settings: AbandonedSettings) -> AbandonedRule:
     objects, persons = area.classes.only({"person"}, exclude=True), area.classes.only({"person"})
-    return AbandonedRule(area.id, area.geometry, objects, persons, area.analyzers.get("static"), settings)
+    return AbandonedRule(area.id, area.geometry, objects, persons, area.analyzers.get("static"), settings, area.ground)
 
 
 KIND = Kind(

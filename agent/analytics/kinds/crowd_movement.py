@@ -8,8 +8,9 @@ import numpy as np
 from pydantic import Field
 
 from agent.analytics.base import ClassSelector, Settings, Spells, TrackHistory, in_zone
-from agent.analytics.registry import Kind, per_area
+from agent.analytics.registry import Kind
 from agent.core.events import Body, Event, Id, State, Tally
+from agent.core.ground import GroundPlane
 from agent.core.types import Tracks
 from agent.core.units import NS_PER_S
 
@@ -22,6 +23,10 @@ class CrowdMovementBody(Body):
     state: State = Field(description="started at the sudden change, ended when the motion is back to the baseline")
     count: int = Field(ge=0, description="moving subjects in the zone")
     value: float = Field(ge=0.0, le=1000.0, description="speed now over the baseline speed (a ratio)")
+    speed_mps: float | None = Field(
+        None, ge=0.0, le=1000.0, description="the median speed now on the ground in m/s (when the camera has a "
+        "ground calibration)"
+    )
     duration_ms: int = Field(ge=0, description="time since the change (started) or in all (ended)")
 
     def tally(self) -> Tally:
@@ -44,6 +49,10 @@ class CrowdMovementSettings(Settings):
         0.01, gt=0.0, le=10.0, description="floor of the baseline (normalised frame units per s), so people "
         "standing still then walking off do not count as a sudden movement"
     )
+    min_speed_mps: float = Field(
+        0.3, gt=0.0, le=20.0, description="the same floor in m/s, used instead when the camera has a ground "
+        "calibration (a slow walk is about 1 m/s)"
+    )
     on_s: float = Field(0.5, ge=0.0, le=60.0, description="time above the ratio before the situation starts")
     off_s: float = Field(3.0, ge=0.0, le=600.0, description="time below the release ratio before it ends")
 
@@ -52,19 +61,25 @@ class CrowdMovementRule:
     """One zone of one camera. The baseline is an exponential average of the zone's median speed
     in time (weights from `pts_ns`), so it means the same at any frame rate."""
 
-    def __init__(self, zone_id: str, polygon: np.ndarray, classes: ClassSelector, settings: CrowdMovementSettings) -> None:
+    def __init__(
+        self, zone_id: str, polygon: np.ndarray, classes: ClassSelector, settings: CrowdMovementSettings,
+        ground: GroundPlane | None = None,
+    ) -> None:  # fmt: skip
         self.rule_id = zone_id
         self._polygon = polygon
         self._classes = classes
         self._s = settings
-        self._history = TrackHistory(settings.speed_window_s)
+        # with a ground calibration, speeds are measured on the ground, in m/s
+        self._history = TrackHistory(settings.speed_window_s, None if ground is None else ground.to_m)
+        self._mps = ground is not None
+        self._min_speed = settings.min_speed_mps if self._mps else settings.min_speed
         self._baseline: float | None = None
         self._observed_ns = 0
         self._last_ns: int | None = None
         self._spells: Spells[str] = Spells(settings.on_s, settings.off_s)
 
     def median_speed(self, tracks: Tracks) -> tuple[int, float | None]:
-        """(subjects with a speed, their median speed in normalised units per s) after this frame."""
+        """(subjects with a speed, their median speed in normalised units per s, or m/s) after this frame."""
         rows = np.flatnonzero(in_zone(tracks, self._polygon, self._classes))
         self._history.update(tracks, rows)
         speeds = [np.hypot(*v) for r in rows.tolist() if (v := self._history.velocity(int(tracks.track_id[r]))) is not None]
@@ -75,13 +90,13 @@ class CrowdMovementRule:
         n, speed = self.median_speed(tracks)
         dt_s = 0.0 if self._last_ns is None else (now - self._last_ns) / NS_PER_S
         self._last_ns = now
-        active: dict[str, tuple[int, float]] = {}
+        active: dict[str, tuple[int, float, float | None]] = {}
         if n >= self._s.min_tracks and speed is not None:
             if self._baseline is not None and self._observed_ns >= self._s.warmup_s * NS_PER_S:
-                ratio = speed / max(self._baseline, self._s.min_speed)
+                ratio = speed / max(self._baseline, self._min_speed)
                 level = self._s.release_ratio if self._spells.is_started(self.rule_id) else self._s.ratio
                 if ratio >= level:
-                    active[self.rule_id] = (n, ratio)
+                    active[self.rule_id] = (n, ratio, round(min(speed, 1000.0), 2) if self._mps else None)
             self._observed_ns += int(dt_s * NS_PER_S)
             weight = min(dt_s / self._s.baseline_s, 1.0)
             self._baseline = speed if self._baseline is None else self._baseline + weight * (speed - self._baseline)
@@ -89,7 +104,8 @@ class CrowdMovementRule:
             tracks,
             active,
             lambda _, state, ms, p: CrowdMovementBody(
-                zone_id=self.rule_id, state=state, count=p[0], value=round(min(p[1], 1000.0), 2), duration_ms=ms
+                zone_id=self.rule_id, state=state, count=p[0], value=round(min(p[1], 1000.0), 2), speed_mps=p[2],
+                duration_ms=ms,
             ),
         )
 
@@ -99,4 +115,4 @@ class CrowdMovementRule:
 
 
 KIND = Kind(name="crowd_movement", body=CrowdMovementBody, settings=CrowdMovementSettings, field="crowd_movement", description="raise crowd movement events (absent: off)",
-            build=per_area(CrowdMovementRule))  # fmt: skip
+            build=lambda area, s: CrowdMovementRule(area.id, area.geometry, area.classes, s, area.ground))  # fmt: skip

@@ -7,8 +7,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from agent.analytics.base import ClassSelector, Settings
-from agent.analytics.registry import Kind, per_area
+from agent.analytics.base import Settings
+from agent.analytics.crowd import SMOOTH_S, CrowdedSettings, ZoneCount
+from agent.analytics.registry import Area, Kind
 from agent.core.events import Body, ClassName, Event, Id, Tally
 from agent.core.geometry import points_in_polygon
 from agent.core.types import Tracks
@@ -33,16 +34,25 @@ class OccupancySettings(Settings):
         1.0, ge=0.0, le=600.0, description="a new count is reported only after holding this long (hysteresis in time)"
     )
     min_change: int = Field(1, ge=1, le=1000, description="smallest change from the last reported count worth an event")
+    crowded: CrowdedSettings | None = Field(
+        None, description="count persons as crowd_density's crowded mode does (boxes seen now, smoothed, on tiles; "
+        "the area estimate where it takes over) instead of confirmed tracks; other classes still by tracks"
+    )
 
 
 class OccupancyRule:
     """One zone of one camera. A count that stays away from the last reported one for
     `settle_s` is reported. State is bounded by the number of watched classes."""
 
-    def __init__(self, zone_id: str, polygon: np.ndarray, classes: ClassSelector, settings: OccupancySettings) -> None:
-        self.rule_id = zone_id
-        self._polygon = polygon
-        self._classes = classes
+    def __init__(self, area: Area, settings: OccupancySettings) -> None:
+        self.rule_id = area.id
+        self._polygon = polygon = area.geometry
+        self._classes = classes = area.classes
+        crowded = settings.crowded
+        self.tiles = None if crowded is None else (polygon, crowded.zoom)
+        self._edges = area.analyzers.get("crowd") if crowded is not None and crowded.area_estimate else None
+        persons = classes.only({"person"}).class_ids
+        self._crowd = None if crowded is None or not len(persons) else ZoneCount(polygon, persons, SMOOTH_S, self._edges is not None)
         self._settle_ns = int(settings.settle_s * NS_PER_S)
         self._min_change = settings.min_change
         self._reported: dict[int, int] = {}
@@ -53,6 +63,10 @@ class OccupancyRule:
         inside = points_in_polygon(tracks.anchors_norm(), self._polygon) & self._classes.mask(tracks)
         ids, counts = np.unique(tracks.detections.class_id[inside], return_counts=True)
         now = dict(zip(ids.tolist(), counts.tolist()))
+        if self._crowd is not None:
+            self._crowd.update(tracks, None if self._edges is None else self._edges.edges)
+            now.update(dict.fromkeys(self._crowd.person_ids.tolist(), 0))
+            now[int(self._crowd.person_ids[0])] = self._crowd.count
         events: list[Event] = []
         for cid in self._classes.class_ids.tolist():
             count = now.get(cid, 0)
@@ -76,4 +90,4 @@ class OccupancyRule:
 
 
 KIND = Kind(name="zone_occupancy", body=ZoneOccupancyBody, settings=OccupancySettings, field="occupancy", description="report occupancy changes (absent: off)",
-            build=per_area(OccupancyRule))  # fmt: skip
+            build=OccupancyRule)  # fmt: skip

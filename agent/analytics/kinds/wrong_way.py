@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from agent.analytics.base import ClassSelector, Settings, Spells, in_zone
-from agent.analytics.registry import Kind, per_area
+from agent.analytics.registry import Kind
 from agent.core.events import Body, ClassName, Event, Id, Point, State, Tally
+from agent.core.ground import GroundPlane, required
 from agent.core.types import Tracks
 from agent.core.units import NS_PER_S
 
@@ -22,7 +24,11 @@ class WrongWayBody(Body):
     state: State = Field(description="started once the distance is covered, ended when the subject leaves or is lost")
     class_name: ClassName
     point: Point = Field(description="anchor point (bottom centre of the box)")
-    distance: float = Field(ge=0.0, le=2.0, description="normalised distance covered against the allowed direction")
+    distance: float = Field(
+        ge=0.0, le=10000.0, description="distance covered against the allowed direction, in `unit`: normalised frame "
+        "units, or metres on the ground where the zone sets min_distance_m"
+    )
+    unit: Literal["frame", "m"] = "frame"
     duration_ms: int = Field(ge=0, description="time since the subject started going the wrong way")
 
     def tally(self) -> Tally:
@@ -36,6 +42,10 @@ class WrongWaySettings(Settings):
     min_distance: float = Field(
         0.1, gt=0.0, le=2.0, description="distance against the direction (normalised frame units) that makes a "
         "subject wrong-way; a step of a standing person or box jitter stays well below 0.05"
+    )
+    min_distance_m: float | None = Field(
+        None, gt=0.0, le=1000.0, description="the distance in metres on the ground instead (the camera needs a "
+        "ground calibration in the zones document); absent: min_distance"
     )
     exit_grace_s: float = Field(
         1.0, ge=0.0, le=60.0, description="time outside the zone (or unseen) before the situation ends"
@@ -51,15 +61,27 @@ class WrongWaySettings(Settings):
 
 class WrongWayRule:
     """One zone of one camera. A subject's progress is its anchor projected on the allowed
-    direction; going backwards from the furthest point reached by `min_distance` is wrong way,
-    so a subject that turns around is caught too."""
+    direction (on the ground, in metres, with `min_distance_m`); going backwards from the furthest
+    point reached by the minimum distance is wrong way, so a subject that turns around is caught too."""
 
-    def __init__(self, zone_id: str, polygon: np.ndarray, classes: ClassSelector, settings: WrongWaySettings) -> None:
+    def __init__(
+        self, zone_id: str, polygon: np.ndarray, classes: ClassSelector, settings: WrongWaySettings,
+        ground: GroundPlane | None = None,
+    ) -> None:  # fmt: skip
         self.rule_id = zone_id
         self._polygon = polygon
         self._classes = classes
-        self._unit = np.asarray(settings.direction, np.float64) / np.hypot(*settings.direction)
-        self._min_distance = settings.min_distance
+        unit = np.asarray(settings.direction, np.float64) / np.hypot(*settings.direction)
+        self._min_distance, self._unit_name = settings.min_distance, "frame"
+        self._progress: Callable[[np.ndarray], np.ndarray] = lambda anchors: anchors @ unit
+        if settings.min_distance_m is not None:
+            plane = required(ground, zone_id, "wrong_way.min_distance_m", "min_distance")
+            # progress in metres along the allowed direction as it lies on the ground at the zone's centre
+            centre = np.asarray(polygon, np.float64).mean(axis=0)
+            step = plane.to_m(np.stack([centre, centre + 0.01 * unit]))
+            unit_m = (step[1] - step[0]) / np.linalg.norm(step[1] - step[0])
+            self._progress = lambda anchors: plane.to_m(anchors) @ unit_m
+            self._min_distance, self._unit_name = settings.min_distance_m, "m"
         self._grace_ns = int(settings.exit_grace_s * NS_PER_S)
         self._furthest: dict[int, tuple[float, int]] = {}  # track id -> (max progress, last seen in zone ns)
         self._spells: Spells[int] = Spells(0.0, settings.exit_grace_s)
@@ -67,7 +89,7 @@ class WrongWayRule:
     def update(self, tracks: Tracks) -> list[Event]:
         now = tracks.pts_ns
         anchors = tracks.anchors_norm().astype(np.float64)
-        progress = anchors @ self._unit
+        progress = self._progress(anchors)
         active = {}
         for row in np.flatnonzero(in_zone(tracks, self._polygon, self._classes)):
             tid = int(tracks.track_id[row])
@@ -86,7 +108,8 @@ class WrongWayRule:
             tracks,
             active,
             lambda _, state, ms, p: WrongWayBody(
-                zone_id=self.rule_id, state=state, class_name=p[0], point=p[1], distance=min(p[2], 2.0), duration_ms=ms
+                zone_id=self.rule_id, state=state, class_name=p[0], point=p[1], distance=round(min(p[2], 10000.0), 3),
+                unit=self._unit_name, duration_ms=ms,
             ),
             gone=ended,
             subject=lambda tid: tid,
@@ -97,4 +120,4 @@ class WrongWayRule:
 
 
 KIND = Kind(name="wrong_way", body=WrongWayBody, settings=WrongWaySettings, field="wrong_way", description="raise wrong-way events (absent: off)",
-            build=per_area(WrongWayRule))  # fmt: skip
+            build=lambda area, s: WrongWayRule(area.id, area.geometry, area.classes, s, area.ground))  # fmt: skip

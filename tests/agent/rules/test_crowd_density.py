@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from agent.analytics.kinds.crowd_density import CrowdDensityRule, CrowdDensitySettings
-from tests.agent.rules.fixtures import PERSON, run
+from tests.agent.rules.fixtures import area, run
 
 ZONE = np.array([[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]], np.float32)
 
@@ -12,7 +12,8 @@ def crowd(n, ended=()):
 
 
 def rule(**kw):
-    return CrowdDensityRule("z", ZONE, PERSON, CrowdDensitySettings(on_s=0.5, off_s=0.5, **kw))
+    kw = {"on_s": 0.5, "off_s": 0.5, "smooth_s": 0.0, **kw}
+    return CrowdDensityRule(area(ZONE), CrowdDensitySettings(**kw))
 
 
 @pytest.mark.parametrize(
@@ -22,7 +23,9 @@ def rule(**kw):
 def test_one_situation_per_crowd_with_value_and_unit(settings, value, unit):
     r = rule(**settings)
     bodies = run(r, [crowd(6)] * 10 + [crowd(0, tuple(range(6)))] * 10)
-    assert [(b.state, b.value, b.unit) for b in bodies] == [("started", value, unit), ("ended", 0.0, unit)]
+    assert [(b.state, b.density, b.unit, b.estimate) for b in bodies] == [
+        ("started", value, unit, "detections"), ("ended", 0.0, unit, "detections")
+    ]
     assert [b.duration_ms for b in bodies] == [500, 900]
     assert r.state_size() == 0
 

@@ -1,13 +1,13 @@
 import numpy as np
 
 from agent.analytics.kinds.occupancy import OccupancyRule, OccupancySettings
-from tests.agent.rules.fixtures import PERSON, run
+from tests.agent.rules.fixtures import area, run
 
 ZONE = np.array([[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]], np.float32)
 
 
 def rule(settle_s=0.3):
-    return OccupancyRule("z", ZONE, PERSON, OccupancySettings(settle_s=settle_s))
+    return OccupancyRule(area(ZONE), OccupancySettings(settle_s=settle_s))
 
 
 def test_reports_after_settling_and_back_to_zero():
