@@ -26,6 +26,7 @@ from agent.settings.zones import ZonesDoc
 from benchmarks.data import DEFAULT_MANIFEST, models_dir
 from engines.detector import Detector
 from engines.manifest import load_manifest
+from engines.progress import Progress
 from testbed.pipeline import run_clip
 
 ALARM_KINDS = ("fire", "abandoned_object", "person_down", "weapon")
@@ -116,14 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     models = models_dir()
     results = []
     print(f"{'clip':34} {'s':>6}  " + "  ".join(f"{k:>16}" for k in ALARM_KINDS))
-    for clip in clips:
-        r = evaluate(clip, models, args.cache)
-        results.append(r)
-        cells = [",".join(f"{a['t_s']:.1f}" for a in started(r, k)) or "-" for k in ALARM_KINDS]
-        print(f"{clip.name[:34]:34} {r['frames']:>6}  " + "  ".join(f"{c[:16]:>16}" for c in cells), flush=True)
-        for kind in ("fire", "abandoned_object"):
-            for a in started(r, kind):
-                print(f"    {kind} at {a['t_s']} s: {a.get('reasons', a.get('source'))} box {a['box']}")
+    with Progress(len(clips), "clips") as bar:
+        for clip in clips:
+            r = evaluate(clip, models, args.cache)
+            results.append(r)
+            bar.update()
+            cells = [",".join(f"{a['t_s']:.1f}" for a in started(r, k)) or "-" for k in ALARM_KINDS]
+            print(f"{clip.name[:34]:34} {r['frames']:>6}  " + "  ".join(f"{c[:16]:>16}" for c in cells), flush=True)
+            for kind in ("fire", "abandoned_object"):
+                for a in started(r, kind):
+                    print(f"    {kind} at {a['t_s']} s: {a.get('reasons', a.get('source'))} box {a['box']}")
     totals = {k: sum(len(started(r, k)) for r in results) for k in ALARM_KINDS}
     print("started alarms in all:", totals)
     cost = analyzer_cost(args.cost_clip or clips[0], models)

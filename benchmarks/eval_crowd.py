@@ -26,6 +26,7 @@ import numpy as np
 
 from agent.analytics.crowd import CrowdedSettings
 from benchmarks.data import models_dir
+from engines.progress import Progress
 from testbed.pipeline import run_clip
 
 FULL = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
@@ -105,9 +106,12 @@ def evaluate_clip(clip: Path, counts: Path, crowded: CrowdedSettings | None, cac
 def evaluate_images(folder: Path, counts: Path, crowded: CrowdedSettings | None, cache: Path | None) -> dict:
     frames = []
     stills = (cache or Path("var/crowd")) / "stills"
-    for name, truth in read_counts(counts):
-        per_frame = counts_over_clip(still_clip(folder / name, stills), crowded, cache)
-        frames.append({"image": name, "truth": truth, "count": per_frame[-1]})
+    images = read_counts(counts)
+    with Progress(len(images), "images") as bar:
+        for name, truth in images:
+            per_frame = counts_over_clip(still_clip(folder / name, stills), crowded, cache)
+            frames.append({"image": name, "truth": truth, "count": per_frame[-1]})
+            bar.update()
     return {"source": str(folder), "frames": frames}
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.fall_clips import AFTER_END_S, ClipResult, by_room, run_clip
+from engines.progress import Progress
 
 
 def _row(name: str, s: dict) -> str:
@@ -74,13 +75,17 @@ def main(argv: list[str] | None = None) -> int:
         if not c.is_file():
             raise SystemExit(f"--also {c}: no such file")
 
+    bar = Progress(len(clips) + len(args.also), "clips")
+
     def run(clip: Path) -> ClipResult:
         r = run_clip(clip, args.models, cache=None if args.cache is None else args.cache / f"{clip.stem}.npz")
         print(f"{r.name}: {r.frames} frames, label {r.label}, started at frames {r.started}", flush=True)
+        bar.update()
         return r
 
-    results = [run(c) for c in clips]
-    extra = [run(c) for c in args.also]
+    with bar:
+        results = [run(c) for c in clips]
+        extra = [run(c) for c in args.also]
     out = report(results, extra)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
