@@ -159,10 +159,11 @@ def tensorrt_problems(model: onnx.ModelProto) -> list[str]:
     a Q/DQ that is not int8 (a missing zero point means uint8), a non-zero zero point,
     or a quantized bias (a DequantizeLinear feeding a Conv/Gemm bias input)."""
     initializers = {i.name: i for i in model.graph.initializer}
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     problems = []
     for node in model.graph.node:
         if node.op_type in ("Conv", "ConvTranspose", "Gemm") and len(node.input) == 3:
-            if any(node.input[2] in n.output for n in model.graph.node if n.op_type == "DequantizeLinear"):
+            if node.input[2] in dequantized:
                 problems.append(f"{node.name}: bias {node.input[2]!r} is quantized")
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue

@@ -186,6 +186,7 @@ class TensorRTEngine:
     ) -> None:
         # Everything close() frees exists from the start, so a failure halfway leaks nothing.
         self._stream: Any = None
+        self._stream_handle = 0  # the stream's integer handle for execute_async_v3, found once at open
         self._host: dict[str, tuple[int, np.ndarray]] = {}
         self._device: dict[str, int] = {}
         self._context: trt.IExecutionContext | None = None
@@ -278,6 +279,7 @@ class TensorRTEngine:
         if len(self.inputs) != 1:
             raise ModelError(f"{self._path}: expected one image input, engine has {[s.name for s in self.inputs]}")
         self._stream = _cuda(cudart.cudaStreamCreate())
+        self._stream_handle = _native_handle(self._stream)
         for spec in self._buffers:
             address = _cuda(cudart.cudaMallocHost(spec.nbytes))
             self._host[spec.name] = (address, host_view(address, spec))
@@ -302,7 +304,7 @@ class TensorRTEngine:
         outputs = [b for b in self._buffers if not b.is_input]
         for spec in inputs:
             _cuda(cudart.cudaMemcpyAsync(self._device[spec.name], self._host[spec.name][0], spec.nbytes_for(n), to_device, self._stream))
-        if not context.execute_async_v3(_native_handle(self._stream)):
+        if not context.execute_async_v3(self._stream_handle):
             raise RuntimeError(f"TensorRT execution failed: {_ERRORS.since(mark)}")
         for spec in outputs:
             _cuda(cudart.cudaMemcpyAsync(self._host[spec.name][0], self._device[spec.name], spec.nbytes_for(n), to_host, self._stream))

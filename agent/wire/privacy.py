@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from agent.core.events import Event
-from agent.core.units import NS_PER_S
+from agent.core.units import NS_PER_MS, NS_PER_S
 from agent.wire.envelope import Envelope
 
 
@@ -50,7 +50,7 @@ class EnvelopeBuilder:
             device_id=self.device_id,
             camera_id=event.camera_id,
             seq=self._seq,
-            ts=event.pts_ns // 1_000_000,
+            ts=event.pts_ns // NS_PER_MS,
             subject=subject,
             body=event.body,
         )
