@@ -26,6 +26,7 @@ from agent.core.geometry import points_in_polygon
 from agent.core.ground import GroundPlane, required
 from agent.core.types import Tracks
 from agent.core.units import NS_PER_S
+from engines.nms import iou_matrix
 
 if TYPE_CHECKING:  # the analyzer (OpenCV) is built by the camera, not imported with the kinds
     from agent.analytics.analyzers.static import StaticAnalyzer
@@ -163,8 +164,10 @@ class AbandonedRule:
             return {}
         seen: set[int] = set()
         for box in self._analyzer.boxes:
-            key = max(self._regions, key=lambda k: _iou(self._regions[k].box, box), default=None)
-            if key is None or key in seen or _iou(self._regions[key].box, box) < self._s.match_iou:
+            keys = list(self._regions)  # the region this box overlaps most, if any overlaps enough
+            iou = iou_matrix(np.asarray([self._regions[k].box for k in keys]), box)[:, 0]
+            key = keys[int(np.argmax(iou))] if keys else None
+            if key is None or key in seen or iou.max() < self._s.match_iou:
                 key, self._next_key = self._next_key, self._next_key + 1
                 self._regions[key] = self._appeared(box, now_ns)
             region = self._regions[key]
@@ -227,14 +230,6 @@ def _nearest(box: np.ndarray, others: np.ndarray) -> float:
     dx = np.maximum(0.0, np.maximum(others[:, 0] - box[2], box[0] - others[:, 2]))
     dy = np.maximum(0.0, np.maximum(others[:, 1] - box[3], box[1] - others[:, 3]))
     return float(np.hypot(dx, dy).min())
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def _build(area: Area, settings: AbandonedSettings) -> AbandonedRule:

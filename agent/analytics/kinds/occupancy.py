@@ -7,11 +7,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from agent.analytics.base import Settings
+from agent.analytics.base import Settings, in_zone
 from agent.analytics.crowd import SMOOTH_S, CrowdedSettings, ZoneCount
 from agent.analytics.registry import Area, Kind
 from agent.core.events import Body, ClassName, Event, Id, Tally
-from agent.core.geometry import points_in_polygon
 from agent.core.types import Tracks
 from agent.core.units import NS_PER_S
 
@@ -60,7 +59,7 @@ class OccupancyRule:
         self._deviating_since: dict[int, int] = {}
 
     def update(self, tracks: Tracks) -> list[Event]:
-        inside = points_in_polygon(tracks.anchors_norm(), self._polygon) & self._classes.mask(tracks)
+        inside = in_zone(tracks, self._polygon, self._classes)
         ids, counts = np.unique(tracks.detections.class_id[inside], return_counts=True)
         now = dict(zip(ids.tolist(), counts.tolist()))
         if self._crowd is not None:
