@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", action="append", choices=sorted(MODES), help="mode (repeat; default all)")
     parser.add_argument("--out", type=Path, required=True, help="result JSON")
     args = parser.parse_args(argv)
+    machine = describe(vars(args))  # when the run starts: write_result adds the load at its end
     gt_in, gt_out = gt_line_counts(data.default_clip().with_suffix(".gt.txt"), LINE)
     results = {}
     for name in args.mode or list(MODES):
@@ -68,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         [[n, r["line_in"], r["line_out"], r["wrong_way"], r["loitering"], f"{100 * r['detected_share']:.0f}%"]
          for n, r in results.items()],
     )  # fmt: skip
-    machine = describe(vars(args))
     write_result(args.out, "detect_accuracy", machine, {"ground_truth_line": [gt_in, gt_out], "modes": results})
     return 0
 

@@ -17,7 +17,6 @@ without a fall, is a false alarm. Le2i clips end 1.3-8 s after the fall (median
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,20 +29,10 @@ import agent.runtime.pipeline as pipeline_module
 from agent.analytics.analyzers.downscale import downscale
 from agent.analytics.camera import CameraRules
 from agent.core.events import Event
-from agent.core.tracker import TrackerConfig
 from agent.core.types import Frame, Tracks
-from agent.io.sources import CameraReader
-from agent.runtime.app import watched_classes
-from agent.runtime.pipeline import Pipeline
-from agent.settings.camera import CameraConfig
-from agent.settings.zones import ZonesDoc
-from agent.wire.privacy import EnvelopeBuilder
-from agent.wire.topics import Topics
-from engines.detector import Detector
-from engines.manifest import load_manifest
+from testbed.pipeline import YOLOX
+from testbed.pipeline import run_clip as run_pipeline
 
-REPO = Path(__file__).resolve().parents[1]
-YOLOX = REPO / "models" / "yolox_nano.json"
 FULL = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
 ZONES = {"zones": [{"id": "room", "camera": "cam", "polygon": FULL, "person_down": {}}]}
 ROOMS = ("coffee01", "coffee02", "home01", "home02")
@@ -130,9 +119,8 @@ class _Recorder(CameraRules):
 
 
 def run_clip(clip: Path, models_dir: Path, zones: dict = ZONES, cache: Path | None = None) -> ClipResult:
-    """The real pipeline over `clip`; person_down events by frame; the recording to `cache` if given."""
-    doc = ZonesDoc.model_validate(zones)
-    m = load_manifest(YOLOX)
+    """The real pipeline over `clip` (testbed.pipeline.run_clip, with the camera's rules recorded);
+    person_down events by frame; the recording to `cache` if given."""
     cap = cv2.VideoCapture(str(clip))
     fps, size_wh = cap.get(cv2.CAP_PROP_FPS), (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     cap.release()
@@ -143,14 +131,8 @@ def run_clip(clip: Path, models_dir: Path, zones: dict = ZONES, cache: Path | No
         return recorders[-1]
 
     real_build = pipeline_module.build_rules
-    reader = CameraReader(CameraConfig(id="cam", url=str(clip), replay="fast"))
-    with Detector.open(YOLOX, models_dir, class_names=watched_classes(doc, m.classes, m.class_map) or None) as detector, reader:
-        with mock.patch.object(pipeline_module, "build_rules", build):
-            pipe = Pipeline(
-                [reader], detector, m.classes, m.class_map, doc, TrackerConfig(),
-                EnvelopeBuilder("eval", "0123456789abcdef", b"k" * 32), Topics("eval", "eval"), _Discard(),
-            )  # fmt: skip
-        pipe.run(threading.Event())
+    with mock.patch.object(pipeline_module, "build_rules", build):
+        run = run_pipeline(clip, zones, models_dir, manifest=YOLOX)
     rec = recorders[0]
     txt = clip.with_suffix(".txt")
     result = ClipResult(clip.stem, fps, rec.frames, read_label(txt) if txt.exists() else None)
@@ -158,15 +140,10 @@ def run_clip(clip: Path, models_dir: Path, zones: dict = ZONES, cache: Path | No
         if e.body.kind == "person_down":
             (result.started if e.body.state == "started" else result.ended).append(frame_no)
     result.rules_ms = 1000.0 * rec.rules_s / max(rec.frames, 1)
-    result.inference_ms = pipe.timer.percentiles_ms().get("inference", {}).get("p50", 0.0)
+    result.inference_ms = run.pipeline.timer.percentiles_ms().get("inference", {}).get("p50", 0.0)
     if cache is not None:
         rec.save(cache, size_wh, fps)
     return result
-
-
-class _Discard:
-    def put(self, items: list[tuple[str, str, bytes]]) -> None:
-        pass
 
 
 # ---------------------------------------------------------------- scoring

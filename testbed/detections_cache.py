@@ -6,11 +6,13 @@ and the classes kept, so a changed clip, model or setting never reads stale dete
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from engines.atomic import write_atomic
 from engines.types import Detections
 
 
@@ -64,16 +66,15 @@ class CachedDetector:
     def save(self) -> None:
         if len(self._seen) <= len(self._stored):
             return
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".tmp.npz")
+        buf = io.BytesIO()
         np.savez(
-            tmp,
+            buf,
             counts=np.array([len(d) for d in self._seen], np.int64),
             xyxy=np.concatenate([d.xyxy for d in self._seen]).reshape(-1, 4).astype(np.float32),
             confidence=np.concatenate([d.confidence for d in self._seen]).astype(np.float32),
             class_id=np.concatenate([d.class_id for d in self._seen]).astype(np.int32),
         )
-        tmp.replace(self._path)
+        write_atomic(self._path, buf.getvalue())
 
 
 def _load(path: Path) -> list[Detections]:
