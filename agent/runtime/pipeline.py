@@ -33,6 +33,7 @@ from agent.analytics.camera import CameraRules, build_rules
 from agent.core.events import Event
 from agent.core.tracker import ByteTracker, TrackerConfig
 from agent.core.types import Detections, Frame
+from agent.core.units import NS_PER_MS
 from agent.io.live_view import LiveView
 from agent.io.metrics import StageTimer
 from agent.io.sources import CameraReader
@@ -267,7 +268,7 @@ class Pipeline:
     def _flush_aggregates(self) -> None:
         """On stop, the unfinished interval of every aggregates-only camera goes out too."""
         events = [
-            Event(cid, body.start_ms * 1_000_000, body)
+            Event(cid, body.start_ms * NS_PER_MS, body)
             for cid, camera in self._cameras.items()
             if camera.aggregator is not None
             for body in camera.aggregator.flush()
@@ -321,14 +322,15 @@ class Pipeline:
         downscales made for motion gating go along."""
         scheduler, cameras = self._scheduler, [self._cameras[f.camera_id] for f in frames]
         regions = [scheduler.region(f.camera_id, self._live.zones, f.size_wh) for f in frames]
+        fresh = [c.rules.needs_fresh_boxes for c in cameras]
         smalls = [
-            downscale(f.image, c.rules.width_px) if scheduler.wants_downscale(f.camera_id) else None
-            for f, c in zip(frames, cameras)
+            downscale(f.image, c.rules.width_px) if scheduler.wants_downscale(f.camera_id, f.pts_ns, fr) else None
+            for f, c, fr in zip(frames, cameras, fresh)
         ]
         chosen = scheduler.choose(
             frames,
             [None if s is None else grey_region(s, r, f.size_wh) for f, s, r in zip(frames, smalls, regions)],
-            fresh=[c.rules.needs_fresh_boxes for c in cameras],
+            fresh=fresh,
             has_tracks=[len(c.tracker) > 0 for c in cameras],
         )
         predicted = [i for i in range(len(frames)) if i not in chosen]
@@ -366,7 +368,7 @@ class Pipeline:
             self.live_view.record(tracks, events, self._live.class_names)
             if camera.aggregator is not None:
                 bodies = camera.aggregator.update(events, frame.pts_ns)
-                events = [Event(frame.camera_id, body.start_ms * 1_000_000, body) for body in bodies]
+                events = [Event(frame.camera_id, body.start_ms * NS_PER_MS, body) for body in bodies]
             rows.extend(self._rows(events))
             self.timer.add("tracking", t1 - t0)
             self.timer.add("rules", time.perf_counter() - t1)

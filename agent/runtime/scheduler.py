@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from agent.core.types import Detections, Frame
+from agent.core.units import NS_PER_S
 from agent.settings.detect import DetectSettings
 from agent.settings.zones import ZonesDoc
 
@@ -157,15 +158,24 @@ class CameraSchedule:
         s = self.settings
         if s.motion and grey is not None and self.reference is not None and self.reference.shape == grey.shape:
             still = motion_share(self.reference, grey, s.motion_pixel_delta) < s.motion_min_area
-            recheck_ns = (s.still_recheck_s if has_tracks else s.empty_recheck_s) * 1e9
+            recheck_ns = (s.still_recheck_s if has_tracks else s.empty_recheck_s) * NS_PER_S
             if still and pts_ns - self.last_ns < recheck_ns:
                 return None
-        return math.inf if every_frame else (pts_ns - self.next_ns) / 1e9
+        return math.inf if every_frame else (pts_ns - self.next_ns) / NS_PER_S
+
+    def waiting(self, pts_ns: int, fresh: bool) -> bool:
+        """Whether this frame is before its camera's next detection (`priority` is None whatever the motion)."""
+        return (
+            not fresh
+            and self.next_ns is not None
+            and self.last_ns is not None
+            and self.last_ns <= pts_ns < self.next_ns
+        )
 
     def detected(self, pts_ns: int, grey: np.ndarray | None) -> None:
         """The frame at pts_ns went to the detector: the next is due one interval on, keeping the phase
         unless that is already past (a long gap: motion gating, load)."""
-        interval_ns = 0 if self.settings.fps is None else round(1e9 / self.settings.fps)
+        interval_ns = 0 if self.settings.fps is None else round(NS_PER_S / self.settings.fps)
         restart = self.next_ns is None or self.last_ns is None or pts_ns < self.last_ns
         phase_ns = pts_ns if restart else self.next_ns + interval_ns
         self.next_ns = phase_ns if phase_ns > pts_ns else pts_ns + interval_ns
@@ -191,9 +201,11 @@ class DetectScheduler:
         self._newest_ns: int | None = None  # the newest pts seen: the cameras' clock that earns credit
         self._regions: dict[str, tuple[int, tuple[float, float, float, float] | None]] = {}
 
-    def wants_downscale(self, camera_id: str) -> bool:
-        """Whether the camera's frames need the analysis downscale before detection (motion gating)."""
-        return self._cameras[camera_id].settings.motion
+    def wants_downscale(self, camera_id: str, pts_ns: int, fresh: bool) -> bool:
+        """Whether this frame needs the analysis downscale before detection: motion gating, on a frame
+        that is due (a frame before its camera's next detection is predicted without looking at it)."""
+        camera = self._cameras[camera_id]
+        return camera.settings.motion and not camera.waiting(pts_ns, fresh)
 
     def region(self, camera_id: str, zones: ZonesDoc, size_wh: tuple[int, int]) -> Region | None:
         """Where to detect on this camera's frame: its zones' crop, or None for the whole frame."""
@@ -223,7 +235,7 @@ class DetectScheduler:
         # most overdue first; among equals, the one detected longest ago (no camera order favoured)
         wanted.sort(key=lambda pi: (-pi[0], self._cameras[frames[pi[1]].camera_id].last_ns or 0))
         newest = max(f.pts_ns for f in frames)
-        earned_s = 0.0 if self._newest_ns is None else max(newest - self._newest_ns, 0) / 1e9
+        earned_s = 0.0 if self._newest_ns is None else max(newest - self._newest_ns, 0) / NS_PER_S
         self._credit_s = min(self._budget_s, self._credit_s + self._share * earned_s)
         self._newest_ns = newest if self._newest_ns is None else max(self._newest_ns, newest)
         # any credit left pays for one image at least, so a cost estimate above the budget (a slow
