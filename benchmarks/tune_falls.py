@@ -13,8 +13,8 @@ the recordings without a label, vtest, ABODA and FURG, as negatives) is measured
 (held out); those are the figures to report. The shipped defaults are the setting most
 folds chose (between as many, the lowest cost on all rooms). Cost: one per missed fall, three per
 clip with a false alarm (a no-fall clip with a start, or a fall clip with a start
-outside its fall window); between equal costs the longer `down_s`, then the lower
-median latency.
+outside its fall window); between equal costs the stricter setting (the longer
+`down_s`, then the larger `blob_min_aspect`), then the lower median latency.
 """
 
 from __future__ import annotations
@@ -37,13 +37,17 @@ from engines.manifest import load_manifest
 
 # the grid: every combination is replayed on every clip
 GRID = {
-    "down_s": [2.0],
+    "down_s": [1.5, 2.0],
     "fall_s": [1.5, 2.5],
     # not below 0.45: a person seated on a chair has their top about 0.3-0.45 upright heights down, and
     # sitting must not raise it (tests/agent/rules/test_person_down.py), whatever the rooms here show
     "blob_drop_ratio": [0.45, 0.55],
     "blob_max_above": [0.2, 0.3],
     "sink_min": [0.0, 0.05, 0.1],
+    # the silhouette showing a person the detector lost still standing: loose, middle, strict
+    "standing_fg_min": [0.1, 0.3, 0.5],
+    # the silhouette below the drop: any shape, or not much taller than wide (not the legs of someone crouching)
+    "blob_min_aspect": [0.0, 0.7],
 }
 MISS_COST, FALSE_ALARM_COST = 1.0, 3.0
 
@@ -100,11 +104,12 @@ def replay(rec: Recording, masks: list[np.ndarray | None], settings: PersonDownS
     return result
 
 
-def cost(summary: dict, settings: dict) -> tuple[float, float, float]:
-    """Errors first; between equal errors the longer `down_s` (the safer on footage not seen), then latency."""
+def cost(summary: dict, settings: dict) -> tuple[float, float, float, float]:
+    """Errors first; between equal errors the stricter setting (the safer on footage not seen): the longer
+    `down_s`, then the stricter silhouette shape (`blob_min_aspect`); then latency."""
     false_alarms = len(summary["false_alarm_clips"]) + len(summary["outside_window_on_fall_clips"])
     errors = MISS_COST * len(summary["missed"]) + FALSE_ALARM_COST * false_alarms
-    return errors, -settings["down_s"], summary["latency_s_median"] or 0.0
+    return errors, -settings["down_s"], -settings["blob_min_aspect"], summary["latency_s_median"] or 0.0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,10 +14,15 @@ few frames or none):
   not see the person, or sees a box whose top dropped by `blob_drop_ratio` too: the
   foreground under and beside where the person stood, less what other upright people
   explain, must lie below that drop (at most `blob_max_above` of it above, over the
-  upright box: else a person standing there unseen) and cover `blob_min_area` of the
-  upright box (a body, not noise). Only for a person whose upright box was moving
-  foreground (a detection on still furniture is not) and who was not last seen at the
-  frame's left or right edge (leaving it).
+  upright box: else a person standing there unseen), cover `blob_min_area` of the
+  upright box (a body, not noise) and be at least `blob_min_aspect` as wide as tall (a
+  body on the floor, not the legs of someone crouching). Only for a person whose
+  upright box was moving foreground (a detection on still furniture is not) and who
+  was not last seen at the frame's left or right edge (leaving it), and who was going
+  down: their last box's top had sunk by `sink_min`, or, once the detector lost them,
+  their silhouette where they stood (covering `standing_fg_min` of the upper part of
+  the upright box) had its top sunk as much (its top not sunk: they stand there, not
+  going down).
 
 The drop must be fast: the first low sighting within `fall_s` of the last upright
 one (lying down slowly, or sitting first, passes through seconds of neither). Then
@@ -82,6 +87,10 @@ class PersonDownSettings(Settings):
         0.2, ge=0.0, le=1.0, description="largest share of the silhouette there that may stand above that drop, "
         "over the upright box (more: a person still standing, unseen)"
     )
+    blob_min_aspect: float = Field(
+        0.7, ge=0.0, le=10.0, description="smallest width/height of the silhouette below that drop: a body on the "
+        "floor spreads along it, the legs of someone crouching or bending stand taller than wide"
+    )
     blob_reach: float = Field(
         0.6, ge=0.0, le=3.0, description="how far beside the upright box, in upright heights, a lying body may reach"
     )
@@ -93,9 +102,15 @@ class PersonDownSettings(Settings):
         0.15, ge=0.0, le=1.0, description="share of the upright box the silhouette must cover at the last upright "
         "sighting for the silhouette to be sought later (a detection on furniture is not moving foreground)"
     )
+    standing_fg_min: float = Field(
+        0.3, ge=0.0, le=1.0, description="share of the upright box's upper part (its top down to the drop line of "
+        "blob_drop_ratio) the silhouette must cover to show a person the detector lost still standing there; its top "
+        "sunk by sink_min is then going down, as a box's"
+    )
     sink_min: float = Field(
-        0.05, ge=0.0, le=2.0, description="the silhouette is sought only for a person whose last box seen had its top "
-        "this far below the reference, in upright heights: going down, not hidden behind someone while walking"
+        0.05, ge=0.0, le=2.0, description="the silhouette is sought only for a person whose last box seen (or, once "
+        "lost, whose silhouette standing there) had its top this far below the reference, in upright heights: going "
+        "down, not hidden behind someone while walking"
     )
     max_sink_per_s: float = Field(
         0.25, gt=0.0, le=10.0, description="fastest the upright reference's top may sink and its height shrink, in heights "
@@ -105,7 +120,7 @@ class PersonDownSettings(Settings):
         1.5, gt=0.0, le=60.0, description="the first low sighting must come within this of the last upright one: "
         "a fall is fast, lying down on purpose is not"
     )
-    down_s: float = Field(2.0, ge=0.0, le=600.0, description="time down before the event starts; sitting down passes")
+    down_s: float = Field(1.5, ge=0.0, le=600.0, description="time down before the event starts; sitting down passes")
     up_grace_s: float = Field(2.0, ge=0.0, le=600.0, description="time up again (or unseen) before the event ends")
     relink_s: float = Field(
         3.0, ge=0.0, le=60.0, description="how long a vanished person's reference stays, for a new track or its silhouette"
@@ -176,10 +191,14 @@ class PersonDownRule:
             elif drop < self._s.blob_drop_ratio:
                 seen_up.add(tid)
         for tid, person in self._people.items():
-            if tid not in upright and tid not in seen_up and person.key not in active and person.traceable and person.sinking:
-                box = self._silhouette_down(person, size, [b for t, b in upright.items() if t != tid])
-                if box is not None:
-                    self._down(person, now, box, active)
+            lost = tid not in current  # the detector lost them: the silhouette shows whether they stand or went down
+            if tid in upright or tid in seen_up or person.key in active or not person.traceable or not (person.sinking or lost):
+                continue
+            standing, box = self._silhouette_at(person, size, [b for t, b in upright.items() if t != tid])
+            if box is not None and person.sinking:
+                self._down(person, now, box, active)
+            elif standing is not None and lost:
+                person.sinking = standing >= self._s.sink_min
         for tid, person in list(self._people.items()):
             if tid not in current and now - max(person.seen_ns, person.low_ns or 0) > self._relink_ns:
                 del self._people[tid]
@@ -197,12 +216,16 @@ class PersonDownRule:
             person.low_ns = now
             active[person.key] = box
 
-    def _silhouette_down(self, person: _Person, size: np.ndarray, others: list[np.ndarray]) -> tuple | None:
-        """The silhouette where the person stood, less what the upright boxes of `others` explain (down
-        to half a box below their feet), as a normalised box, if it lies low and is big enough."""
+    def _silhouette_at(
+        self, person: _Person, size: np.ndarray, others: list[np.ndarray]
+    ) -> tuple[float | None, tuple | None]:
+        """The silhouette where the person stood, less what the upright boxes of `others` explain (down to half
+        a box below their feet): (None, its normalised box) if it lies low and is big enough; else, if it covers
+        `standing_fg_min` of the upright box's upper part (they stand there), (the drop of its top there, in upright
+        heights, None); else (None, None)."""
         mask = self._silhouette.mask
         if mask is None:
-            return None
+            return None, None
         mh, mw = mask.shape
         sx, sy = mw / float(size[0]), mh / float(size[1])  # frame pixels -> mask pixels
         if others:
@@ -215,12 +238,18 @@ class PersonDownRule:
         line = max(r0, int((person.top + self._s.blob_drop_ratio * person.height) * sy))
         # below the line anywhere within reach (a body lies sideways); above it only over the upright box
         low = int(mask[line:, c0:c1].sum())
-        above = int(mask[r0:line, max(0, int(person.x1 * sx)) : int(np.ceil(person.x2 * sx))].sum())
+        over = mask[r0:line, max(0, int(person.x1 * sx)) : int(np.ceil(person.x2 * sx))]
+        above = int(over.sum())
         upright_area = person.height * (person.x2 - person.x1) * sx * sy
-        if low == 0 or low < self._s.blob_min_area * upright_area or above > self._s.blob_max_above * (low + above):
-            return None
-        ys, xs = np.nonzero(mask[line:, c0:c1])
-        return ((c0 + xs.min()) / mw, (line + ys.min()) / mh, (c0 + xs.max() + 1) / mw, (line + ys.max() + 1) / mh)
+        if low > 0 and low >= self._s.blob_min_area * upright_area and above <= self._s.blob_max_above * (low + above):
+            ys, xs = np.nonzero(mask[line:, c0:c1])
+            if (xs.max() + 1 - xs.min()) / sx < self._s.blob_min_aspect * (ys.max() + 1 - ys.min()) / sy:
+                return None, None  # taller than a body on the floor: the legs of someone crouching or bending
+            return None, ((c0 + xs.min()) / mw, (line + ys.min()) / mh, (c0 + xs.max() + 1) / mw, (line + ys.max() + 1) / mh)
+        upper = over[max(0, int(person.top * sy)) - r0 :]
+        if upper.size == 0 or upper.sum() < self._s.standing_fg_min * upper.size:
+            return None, None
+        return ((r0 + int(np.argmax(over.any(axis=1)))) / sy - person.top) / person.height, None
 
     def _follow(self, person: _Person | None, tid: int, xyxy: np.ndarray, size: np.ndarray, now: int) -> _Person:
         """The reference after an upright box: its top rises and its height grows freely, but they sink and

@@ -12,6 +12,7 @@ TOWARDS = (440, 560, 510, 630)  # fallen towards the camera: squarish, top dropp
 AT_EDGE = (960, 300, 1000, 450)  # upright at the frame's right side
 ON_FLOOR = (400, 400, 560, 455)  # a silhouette lying where STAND stood
 GOING_DOWN = (450, 340, 500, 450)  # still upright, but its top 0.27 height down: the fall has begun
+SINKING = (450, 320, 500, 450)  # a silhouette standing where STAND stood, its top 0.13 height down
 # the silhouette of a person seated in SIT: head and torso above the seat, thighs, lower legs
 SEATED = [(455, 360, 495, 405), (440, 405, 510, 420), (490, 420, 510, 450)]
 
@@ -86,6 +87,13 @@ def test_leaving_the_frame_or_the_room_does_not_fire():
     assert states([(STAND, 20), (GOING_DOWN, 1), (None, None, 40)])[0] == []  # a door: nothing left where they stood
 
 
+def test_legs_below_the_drop_are_not_a_body_on_the_floor():
+    # the detector loses someone bending or crouching: what stays below the drop line is their legs, taller than wide
+    legs = (460, 370, 490, 450)
+    assert states([(STAND, 20), (GOING_DOWN, 1), (None, legs, 40)])[0] == []
+    assert [s for s, _ in states([(STAND, 20), (GOING_DOWN, 1), (None, legs, 40)], blob_min_aspect=0.0)[0]] == ["started"]
+
+
 def test_a_person_standing_unseen_is_not_down():
     standing = (440, 290, 510, 455)
     assert states([(STAND, 20), (GOING_DOWN, 1), (None, standing, 40)])[0] == []  # the detector misses them
@@ -101,6 +109,23 @@ def test_a_person_hidden_while_walking_is_not_sought_in_the_silhouette():
     # the box vanished without going down first (someone walked in front): what lies below is someone else's
     events, _ = states([(STAND, 20), (None, ON_FLOOR, 40)])
     assert events == []
+
+
+def test_a_person_the_detector_lost_standing_is_followed_down_in_the_silhouette():
+    # lost while upright (no box going down), the silhouette shows them still there, then sinking, then lying
+    events, r = states([(STAND, 20), (None, STAND, 5), (None, SINKING, 2), (None, ON_FLOOR, 30), (None, None, 50)])
+    assert [s for s, _ in events] == ["started", "ended"]
+    assert r.state_size() == 0
+
+
+def test_a_lost_person_is_not_sought_without_their_silhouette_going_down():
+    # their box had begun to sink, but their silhouette shows them standing again: what lies there later is not
+    # their fall (someone else's, or a bag set down)
+    assert states([(STAND, 20), (GOING_DOWN, 1), (None, STAND, 5), (None, ON_FLOOR, 30)])[0] == []
+    # only a sliver of silhouette there (under standing_fg_min of the upper box): not them standing
+    assert states([(STAND, 20), (None, (450, 320, 460, 450), 2), (None, ON_FLOOR, 30)])[0] == []
+    # sinking unseen later than fall_s after the last upright box (sitting down slowly): not a fall
+    assert states([(STAND, 20), (None, STAND, 15), (None, SINKING, 5), (None, ON_FLOOR, 30)])[0] == []
 
 
 def test_the_situation_follows_the_person_to_a_new_track():
