@@ -67,6 +67,8 @@ eval-crowd: setup
 		--counts $(EDGE_AGENT_MEDIA_DIR)/crowd/mall_1001-2000_counts.csv --cache var/crowd --cost 20 --json benchmarks/results/crowd_mall.json
 	nice -n 10 $(PY) -m benchmarks.eval_crowd --images $(EDGE_AGENT_MEDIA_DIR)/crowd/shanghaitech_b \
 		--counts $(EDGE_AGENT_MEDIA_DIR)/crowd/shanghaitech_b/counts.csv --cache var/crowd --cost 3 --json benchmarks/results/crowd_shanghaitech.json
+	nice -n 10 $(PY) -m benchmarks.eval_crowd --clip $(EDGE_AGENT_MEDIA_DIR)/vtest.avi \
+		--counts $(EDGE_AGENT_MEDIA_DIR)/vtest.gt.txt --cache var/crowd --json benchmarks/results/crowd_vtest.json
 
 # the crowd area estimate's constants by cross-validation (halves of each set, both ways) on eval-crowd's cache
 crowd-fit: setup

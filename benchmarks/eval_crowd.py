@@ -8,7 +8,8 @@ at each frame is read back from the zone_occupancy events on the wire.
 
 A clip's counts CSV has one row per frame, in order, the count in its last column; an image
 folder's has (image, count) rows, and each image runs as a short clip of the repeated frame (made
-once with FFmpeg under the cache folder), its count read at the clip's end. Prints mean absolute
+once with FFmpeg under the cache folder), its count read at the clip's end. A clip annotated for
+tracking gives its counts as its MOT ground truth (`--counts vtest.gt.txt`). Prints mean absolute
 error, mean relative error, bias (mean error over mean truth) and correlation; `--json` writes them
 with every frame's count. `--cache` keeps the model's detections (frame and tiles) per clip.
 """
@@ -20,6 +21,7 @@ import csv
 import json
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +97,16 @@ def read_counts(path: Path) -> list[tuple[str, int]]:
     return [(r[0], int(float(r[-1]))) for r in rows]
 
 
+def mot_counts(path: Path) -> list[tuple[str, int]]:
+    """(frame, persons) of every frame of a MOT ground truth (frame, id, x, y, w, h, ...; frames from 1), 0 where
+    nobody is annotated: the counts of a clip annotated for tracking, as vtest.avi's."""
+    frames = [int(float(line.split(",")[0])) for line in path.read_text().splitlines() if line.strip()]
+    per_frame = Counter(frames)
+    return [(str(k), per_frame.get(k, 0)) for k in range(1, max(frames) + 1)]
+
+
 def evaluate_clip(clip: Path, counts: Path, crowded: CrowdedSettings | None, cache: Path | None) -> dict:
-    truth = [c for _, c in read_counts(counts)]
+    truth = [c for _, c in (mot_counts(counts) if counts.name.endswith(".gt.txt") else read_counts(counts))]
     predicted = counts_over_clip(clip, crowded, cache)
     if len(predicted) != len(truth):
         raise SystemExit(f"{clip}: {len(predicted)} frames but {counts} has {len(truth)} counts")
@@ -171,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--clip", type=Path, help="a clip with one count per frame (--counts)")
     src.add_argument("--images", type=Path, help="a folder of still images with a count each (--counts)")
-    ap.add_argument("--counts", type=Path, required=True, help="CSV with a header; the count in the last column")
+    ap.add_argument("--counts", type=Path, required=True,
+                    help="CSV with a header, the count in the last column; or a MOT ground truth (*.gt.txt)")  # fmt: skip
     ap.add_argument("--zoom", type=float, default=CrowdedSettings().zoom, help="crowded mode's tile zoom")
     ap.add_argument("--no-area", action="store_true", help="boxes only: no area estimate")
     ap.add_argument(

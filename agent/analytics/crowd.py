@@ -10,13 +10,13 @@ estimate that takes over where people are too packed or small for boxes.
   each edge pixel weighted by 1 / h(y) ** HEIGHT_POWER, h(y) the height of a person standing at that
   image row (a far person covers fewer pixels), times `EDGE_PERSONS_K`. Packed people hidden behind
   the boxes found add their heads' and shoulders' texture inside those boxes, which the box count
-  misses. h(y) is fitted to the boxes seen (`Perspective`): no calibration needed.
+  misses. h(y) is fitted to the boxes seen (`Perspective`): no calibration needed. Fitted on crowds,
+  it over-counts a sparse scene (README, "Crowds and real units").
 - The area estimate takes over where it is larger than the detections; the event says which
   estimate was used.
 
-`BOX_WEIGHT`, `EDGE_PERSONS_K` and `HEIGHT_POWER` were fitted by `benchmarks/crowd_fit.py` on the
-shared Mall and ShanghaiTech B data with cross-validation (README, "Crowds and real units").
-"""
+`BOX_WEIGHT` and `EDGE_PERSONS_K` were fitted by `benchmarks/crowd_fit.py` on the shared Mall and
+ShanghaiTech B data with cross-validation, with the tile merge's constants (README, "Crowds and real units")."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ from agent.core.types import Tracks
 from agent.core.units import NS_PER_S
 
 # fitted on everything by `make crowd-fit` (benchmarks/results/crowd_fit.json); held-out figures in the README
-BOX_WEIGHT = 1.05  # the detections' share of the area estimate (a little above 1: boxes miss some people)
-EDGE_PERSONS_K = 0.5012  # persons per crowd-edge pixel inside the boxes, per 1 / h(y) ** HEIGHT_POWER
-HEIGHT_POWER = 2.0  # a person's crowd edges grow as h(y) ** HEIGHT_POWER (the fit's choice between 1 and 2)
+BOX_WEIGHT = 1.5  # the detections' share of the area estimate (above 1: boxes miss people, the merge drops some)
+EDGE_PERSONS_K = 0.9261  # persons per crowd-edge pixel inside the boxes, per 1 / h(y) ** HEIGHT_POWER
+HEIGHT_POWER = 2.0  # a person's crowd edges grow with their area, as h(y) ** 2 (cross-validation preferred 2 to 1)
 SMOOTH_S = 1.0  # default window of the count's mean over the detected frames
 Estimate = Literal["detections", "area"]
 

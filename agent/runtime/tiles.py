@@ -4,8 +4,11 @@ zone's zoom (frame pixels), each letterboxed to the model's input by the detecto
 
 Tiles overlap by `OVERLAP` of their side, so a small person cut by one tile's border is whole in its
 neighbour. The merge drops the tile boxes that are cut by an inner tile border and taller than
-`_SPLIT_TALL` of the tile (parts of a person too large for a tile, whom the whole frame sees
-whole), then keeps one box per person by class-aware NMS over all the boxes.
+`SPLIT_TALL` of the tile (parts of a person too large for a tile, whom the whole frame sees
+whole), keeps one box per person by class-aware NMS over all the boxes, then drops the boxes with
+more than `INSIDE` of their area inside a larger box of their class (a zoomed tile sees a large
+person's head, upper body or legs as persons too; NMS keeps them, their IoU with the whole is small).
+Both were chosen by cross-validation with the crowd area estimate's constants (`make crowd-fit`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from engines.nms import nms
 
 OVERLAP = 0.25  # share of a tile's side shared with its neighbour
 _CUT_PX = 2.0  # a box this close to an inner tile border was cut by it
-# a cut box taller than this share of its tile is a part of a large person: of 0.3, 0.5, 0.7 and never, 0.3 gave
-# the lowest sum of the Mall and ShanghaiTech B errors of the boxes alone (52 %, against 56, 66 and 81; whole sets)
-_SPLIT_TALL = 0.3
+# chosen by `make crowd-fit` (benchmarks/crowd_fit.py) by cross-validation; math.inf: never
+SPLIT_TALL = 0.5  # a box cut by an inner tile border and taller than this share of its tile is part of a large person
+INSIDE = 0.4  # a box with more than this share of its area inside a larger box of its class is a part of that person
 
 
 Job = tuple[np.ndarray, "Region | None", list[tuple[np.ndarray, float]]]
@@ -79,10 +82,21 @@ def merge(base: Detections, tiles: list[tuple[Region, Detections]], size_wh: tup
                        np.concatenate([d.confidence for d in parts]), np.concatenate([d.class_id for d in parts]))  # fmt: skip
     split = [np.zeros(len(base), bool)]
     for region, d in tiles:
-        tall = d.xyxy[:, 3] - d.xyxy[:, 1] > _SPLIT_TALL * (region[3] - region[1])
+        tall = d.xyxy[:, 3] - d.xyxy[:, 1] > SPLIT_TALL * (region[3] - region[1])
         split.append(tall & _cut(d.xyxy, region, size_wh))
     whole = every.select(~np.concatenate(split))
-    return whole.select(nms(whole.xyxy, whole.confidence, whole.class_id, iou, len(whole)))
+    kept = whole.select(nms(whole.xyxy, whole.confidence, whole.class_id, iou, len(whole)))
+    return kept.select(~_parts(kept.xyxy, kept.class_id))
+
+
+def _parts(xyxy: np.ndarray, class_id: np.ndarray) -> np.ndarray:
+    """bool (N,): boxes with more than INSIDE of their area inside a larger box of the same class."""
+    area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+    iw = np.minimum(xyxy[:, None, 2], xyxy[None, :, 2]) - np.maximum(xyxy[:, None, 0], xyxy[None, :, 0])
+    ih = np.minimum(xyxy[:, None, 3], xyxy[None, :, 3]) - np.maximum(xyxy[:, None, 1], xyxy[None, :, 1])
+    inside = np.clip(iw, 0, None) * np.clip(ih, 0, None) / np.maximum(area[:, None], 1e-6)  # [i, j]: share of i in j
+    larger = (area[None, :] > area[:, None]) & (class_id[None, :] == class_id[:, None])
+    return np.any((inside > INSIDE) & larger, axis=1)
 
 
 def _cut(xyxy: np.ndarray, region: Region, size_wh: tuple[int, int]) -> np.ndarray:
