@@ -57,8 +57,9 @@ class RunSpec:
 
 
 def zones_for(camera_ids: list[str]) -> dict:
-    """Per camera: occupancy (settle 0) of the frame and its quadrants, an intrusion zone and a counting
-    line (the plaza layout of the end-to-end test), so tracking and rules do a realistic amount of work."""
+    """Per camera: occupancy (settle 0) of the frame and its quadrants, an intrusion zone, a counting line
+    (the plaza layout of the end-to-end test) and the plaza's wrong-way and loitering, so tracking and rules
+    do a realistic amount of work, and what detecting fewer frames does to the figures can be read back."""
     zones, lines = [], []
     for cam in camera_ids:
         for zone_id, polygon in OCCUPANCY_ZONES.items():
@@ -67,6 +68,9 @@ def zones_for(camera_ids: list[str]) -> dict:
             "id": "east", "camera": cam, "polygon": [[0.6, 0.3], [0.95, 0.3], [0.95, 0.75], [0.6, 0.75]],
             "intrusion": {"dwell_s": 1.0},
         })  # fmt: skip
+        # the plaza zone of benchmarks/detect_accuracy.py: its wrong-way and loitering situations
+        zones.append({"id": "plaza", "camera": cam, "polygon": _box(0.0, 0.3, 1.0, 1.0), "loitering": {},
+                      "wrong_way": {"direction": [1.0, 0.0]}})  # fmt: skip
         lines.append({"id": "mid", "camera": cam, "points": [[0.5, 0.2], [0.5, 0.8]]})
     return {"version": 1, "zones": zones, "lines": lines}
 
@@ -112,12 +116,33 @@ def analyse(spec: RunSpec, messages: list[Stamped], sampler: ProcSampler, decode
         "zones_per_camera": zones_for(["cam0"]),
         "end_to_end_ms": summary_ms(latency_ms),
         "events": {"received": len(events), "measured": len(latency_ms), "emitted": exit_stats.get("produced")},
+        "first_pass": first_pass([json.loads(m.payload) for m in events]),
         "frames": _frames(health, exit_stats, decode["source_fps"]),
         "stages_ms": {s: stages[s] for s in STAGES if s in stages},
         "decode_probe": decode,
         "resources": sampler.window(steady_mono)
         | {"rss_budget_mb": RSS_BASE_MB + RSS_PER_STREAM_MB * spec.streams, "health_reports": len(healths)},
     }
+
+
+def first_pass(envelopes: list[dict]) -> dict[str, dict[str, int]]:
+    """Per camera, over the clip's first pass (until its pts go back: the file looped): the counting line's
+    in and out, and the wrong-way and loitering situations started, to compare with
+    benchmarks/detect_accuracy.py's figures of the whole clip."""
+    out: dict[str, dict[str, int]] = {}
+    last_ts: dict[str, int] = {}
+    for env in envelopes:  # in the order received: a camera's events come in pts order
+        cam, body = env["camera_id"], env["body"]
+        if env["ts"] < last_ts.get(cam, 0) or out.get(cam, {}).get("looped"):
+            out.setdefault(cam, {})["looped"] = 1
+            continue
+        last_ts[cam] = env["ts"]
+        figures = out.setdefault(cam, {"line_in": 0, "line_out": 0, "wrong_way": 0, "loitering": 0})
+        if body["kind"] == "line_count":
+            figures["line_in"], figures["line_out"] = body["count_in"], body["count_out"]
+        elif body["kind"] in ("wrong_way", "loitering") and body["state"] == "started":
+            figures[body["kind"]] += 1
+    return out
 
 
 def _frames(health: dict | None, exit_stats: dict, nominal_fps: float) -> dict:

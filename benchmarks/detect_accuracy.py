@@ -35,10 +35,15 @@ MODES: dict[str, tuple[Path, dict | None]] = {
     "fps5 416": (data.DEFAULT_MANIFEST, {"fps": 5.0}),
     "fps5 motion crop 416": (data.DEFAULT_MANIFEST, {"fps": 5.0, "motion": True, "crop_to_zones": True}),
     "fps3.3 416": (data.DEFAULT_MANIFEST, {"fps": 10 / 3}),
-    # what the scheduler held 16 streams of fps5 to on this box (1.4 detections/s per camera)
+    "fps2.5 416": (data.DEFAULT_MANIFEST, {"fps": 2.5}),
+    "fps2 416": (data.DEFAULT_MANIFEST, {"fps": 2.0}),
+    # what the scheduler held 16 streams of fps5 to on this box before its share adapted (1.4 detections/s)
     "fps1.5 416": (data.DEFAULT_MANIFEST, {"fps": 1.5}),
+    "fps1.2 416": (data.DEFAULT_MANIFEST, {"fps": 1.2}),
     "every 320": (YOLOX_320, None),
     "fps5 320": (YOLOX_320, {"fps": 5.0}),
+    "fps3.3 320": (YOLOX_320, {"fps": 10 / 3}),
+    "fps2.5 320": (YOLOX_320, {"fps": 2.5}),
 }
 
 

@@ -15,7 +15,8 @@ nothing but stamps late frames as new).
 --mode (repeat) picks which frames the detector sees, side by side in one run:
 `every` (every frame, whole image) and the named `detect` blocks of DETECT_MODES
 (agent/settings/detect.py): a detect rate apart from the frame rate with the
-tracker predicting between, motion gating, crops to the zones.
+tracker predicting between, motion gating, crops to the zones, the camera's own
+input size.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ DETECT_MODES: dict[str, dict | None] = {
     "every": None,
     "fps5": {"fps": 5.0},
     "fps5-motion-crop": {"fps": 5.0, "motion": True, "crop_to_zones": True},
+    "fps5-320": {"fps": 5.0, "input_size_wh": [320, 320]},  # the camera's own input size, on the model given
 }
 
 

@@ -49,13 +49,13 @@ class CachedDetector:
         """Whether every frame so far came from the cache."""
         return 0 < len(self._seen) <= len(self._stored)
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def detect(self, images: Sequence[np.ndarray], sizes_wh: list | None = None) -> list[Detections]:
         start = len(self._seen)
         if start + len(images) <= len(self._stored):
             out = self._stored[start : start + len(images)]
             self.last_timings_s = dict.fromkeys(self.last_timings_s, 0.0)
         else:
-            out = self._detector.detect(images)
+            out = self._detector.detect(images, sizes_wh)
             self.last_timings_s = self._detector.last_timings_s
         self._seen.extend(out)
         return out

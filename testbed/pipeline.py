@@ -82,7 +82,9 @@ def run_clip(
 
     reader.queue.put = put_recording  # type: ignore[method-assign]
     classes = watched_classes(zones, m.classes, cmap) or None
-    with Detector.open(manifest, models_dir, confidence=confidence, class_names=classes) as detector, reader:
+    sizes_wh = [] if detect is None or detect.input_size_wh is None else [detect.input_size_wh]
+    with Detector.open(manifest, models_dir, confidence=confidence, class_names=classes, sizes_wh=sizes_wh) as detector, \
+         reader:  # fmt: skip
         cached = None if cache_dir is None else CachedDetector(detector, cache_path(cache_dir, clip, m.sha256, confidence, classes))
         pipeline = Pipeline(
             [reader],

@@ -81,6 +81,12 @@ class TrackerConfig(BaseModel):
         "IoU), so that a person detected only every few frames still overlaps the track's prediction. "
         "Detecting every frame, matching is plain IoU whatever this says.",
     )
+    lost_min_looks: int = Field(
+        2, ge=1,
+        description="With a detect rate (frames the detector skips, `predict`), a lost track also outlives this "
+        "many detector looks without a match, however long they take, so a camera detected a few times a second "
+        "does not end a track at its first miss. Detecting every frame, only lost_timeout_s counts.",
+    )
     max_tracks: int = Field(
         256, ge=1,
         description="Cap on live tracks per camera; the longest-lost tracks are evicted first, "
@@ -107,7 +113,8 @@ class _TrackTable:
     agent.core.kalman's state; class_id int32 (N,); score float32 (N,) confidence
     of the last matched detection; hits int32 (N,) consecutive matched frames;
     confirmed bool (N,); lost bool (N,) confirmed but missed at the last update;
-    last_seen_ns int64 (N,) pts of the last match.
+    last_seen_ns int64 (N,) pts of the last match; misses int32 (N,) updates (detector looks)
+    since the last match.
     """
 
     track_id: np.ndarray
@@ -119,13 +126,14 @@ class _TrackTable:
     confirmed: np.ndarray
     lost: np.ndarray
     last_seen_ns: np.ndarray
+    misses: np.ndarray
 
     @classmethod
     def empty(cls) -> _TrackTable:
         return cls(
             np.zeros(0, np.int64), np.zeros((0, 8)), np.zeros((0, 8, 8)), np.zeros(0, np.int32),
             np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(0, bool), np.zeros(0, bool),
-            np.zeros(0, np.int64),
+            np.zeros(0, np.int64), np.zeros(0, np.int32),
         )
 
     def __len__(self) -> int:
@@ -257,6 +265,8 @@ class ByteTracker:
 
         table = self._table
         expired = (pts_ns - table.last_seen_ns) > round(self.config.lost_timeout_s * NS_PER_S)
+        if unseen_s > 0.0:  # the detector skips frames: a track also outlives lost_min_looks looks
+            expired &= table.misses >= self.config.lost_min_looks
         ended.append(table.track_id[expired & table.confirmed])
         table = table.select(~expired)
 
@@ -284,6 +294,7 @@ class ByteTracker:
             confirmed=table.confirmed | (hits >= self.config.min_hits),
             lost=table.confirmed & ~matched,
             last_seen_ns=np.where(matched, pts_ns, table.last_seen_ns),
+            misses=np.where(matched, 0, table.misses + 1).astype(np.int32),
         )
         # An unconfirmed track missed once is noise (ByteTrack); never reported, so not `ended`.
         keep = table.confirmed | matched
@@ -383,4 +394,5 @@ class ByteTracker:
             confirmed=np.full(n, self.config.min_hits <= 1),
             lost=np.zeros(n, bool),
             last_seen_ns=np.full(n, pts_ns, np.int64),
+            misses=np.zeros(n, np.int32),
         )

@@ -44,6 +44,9 @@ def backoff_s(attempt: int, min_s: float, max_s: float, u: float) -> float:
     return floor_s + (ceiling_s - floor_s) * u
 
 
+BEHIND_WAIT_S = 0.05
+
+
 class FrameQueue:
     """Bounded, thread-safe frame queue between one reader and the pipeline.
 
@@ -55,12 +58,13 @@ class FrameQueue:
     def __init__(self, maxsize: int, block_when_full: bool = False) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be >= 1, got {maxsize}")
-        self._frames: collections.deque[Frame] = collections.deque()
+        self._frames: collections.deque[tuple[Frame, float]] = collections.deque()  # with its monotonic arrival
         self._maxsize = maxsize
         self._block = block_when_full
         self._cond = threading.Condition()
         self._closed = False
         self.dropped = 0
+        self.waited_s = 0.0  # how long the last frame taken waited in the queue
 
     def put(self, frame: Frame) -> bool:
         """Add a frame; False if the queue was closed (the frame is discarded)."""
@@ -72,7 +76,7 @@ class FrameQueue:
             if len(self._frames) >= self._maxsize:
                 self._frames.popleft()
                 self.dropped += 1
-            self._frames.append(frame)
+            self._frames.append((frame, time.monotonic()))
             self._cond.notify_all()
             return True
 
@@ -81,7 +85,8 @@ class FrameQueue:
         with self._cond:
             if not self._cond.wait_for(lambda: self._frames or self._closed, timeout_s) or not self._frames:
                 return None
-            frame = self._frames.popleft()
+            frame, arrived = self._frames.popleft()
+            self.waited_s = time.monotonic() - arrived
             self._cond.notify_all()
             return frame
 
@@ -96,6 +101,12 @@ class FrameQueue:
 
     def __len__(self) -> int:
         return len(self._frames)
+
+    @property
+    def behind(self) -> bool:
+        """Whether the consumer of a live queue is not keeping up: the last frame it took waited more than
+        BEHIND_WAIT_S (half the 100 ms frame-to-event budget). A blocking replay is never behind."""
+        return not self._block and self.waited_s > BEHIND_WAIT_S
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,8 @@ def detected_classes(config: AgentConfig, manifest: ModelManifest, zones: ZonesD
 
 
 def open_detector(config: AgentConfig, ref: ModelRef, zones: ZonesDoc) -> tuple[Detector, LiveModel]:
-    """Open the model at `ref` with the config's detector settings, keeping the classes the zones watch."""
+    """Open the model at `ref` with the config's detector settings, keeping the classes the zones watch, at the
+    input sizes the cameras ask for."""
     manifest = load_manifest(ref.manifest_path)
     classes = detected_classes(config, manifest, zones)
     detector = Detector.open(
@@ -79,6 +80,7 @@ def open_detector(config: AgentConfig, ref: ModelRef, zones: ZonesDoc) -> tuple[
         confidence=config.model.confidence,
         nms_iou=config.model.nms_iou,
         class_names=classes,
+        sizes_wh=[c.detect.input_size_wh for c in config.cameras if c.detect.input_size_wh is not None],
     )
     return detector, LiveModel(ref, manifest, detector.model_sha256, classes)
 

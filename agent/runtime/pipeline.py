@@ -54,7 +54,7 @@ _DONE = object()  # the end of the hand-off queue
 class FrameDetector(Protocol):
     last_timings_s: dict[str, float]
 
-    def detect(self, images: list) -> list[Detections]: ...
+    def detect(self, images: list, sizes_wh: list | None = None) -> list[Detections]: ...
 
     def close(self) -> None: ...
 
@@ -119,6 +119,7 @@ class Pipeline:
     ) -> None:
         """`aggregate_interval_s`: camera id -> interval, for the cameras in aggregates-only mode."""
         self._live = _Setup(detector, class_names, class_map, zones, tracker_config)
+        self._analysed_names = class_names  # the analytics thread's: its batches' model, as installed in order
         self._envelopes = envelopes
         self._topics = topics
         self._sink = sink
@@ -291,6 +292,7 @@ class Pipeline:
     def _install(self, swap: _Swap) -> None:
         """The same boundary on the analytics thread: rules and trackers of the new setup."""
         new = swap.setup
+        self._analysed_names = new.class_names
         for cid, camera in self._cameras.items():
             camera.rules = swap.rules[cid]
             if swap.new_trackers:
@@ -332,6 +334,7 @@ class Pipeline:
             [None if s is None else grey_region(s, r, f.size_wh) for f, s, r in zip(frames, smalls, regions)],
             fresh=fresh,
             has_tracks=[len(c.tracker) > 0 for c in cameras],
+            behind=any(c.reader.queue.behind for c in self._cameras.values()),
         )
         predicted = [i for i in range(len(frames)) if i not in chosen]
         if predicted:
@@ -341,7 +344,11 @@ class Pipeline:
         detector = self._live.detector
         try:
             # a camera with dense zones is detected on their tiles too (crowd_density's crowded mode)
-            found = tiles.detect(detector, [(frames[i].image, regions[i], cameras[i].rules.tiles) for i in chosen])
+            found = tiles.detect(
+                detector,
+                [(frames[i].image, regions[i], cameras[i].rules.tiles) for i in chosen],
+                [cameras[i].reader.config.detect.input_size_wh for i in chosen],
+            )
         except Exception:
             # One bad batch must not end the loop; the count shows on health and fails an OTA health window.
             log.exception("detect_failed", cameras=[frames[i].camera_id for i in chosen])
@@ -365,7 +372,7 @@ class Pipeline:
                 tracks = replace(camera.tracker.update(dets, frame.pts_ns, frame.size_wh), seen=dets)
             t1 = time.perf_counter()
             events = camera.rules.update(tracks, frame, small)
-            self.live_view.record(tracks, events, self._live.class_names)
+            self.live_view.record(tracks, events, self._analysed_names)
             if camera.aggregator is not None:
                 bodies = camera.aggregator.update(events, frame.pts_ns)
                 events = [Event(frame.camera_id, body.start_ms * NS_PER_MS, body) for body in bodies]

@@ -4,12 +4,14 @@ Per camera (`DetectSettings`): a detect rate apart from the frame rate, motion
 gating on the analysis downscale, and a crop covering the camera's zones and
 lines. Per batch (one frame per camera, from the frame loop): the frames that
 want the detector are taken most overdue first, as many as the detector's
-credit pays for at the measured cost per image. The credit grows by
-`DETECT_SHARE` of the cameras' time (the newest pts seen: wall time for live
-cameras and real-time replays, media time for a fast replay), up to
-`DETECT_BUDGET_S`, and each batch spends what it took: a batch stays short
-(latency) and the detector leaves the rest of the CPU to decoding, tracking
-and the rules (throughput). The frames not taken are deferred to their
+credit pays for at the measured cost per image. The credit grows by a share
+of the cameras' time (the newest pts seen: wall time for live cameras and
+real-time replays, media time for a fast replay), up to `DETECT_BUDGET_S`,
+and each batch spends what it took: a batch stays short (latency). The share
+adapts to the box: it starts at `DETECT_SHARE`, rises while every live camera
+keeps up and falls fast while one falls behind (its frames wait in its queue),
+between `SHARE_RANGE`, so the detector takes what decoding, tracking and the
+rules leave, on a 2-core CPU as on a GPU. The frames not taken are deferred to their
 camera's next frame, so under load the busiest cameras' detect rate falls
 first; frames are dropped (by the readers' bounded queues) only when even that
 is not enough. A camera whose rules need fresh boxes, and one without a detect
@@ -39,10 +41,16 @@ from agent.settings.zones import ZonesDoc
 # its own, its own batch, then tracking, rules and the outbox (a few ms each). Two batches
 # of 40 ms leave 20 ms for the rest.
 DETECT_BUDGET_S = 0.04
-# Share of the cameras' time the detector may take. On a 2-core box with 16 cameras, decoding (~1.5 ms a
-# frame) and tracking, rules and the outbox (~3 ms a frame) take about 0.8 of a core; inference runs
-# on both cores, so half the wall time in inference is about one core.
+# Share of the cameras' time the detector may take, to start with. On a 2-core box with 16 cameras,
+# decoding (~1.5 ms a frame) and tracking, rules and the outbox (~3 ms a frame) take about 0.8 of a
+# core; inference runs on both cores, so half the wall time in inference is about one core.
 DETECT_SHARE = 0.5
+# The share adapts within these: up by _SHARE_RISE_PER_S per second of camera time while every live
+# camera keeps up, halved every _SHARE_HALVING_S while one falls behind (additive increase,
+# multiplicative decrease, as TCP's congestion window: it settles just under what the box can do).
+SHARE_RANGE = (0.2, 0.9)
+_SHARE_RISE_PER_S = 0.1
+_SHARE_HALVING_S = 1.0
 _COST_EMA = 0.2  # weight of the newest batch in the cost per image
 _RATE_WINDOW_S = 5.0  # as the readers' fps window
 _UNSEEN_S = 3600.0  # how overdue a camera the detector has not seen yet (or since its clock restarted) counts
@@ -195,7 +203,7 @@ class DetectScheduler:
     ) -> None:
         self._cameras = {cid: CameraSchedule(s) for cid, s in settings.items()}
         self._rates = {cid: _Rate() for cid in settings}
-        self._budget_s, self._share, self._clock = budget_s, share, clock
+        self._budget_s, self.share, self._clock = budget_s, share, clock
         self._cost_s: float | None = None  # detector seconds per image, smoothed
         self._credit_s = budget_s  # detector seconds the next batch may take
         self._newest_ns: int | None = None  # the newest pts seen: the cameras' clock that earns credit
@@ -224,9 +232,11 @@ class DetectScheduler:
         greys: Sequence[np.ndarray | None],
         fresh: Sequence[bool],
         has_tracks: Sequence[bool],
+        behind: bool = False,
     ) -> list[int]:
         """Indexes of the frames (one per camera) to detect now, most overdue first, within the budget;
-        their cameras are marked detected. greys: the detected region of each frame's downscale, in grey."""
+        their cameras are marked detected. greys: the detected region of each frame's downscale, in grey;
+        behind: whether a live camera's frames wait to be taken (`FrameQueue.behind`: the detector's share falls)."""
         wanted = []
         for i, frame in enumerate(frames):
             p = self._cameras[frame.camera_id].priority(frame.pts_ns, greys[i], fresh[i], has_tracks[i])
@@ -236,7 +246,12 @@ class DetectScheduler:
         wanted.sort(key=lambda pi: (-pi[0], self._cameras[frames[pi[1]].camera_id].last_ns or 0))
         newest = max(f.pts_ns for f in frames)
         earned_s = 0.0 if self._newest_ns is None else max(newest - self._newest_ns, 0) / NS_PER_S
-        self._credit_s = min(self._budget_s, self._credit_s + self._share * earned_s)
+        low, high = SHARE_RANGE
+        if behind:
+            self.share = max(low, self.share * 0.5 ** (earned_s / _SHARE_HALVING_S))
+        else:
+            self.share = min(high, self.share + _SHARE_RISE_PER_S * earned_s)
+        self._credit_s = min(self._budget_s, self._credit_s + self.share * earned_s)
         self._newest_ns = newest if self._newest_ns is None else max(self._newest_ns, newest)
         # any credit left pays for one image at least, so a cost estimate above the budget (a slow
         # first run) is measured again rather than blocking the detector for good

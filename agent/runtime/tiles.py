@@ -33,13 +33,19 @@ Job = tuple[np.ndarray, "Region | None", list[tuple[np.ndarray, float]]]
 (polygon, zoom), [] for none."""
 
 
-def detect(detector, jobs: list[Job]) -> list:
+def detect(detector, jobs: list[Job], sizes_wh: list[tuple[int, int] | None] | None = None) -> list:
     """One batch: each job's region and, where it has dense zones, their tiles, all through the detector
-    at once; returns one Detections per job, in pixels of its frame, the tiles' boxes merged in."""
+    at once; returns one Detections per job, in pixels of its frame, the tiles' boxes merged in.
+    sizes_wh: per job, the model input size its camera asks for (None: the model's)."""
+    sizes = sizes_wh or [None] * len(jobs)
     tiles = [
-        tile_regions(z, (im.shape[1], im.shape[0]), detector.manifest.input.size_wh) if z else [] for im, _, z in jobs
+        tile_regions(z, (im.shape[1], im.shape[0]), size or detector.manifest.input.size_wh) if z else []
+        for (im, _, z), size in zip(jobs, sizes)
     ]
-    found = iter(detector.detect([crop(im, r) for (im, region, _), t in zip(jobs, tiles) for r in [region, *t]]))
+    found = iter(detector.detect(
+        [crop(im, r) for (im, region, _), t in zip(jobs, tiles) for r in [region, *t]],
+        [size for size, t in zip(sizes, tiles) for _ in range(1 + len(t))],
+    ))  # fmt: skip
     out = []
     for (im, region, _), t in zip(jobs, tiles):
         base = uncrop(next(found), region)

@@ -36,7 +36,7 @@ class ScriptedDetector:
         self.fail_on = fail_on
         self.closed_on: str | None = None
 
-    def detect(self, images: list) -> list[Detections]:
+    def detect(self, images: list, sizes_wh: list | None = None) -> list[Detections]:
         self.calls += 1
         if self.calls == self.fail_on:
             raise RuntimeError("a broken engine")

@@ -10,6 +10,7 @@ from agent.analytics.camera import CameraRules
 from agent.core.types import Detections, Frame
 from agent.io.prometheus import render
 from agent.runtime.scheduler import (
+    SHARE_RANGE,
     CameraSchedule,
     DetectScheduler,
     crop,
@@ -114,6 +115,20 @@ def test_the_budget_takes_the_most_overdue_first_and_defers_the_rest():
     scheduler.measured(0.04, 2)
     fresh = [True, True, True, False]
     assert scheduler.choose(_frames(4, pts_ns=2 * FRAME_NS + 1), nothing, fresh, no) == [0, 1, 2]  # beyond the budget
+
+
+def test_the_detector_share_rises_while_cameras_keep_up_and_falls_fast_when_one_falls_behind():
+    scheduler = DetectScheduler({"c0": DetectSettings(fps=5.0)}, share=0.5)
+    nothing, no = [None], [False]
+    for k in range(1, 101):  # 10 s of camera time keeping up: +0.1 a second, up to the ceiling
+        scheduler.choose(_frames(1, pts_ns=k * FRAME_NS), nothing, no, no)
+    assert scheduler.share == pytest.approx(SHARE_RANGE[1])
+    for k in range(101, 111):  # 1 s behind: halved
+        scheduler.choose(_frames(1, pts_ns=k * FRAME_NS), nothing, no, no, behind=True)
+    assert scheduler.share == pytest.approx(SHARE_RANGE[1] / 2)
+    for k in range(111, 211):  # behind for long: never below the floor
+        scheduler.choose(_frames(1, pts_ns=k * FRAME_NS), nothing, no, no, behind=True)
+    assert scheduler.share == pytest.approx(SHARE_RANGE[0])
 
 
 def test_cameras_without_a_detect_rate_are_never_deferred():

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from agent.core.types import Frame
-from agent.io.sources import CameraReader, FrameQueue, backoff_s
+from agent.io.sources import BEHIND_WAIT_S, CameraReader, FrameQueue, backoff_s
 from agent.settings import paths
 from agent.settings.camera import CameraConfig
 
@@ -54,6 +54,22 @@ def test_frame_queue_drops_oldest_and_counts() -> None:
     assert queue.dropped == 3
     assert [queue.get(0).seq, queue.get(0).seq] == [3, 4]
     assert queue.get(timeout_s=0.01) is None
+
+
+def test_a_live_queue_is_behind_when_its_last_frame_waited_and_a_blocking_replay_never_is() -> None:
+    live, replay = FrameQueue(4), FrameQueue(4, block_when_full=True)
+    for queue in (live, replay):
+        queue.put(_frame(0))
+        queue.put(_frame(1))
+        queue.get(0)
+    assert not live.behind  # taken at once
+    time.sleep(BEHIND_WAIT_S + 0.02)
+    for queue in (live, replay):
+        queue.get(0)
+    assert live.behind and not replay.behind  # frame 1 waited past half the latency budget
+    live.put(_frame(2))
+    live.get(0)
+    assert not live.behind
 
 
 def test_frame_queue_blocking_put_waits_for_room() -> None:

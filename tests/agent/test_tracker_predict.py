@@ -66,3 +66,30 @@ def test_predicted_boxes_stay_inside_the_frame():
         tracker.update(_dets(_walker(k, x0=700.0, speed_px_s=200.0)), k * FRAME_NS, SIZE)
     xyxy = tracker.predict(30 * FRAME_NS, SIZE).detections.xyxy
     assert xyxy[:, [0, 2]].max() <= SIZE[0] and xyxy.min() >= 0
+
+def _detect_every(tracker: ByteTracker, period: int, frames: range, missed: set[int]) -> list:
+    """Detect every `period`-th frame (predicting the others), with no detection at the frames in `missed`."""
+    out = []
+    for k in frames:
+        if k % period:
+            tracker.predict(k * FRAME_NS, SIZE)
+            continue
+        out.append(tracker.update(Detections.empty() if k in missed else _dets(_walker(k)), k * FRAME_NS, SIZE))
+    return out
+
+
+def test_detecting_a_few_times_a_second_one_missed_look_does_not_end_the_track():
+    """At 1.5 looks a second one miss leaves a track unseen for 1.33 s, past lost_timeout_s (1 s): it
+    still holds (lost_min_looks = 2); two misses in a row end it."""
+    period = 7  # 0.7 s between looks
+    once = _detect_every(ByteTracker(TrackerConfig(), "cam"), period, range(0, 57), missed={21})
+    assert {int(t) for r in once for t in r.track_id} == {1} and all(len(r.ended) == 0 for r in once)
+    twice = _detect_every(ByteTracker(TrackerConfig(), "cam"), period, range(0, 57), missed={21, 28})
+    assert [r.ended.tolist() for r in twice if len(r.ended)] == [[1]]
+    assert int(twice[-1].track_id[0]) == 2
+
+
+def test_detecting_every_frame_only_the_timeout_counts():
+    tracker = ByteTracker(TrackerConfig(lost_min_looks=100), "cam")
+    out = _detect_every(tracker, 1, range(0, 30), missed=set(range(5, 17)))  # 1.2 s of misses
+    assert [r.ended.tolist() for r in out if len(r.ended)] == [[1]]

@@ -17,7 +17,7 @@ class CountingDetector:
         self.calls = 0
         self.last_timings_s = {"preprocess": 0.0, "inference": 0.001, "postprocess": 0.0}
 
-    def detect(self, images):
+    def detect(self, images, sizes_wh=None):
         out = []
         for _ in images:
             out.append(

@@ -49,3 +49,24 @@ def test_a_size_the_graph_does_not_give_is_refused(manifests_dir, models_dir, tm
 def test_other_backends_are_told_to_use_the_graphs_own_size(manifests_dir, models_dir):
     with pytest.raises(ModelError, match="only the onnxruntime backend"):
         Detector.open(manifests_dir / "yolox_nano_320.json", models_dir, backend="tensorrt")
+
+
+def test_one_detector_runs_each_image_at_the_size_its_camera_asks_for(manifests_dir, models_dir, vtest_frame):
+    """`sizes_wh`: the 416 manifest opened at 320 too gives, for the images asked at 320, exactly the boxes of the
+    320 manifest, and the 416 ones for the others, in one call, in the images' order."""
+    with Detector.open(manifests_dir / "yolox_nano.json", models_dir, class_names=["person"], sizes_wh=[(320, 320)]) as both, \
+         Detector.open(manifests_dir / "yolox_nano_320.json", models_dir, class_names=["person"]) as small, \
+         Detector.open(manifests_dir / "yolox_nano.json", models_dir, class_names=["person"]) as full:  # fmt: skip
+        flipped = vtest_frame[:, ::-1].copy()
+        mixed = both.detect([vtest_frame, flipped, flipped], [(320, 320), None, (416, 416)])
+        assert sum(both.last_timings_s.values()) > 0
+        expected = [small.detect([vtest_frame])[0], *full.detect([flipped, flipped])]
+        for got, want in zip(mixed, expected):
+            np.testing.assert_array_equal(got.xyxy, want.xyxy)
+        with pytest.raises(ModelError, match=r"not opened at input size \(256, 256\)"):
+            both.detect([vtest_frame], [(256, 256)])
+
+
+def test_another_size_on_another_backend_is_refused_with_the_fix(manifests_dir, models_dir):
+    with pytest.raises(ModelError, match="only the onnxruntime backend runs a graph at another input size"):
+        Detector.open(manifests_dir / "yolox_nano.json", models_dir, backend="tensorrt", sizes_wh=[(320, 320)])

@@ -32,7 +32,7 @@ class BrokenEngine:
 
     last_timings_s: dict[str, float] = {}
 
-    def detect(self, images: list) -> list[Detections]:
+    def detect(self, images: list, sizes_wh: list | None = None) -> list[Detections]:
         raise RuntimeError("a broken engine")
 
     def close(self) -> None:

@@ -55,13 +55,13 @@ class Tap:
     def __getattr__(self, name: str) -> Any:  # last_timings_s, manifest, nms_iou...: the real detector's
         return getattr(self._detector, name)
 
-    def detect(self, images: list) -> list[Detections]:
+    def detect(self, images: list, sizes_wh: list | None = None) -> list[Detections]:
         agent = self._agent
         time.sleep(agent.frame_interval_s)
         if self.sha256 == agent.bad_sha256:
             raise RuntimeError("a model that fails live")
         if agent.run_detector:
-            found = self._detector.detect(images)
+            found = self._detector.detect(images, sizes_wh)
         else:
             found = [Detections.empty()] * len(images)
         agent.ran.put((self.sha256, [len(d.confidence) for d in found]))
