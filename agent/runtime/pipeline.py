@@ -334,7 +334,7 @@ class Pipeline:
             [None if s is None else grey_region(s, r, f.size_wh) for f, s, r in zip(frames, smalls, regions)],
             fresh=fresh,
             has_tracks=[len(c.tracker) > 0 for c in cameras],
-            behind=any(c.reader.queue.behind for c in self._cameras.values()),
+            behind=any(c.reader.queue.behind for c in cameras),  # of the frames just taken, not a quiet camera
         )
         predicted = [i for i in range(len(frames)) if i not in chosen]
         if predicted:
