@@ -32,6 +32,7 @@ from agent.analytics.crowd import CrowdedSettings
 from agent.runtime import tiles
 from benchmarks.data import media_dir
 from benchmarks.eval_crowd import evaluate_clip, evaluate_images, metrics
+from benchmarks.report import write_json
 
 SPLITS = (0.3, 0.5, math.inf)  # tiles.SPLIT_TALL candidates (inf: never)
 INSIDES = (0.3, 0.4, 0.5, 0.6, 0.7, math.inf)  # tiles.INSIDE candidates (inf: never)
@@ -140,9 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fit on everything (the constants): SPLIT_TALL {split_tall}, INSIDE {inside}, BOX_WEIGHT {w}, "
           f"EDGE_PERSONS_K {k:.4g}")  # fmt: skip
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         final = {"split_tall": split_tall, "inside": inside, "box_weight": w, "edge_persons_k": k}
-        args.json.write_text(json.dumps({"folds": folds, "final": final}, indent=1) + "\n")
+        write_json(args.json, {"folds": folds, "final": final})
     return 0
 
 

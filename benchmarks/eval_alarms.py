@@ -14,7 +14,6 @@ and its settings), so a second run with other rule settings skips the model.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from agent.analytics.analyzers.downscale import downscale
 from agent.analytics.camera import build_rules
 from agent.settings.zones import ZonesDoc
 from benchmarks.data import DEFAULT_MANIFEST, models_dir
+from benchmarks.report import write_json
 from engines.detector import Detector
 from engines.manifest import load_manifest
 from engines.progress import Progress
@@ -136,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         f"detector {cost['detector_ms_per_frame']} ms per frame"
     )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"clips": results, "started": totals, "cost": cost}, indent=1))
+        write_json(args.json, {"clips": results, "started": totals, "cost": cost})
     return 0
 
 

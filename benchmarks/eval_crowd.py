@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import subprocess
 import time
 from collections import Counter
@@ -28,6 +27,7 @@ import numpy as np
 
 from agent.analytics.crowd import CrowdedSettings
 from benchmarks.data import models_dir
+from benchmarks.report import write_json
 from engines.progress import Progress
 from testbed.pipeline import run_clip
 
@@ -210,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cost per frame ({c['frames']} frames): whole frame {c['whole_frame']} ms; crowded mode "
               f"{c['crowded_detect']} ms detection + {c['crowded_count']} ms counting: {c['crowded_over_whole_frame']}x")  # fmt: skip
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.json, result)
     return 0
 
 

@@ -15,7 +15,6 @@ person_down on them is a false alarm. `--cache` records what the rules saw for
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.fall_clips import AFTER_END_S, ClipResult, by_room, run_clip
+from benchmarks.report import write_json
 from engines.progress import Progress
 
 
@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = [run(c) for c in args.also]
     out = report(results, extra)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
+        write_json(args.json, out)
     return 0
 
 

@@ -45,7 +45,12 @@ def write_result(out: Path, benchmark: str, machine: dict, results: dict) -> dic
     now, so a run on a busy box shows it."""
     machine = machine | {"load_average_at_end": list(os.getloadavg())}
     payload = {"benchmark": benchmark, "machine": machine, "results": results}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    write_json(out, payload)
     print(f"\nwrote {out}")
     return payload
+
+
+def write_json(out: Path, payload: object) -> None:
+    """`payload` as indented JSON at `out`, its folders made."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1, default=str) + "\n")

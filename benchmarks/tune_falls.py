@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from agent.analytics.camera import Scheduled
 from agent.analytics.kinds.person_down import PersonDownRule, PersonDownSettings
 from agent.core.types import Detections, Tracks
 from benchmarks.fall_clips import FULL, ROOMS, YOLOX, ClipResult, Label, by_room, read_label, room_of, summarise
+from benchmarks.report import write_json
 from engines.manifest import load_manifest
 
 # the grid: every combination is replayed on every clip
@@ -164,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"shipped defaults (chosen by most folds): {combos[final]}; on all rooms: {overall[final]}")
     print(f"person_down starts with them on the clips without a fall: {other_starts}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1))
+        write_json(args.json, report)
     return 0
 
 

@@ -1,20 +1,29 @@
-"""Box overlap (IoU) and class-aware non-maximum suppression in numpy: the one IoU of the project."""
+"""Box areas, intersections and overlap (IoU), and class-aware non-maximum suppression in numpy: the one IoU of the project."""
 
 from __future__ import annotations
 
 import numpy as np
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of boxes float (N, 4) and (M, 4), x1 y1 x2 y2 -> float64 (N, M); 0 where a union is empty."""
+def areas(xyxy: np.ndarray) -> np.ndarray:
+    """Areas float64 (N,) of boxes float (N, 4), x1 y1 x2 y2; 0 for an inverted box."""
+    xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    return np.clip(xyxy[:, 2] - xyxy[:, 0], 0.0, None) * np.clip(xyxy[:, 3] - xyxy[:, 1], 0.0, None)
+
+
+def intersections(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection areas of boxes float (N, 4) and (M, 4), x1 y1 x2 y2 -> float64 (N, M)."""
     a = np.asarray(a, np.float64).reshape(-1, 4)[:, None, :]
     b = np.asarray(b, np.float64).reshape(-1, 4)[None, :, :]
     inter_w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0, None)
     inter_h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0, None)
-    inter = inter_w * inter_h
-    area_a = np.clip(a[..., 2] - a[..., 0], 0.0, None) * np.clip(a[..., 3] - a[..., 1], 0.0, None)
-    area_b = np.clip(b[..., 2] - b[..., 0], 0.0, None) * np.clip(b[..., 3] - b[..., 1], 0.0, None)
-    union = area_a + area_b - inter
+    return inter_w * inter_h
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes float (N, 4) and (M, 4), x1 y1 x2 y2 -> float64 (N, M); 0 where a union is empty."""
+    inter = intersections(a, b)
+    union = areas(a)[:, None] + areas(b)[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from agent.core.types import Detections
 from agent.runtime.scheduler import Region, crop, uncrop
-from engines.nms import nms
+from engines.nms import areas, intersections, nms
 
 OVERLAP = 0.25  # share of a tile's side shared with its neighbour
 _CUT_PX = 2.0  # a box this close to an inner tile border was cut by it
@@ -97,10 +97,8 @@ def merge(base: Detections, tiles: list[tuple[Region, Detections]], size_wh: tup
 
 def _parts(xyxy: np.ndarray, class_id: np.ndarray) -> np.ndarray:
     """bool (N,): boxes with more than INSIDE of their area inside a larger box of the same class."""
-    area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
-    iw = np.minimum(xyxy[:, None, 2], xyxy[None, :, 2]) - np.maximum(xyxy[:, None, 0], xyxy[None, :, 0])
-    ih = np.minimum(xyxy[:, None, 3], xyxy[None, :, 3]) - np.maximum(xyxy[:, None, 1], xyxy[None, :, 1])
-    inside = np.clip(iw, 0, None) * np.clip(ih, 0, None) / np.maximum(area[:, None], 1e-6)  # [i, j]: share of i in j
+    area = areas(xyxy)
+    inside = intersections(xyxy, xyxy) / np.maximum(area[:, None], 1e-6)  # [i, j]: share of i in j
     larger = (area[None, :] > area[:, None]) & (class_id[None, :] == class_id[:, None])
     return np.any((inside > INSIDE) & larger, axis=1)
 
