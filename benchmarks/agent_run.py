@@ -131,10 +131,11 @@ def first_pass(envelopes: list[dict]) -> dict[str, dict[str, int]]:
     benchmarks/detect_accuracy.py's figures of the whole clip."""
     out: dict[str, dict[str, int]] = {}
     last_ts: dict[str, int] = {}
+    looped: set[str] = set()
     for env in envelopes:  # in the order received: a camera's events come in pts order
         cam, body = env["camera_id"], env["body"]
-        if env["ts"] < last_ts.get(cam, 0) or out.get(cam, {}).get("looped"):
-            out.setdefault(cam, {})["looped"] = 1
+        if cam in looped or env["ts"] < last_ts.get(cam, 0):
+            looped.add(cam)
             continue
         last_ts[cam] = env["ts"]
         figures = out.setdefault(cam, {"line_in": 0, "line_out": 0, "wrong_way": 0, "loitering": 0})
