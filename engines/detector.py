@@ -119,9 +119,17 @@ class Detector:
         detector = cls._open_at(first, model_path, sha256, backend, options, first_options)
         try:
             for m, m_options in others:
-                detector._sized[m.input.size_wh] = cls._open_at(
-                    m, model_path, sha256, backend, options, m_options, resized=True
-                )
+                try:
+                    sized = cls._open_at(m, model_path, sha256, backend, options, m_options, resized=True)
+                except ModelError:
+                    raise
+                except Exception as e:  # the runtime's own words: a graph whose shapes are fixed inside
+                    raise ModelError(
+                        f"model {manifest.name!r} cannot run at input size {m.input.size_wh}: its graph's shapes do "
+                        f"not follow its input ({str(e).splitlines()[0][:200]}); remove that camera's "
+                        "detect.input_size_wh or give it a model whose graph does (YOLOX's)"
+                    ) from e
+                detector._sized[m.input.size_wh] = sized
         except BaseException:
             detector.close()
             raise

@@ -186,14 +186,16 @@ def check_inference(config: AgentConfig) -> CheckResult:
     from engines.detector import Detector  # loads onnxruntime: only when the check runs
 
     try:
-        with Detector.open(config.model.manifest, config.models_dir, backend="onnxruntime"):
+        sizes_wh = [c.detect.input_size_wh for c in config.cameras if c.detect.input_size_wh is not None]
+        with Detector.open(config.model.manifest, config.models_dir, backend="onnxruntime", sizes_wh=sizes_wh):
             pass
     except (ModelError, ImportError, RuntimeError) as e:
         return CheckResult(
             "inference",
             False,
             f"onnxruntime cannot open the model: {e}",
-            "reinstall the agent (pip install --upgrade /opt/edge-agent/src) and fetch the model again",
+            "reinstall the agent (pip install --upgrade /opt/edge-agent/src) and fetch the model again; a camera's "
+            "input size the model cannot run: remove that camera's detect.input_size_wh",
         )
     import onnxruntime
 

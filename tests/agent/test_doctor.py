@@ -200,3 +200,22 @@ def test_bad_config_is_one_failing_line(tmp_path: Path, capsys) -> None:
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False and [c["name"] for c in report["checks"]] == ["config"]
     assert "check-config" in report["checks"][0]["hint"]
+
+
+def test_a_camera_input_size_the_model_cannot_run_fails_the_inference_line(
+    tmp_path: Path, models_dir: Path, media_dir: Path
+) -> None:
+    """NanoDet-m's graph reshapes to its own grid: a camera asking 320x320 of it fails `inference`, naming the setting,
+    before the agent would fail at start."""
+    from agent.settings.config import load_config
+    from agent.tools.doctor import check_inference
+
+    cameras = [{"id": "clip", "url": str(media_dir / "vtest.avi"), "detect": {"input_size_wh": [320, 320]}}]
+    path = write_config(tmp_path, models_dir, cameras, {"host": "127.0.0.1", "port": 1883})
+    raw = yaml.safe_load(path.read_text())
+    raw["model"] = {"manifest": str(REPO / "models" / "nanodet_m_416.json")}
+    path.write_text(yaml.safe_dump(raw))
+    config, _ = load_config(path)
+    result = check_inference(config)
+    assert not result.ok
+    assert "cannot run at input size (320, 320)" in result.detail and "detect.input_size_wh" in result.hint

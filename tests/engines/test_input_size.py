@@ -70,3 +70,9 @@ def test_one_detector_runs_each_image_at_the_size_its_camera_asks_for(manifests_
 def test_another_size_on_another_backend_is_refused_with_the_fix(manifests_dir, models_dir):
     with pytest.raises(ModelError, match="only the onnxruntime backend runs a graph at another input size"):
         Detector.open(manifests_dir / "yolox_nano.json", models_dir, backend="tensorrt", sizes_wh=[(320, 320)])
+
+
+def test_a_graph_that_cannot_run_at_another_size_is_refused_naming_the_setting(manifests_dir, models_dir):
+    """NanoDet-m reshapes to its own grid inside the graph: the runtime's failure becomes a ModelError."""
+    with pytest.raises(ModelError, match=r"cannot run at input size \(320, 320\).*detect.input_size_wh"):
+        Detector.open(manifests_dir / "nanodet_m_416.json", models_dir, sizes_wh=[(320, 320)])
