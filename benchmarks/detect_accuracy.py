@@ -8,13 +8,24 @@ depend on the machine's load. Reported per mode: the counting line's in/out (lin
 x=0.5 of the end-to-end test) against the ground truth's tracks through the same rule,
 the wrong-way and loitering situations of the footage test's plaza zone, and the share
 of frames that went through the detector.
+
+`--jitter F --seeds N` (modes with a detect rate) spaces each camera's looks irregularly,
+as a loaded box does (the scheduler defers a look while others are more overdue): each
+look is due the mode's interval times a uniform factor in [1 - F, 1 + F] after the last,
+drawn from a seeded generator, and each figure is reported over N seeds (min and max).
+Offline and deterministic, so it shows in seconds what which look sees does to the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
+from contextlib import nullcontext
 from pathlib import Path
+from unittest import mock
 
+from agent.core.units import NS_PER_S
+from agent.runtime.scheduler import CameraSchedule
 from agent.settings.detect import DetectSettings
 from benchmarks import data
 from benchmarks.machine import describe
@@ -47,9 +58,25 @@ MODES: dict[str, tuple[Path, dict | None]] = {
 }
 
 
-def measure(manifest: Path, detect: dict | None) -> dict:
-    run = run_clip(data.default_clip(), ZONES, data.models_dir(), manifest=manifest,
-                   detect=None if detect is None else DetectSettings(**detect))  # fmt: skip
+FIGURES = ("line_in", "line_out", "wrong_way", "loitering")
+
+
+def jittered(jitter: float, seed: int):
+    """CameraSchedule.detected with each next look due the interval times U(1 - jitter, 1 + jitter) after this one."""
+    rng = random.Random(seed)
+
+    def detected(schedule: CameraSchedule, pts_ns: int, grey) -> None:
+        interval_ns = NS_PER_S / schedule.settings.fps * (1.0 + jitter * (2.0 * rng.random() - 1.0))
+        schedule.next_ns, schedule.last_ns, schedule.reference = pts_ns + round(interval_ns), pts_ns, grey
+
+    return mock.patch.object(CameraSchedule, "detected", detected)
+
+
+def measure(manifest: Path, detect: dict | None, jitter: float = 0.0, seed: int = 0) -> dict:
+    irregular = jitter > 0 and detect is not None and detect.get("fps") is not None
+    with jittered(jitter, seed) if irregular else nullcontext():
+        run = run_clip(data.default_clip(), ZONES, data.models_dir(), manifest=manifest,
+                       detect=None if detect is None else DetectSettings(**detect))  # fmt: skip
     last = run.bodies("line_count")[-1]
     started = {k: sum(1 for b in run.bodies(k) if b.state == "started") for k in ("wrong_way", "loitering")}
     return {"line_in": last.count_in, "line_out": last.count_out, **started,
@@ -59,21 +86,36 @@ def measure(manifest: Path, detect: dict | None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", action="append", choices=sorted(MODES), help="mode (repeat; default all)")
+    parser.add_argument("--jitter", type=float, default=0.0,
+                        help="irregular looks: each interval times U(1 - J, 1 + J) (modes with a detect rate)")
+    parser.add_argument("--seeds", type=int, default=1, help="with --jitter: runs per mode, one seed each")
     parser.add_argument("--out", type=Path, required=True, help="result JSON")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.jitter < 1.0 or args.seeds < 1:
+        parser.error("--jitter must be in [0, 1) and --seeds at least 1")
     machine = describe(vars(args))  # when the run starts: write_result adds the load at its end
     gt_in, gt_out = gt_line_counts(data.default_clip().with_suffix(".gt.txt"), LINE)
     results = {}
     for name in args.mode or list(MODES):
         manifest, detect = MODES[name]
-        results[name] = {"manifest": str(manifest), "detect": detect} | measure(manifest, detect)
+        seeds = args.seeds if args.jitter > 0 and detect is not None else 1
+        runs = [measure(manifest, detect, args.jitter, seed) for seed in range(seeds)]
+        results[name] = {"manifest": str(manifest), "detect": detect, "jitter": args.jitter if seeds > 1 else 0.0} | (
+            runs[0] if seeds == 1 else {"runs": runs} | {k: [min(r[k] for r in runs), max(r[k] for r in runs)] for k in FIGURES}
+            | {"detected_share": round(sum(r["detected_share"] for r in runs) / seeds, 3)}
+        )  # fmt: skip
         print(name, results[name], flush=True)
+
+    def figure(value: int | list[int]) -> str:
+        if isinstance(value, int):
+            return str(value)
+        return str(value[0]) if value[0] == value[1] else f"{value[0]}-{value[1]}"
+
     print_table(
         f"vtest.avi per detect mode (ground truth line in {gt_in} / out {gt_out})",
         ["mode", "line in", "line out", "wrong-way", "loitering", "frames detected"],
-        [[n, r["line_in"], r["line_out"], r["wrong_way"], r["loitering"], f"{100 * r['detected_share']:.0f}%"]
-         for n, r in results.items()],
-    )  # fmt: skip
+        [[n, *(figure(r[k]) for k in FIGURES), f"{100 * r['detected_share']:.0f}%"] for n, r in results.items()],
+    )
     write_result(args.out, "detect_accuracy", machine, {"ground_truth_line": [gt_in, gt_out], "modes": results})
     return 0
 
