@@ -54,6 +54,9 @@ class RunSpec:
     warmup_s: float = 5.0  # left out of latency and CPU figures, from the agent's first message on
     decode_frames: int = 60
     detect: dict | None = None  # every camera's `detect` block (agent/settings/detect.py); None: every frame
+    # file cameras play the clip once: the agent stops at its end (or at warmup + duration), and the
+    # counts read back (`counts`) cover that one pass, to compare with benchmarks/detect_accuracy.py's
+    once: bool = False
 
 
 def zones_for(camera_ids: list[str]) -> dict:
@@ -83,7 +86,7 @@ def run_agent(spec: RunSpec) -> dict:
     """Run the agent on `spec.streams` cameras for warmup + duration seconds and measure it."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
-        with broker(work) as mqtt_broker, cameras(spec.source, spec.clip, spec.streams, work) as cams:
+        with broker(work) as mqtt_broker, cameras(spec.source, spec.clip, spec.streams, work, loop=not spec.once) as cams:
             decode = probe_decode(cams[0]["url"], spec.decode_frames)
             config = base_config(spec.models_dir, mqtt_broker.port, [c | _detect_block(spec) for c in cams])
             config["model"] = {"manifest": str(spec.manifest), "backend": spec.backend}
@@ -116,7 +119,7 @@ def analyse(spec: RunSpec, messages: list[Stamped], sampler: ProcSampler, decode
         "zones_per_camera": zones_for(["cam0"]),
         "end_to_end_ms": summary_ms(latency_ms),
         "events": {"received": len(events), "measured": len(latency_ms), "emitted": exit_stats.get("produced")},
-        "first_pass": first_pass([json.loads(m.payload) for m in events]),
+        "counts": counts([json.loads(m.payload) for m in events]) if spec.once else None,
         "frames": _frames(health, exit_stats, decode["source_fps"]),
         "stages_ms": {s: stages[s] for s in STAGES if s in stages},
         "decode_probe": decode,
@@ -125,19 +128,13 @@ def analyse(spec: RunSpec, messages: list[Stamped], sampler: ProcSampler, decode
     }
 
 
-def first_pass(envelopes: list[dict]) -> dict[str, dict[str, int]]:
-    """Per camera, over the clip's first pass (until its pts go back: the file looped): the counting line's
-    in and out, and the wrong-way and loitering situations started, to compare with
-    benchmarks/detect_accuracy.py's figures of the whole clip."""
+def counts(envelopes: list[dict]) -> dict[str, dict[str, int]]:
+    """Per camera, over the run: the counting line's in and out (its last line_count) and the wrong-way and
+    loitering situations started. Only meaningful for a run whose cameras play the clip once (`RunSpec.once`):
+    a looping file keeps its pts increasing, so nothing in the events tells one pass from the next."""
     out: dict[str, dict[str, int]] = {}
-    last_ts: dict[str, int] = {}
-    looped: set[str] = set()
     for env in envelopes:  # in the order received: a camera's events come in pts order
         cam, body = env["camera_id"], env["body"]
-        if cam in looped or env["ts"] < last_ts.get(cam, 0):
-            looped.add(cam)
-            continue
-        last_ts[cam] = env["ts"]
         figures = out.setdefault(cam, {"line_in": 0, "line_out": 0, "wrong_way": 0, "loitering": 0})
         if body["kind"] == "line_count":
             figures["line_in"], figures["line_out"] = body["count_in"], body["count_out"]

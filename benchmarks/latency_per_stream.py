@@ -28,14 +28,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds left out after the agent starts")
     parser.add_argument("--decode-frames", type=int, default=60, help="frames read by the decode probe")
+    parser.add_argument("--once", action="store_true",
+                        help="file cameras play the clip once (no loop), and each camera's counts over it are read back")
     parser.add_argument("--out", type=Path, required=True, help="result JSON (the PNG goes beside it)")
 
 
 def spec_for(args: argparse.Namespace, streams: int, manifest: Path, backend: str, detect: dict | None = None) -> RunSpec:
+    if args.once and args.source != "file":
+        raise SystemExit("--once needs --source file (an RTSP server loops the clip)")
     return RunSpec(
         streams=streams, source=args.source, clip=(args.clip or data.default_clip()).resolve(),
         manifest=manifest.resolve(), models_dir=data.models_dir(), backend=backend, duration_s=args.duration,
-        warmup_s=args.warmup, decode_frames=args.decode_frames, detect=detect,
+        warmup_s=args.warmup, decode_frames=args.decode_frames, detect=detect, once=args.once,
     )  # fmt: skip
 
 

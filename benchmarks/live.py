@@ -54,10 +54,10 @@ def broker(workdir: Path) -> Iterator[Mosquitto]:
 
 
 @contextmanager
-def cameras(source: Source, clip: Path, count: int, workdir: Path) -> Iterator[list[dict]]:
+def cameras(source: Source, clip: Path, count: int, workdir: Path, loop: bool = True) -> Iterator[list[dict]]:
     """`count` camera entries of the agent config, all showing `clip`.
 
-    file: the clip replayed at its own frame rate, looping, dropping the oldest
+    file: the clip replayed at its own frame rate, looping (`loop`), dropping the oldest
     frame when the agent lags (like a live camera); its frames carry their
     scheduled time, so end to end includes decode and queueing.
     rtsp: one GStreamer RTSP server per camera (each re-encodes the clip to
@@ -65,7 +65,7 @@ def cameras(source: Source, clip: Path, count: int, workdir: Path) -> Iterator[l
     stamps a frame when OpenCV returns it, so end to end starts after decode.
     """
     if source == "file":
-        yield [{"id": f"cam{i}", "url": str(clip), "replay": "realtime", "loop": True} for i in range(count)]
+        yield [{"id": f"cam{i}", "url": str(clip), "replay": "realtime", "loop": loop} for i in range(count)]
         return
     servers: list[RtspServer] = []
     try:
