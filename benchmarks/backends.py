@@ -7,7 +7,8 @@ Runs the agent's Detector (letterbox, engine, decoder, NMS) on decoded frames
 of the clip, so decode is left out. ORT FP32 always runs; ORT INT8 runs when
 --int8 names a QDQ model (its manifest, or the .onnx file, which then borrows
 the FP32 manifest's input and outputs); TensorRT runs where its backend
-imports. Configurations and batch sizes are interleaved in short windows,
+imports. `--size 416x320` (repeat) adds ORT FP32 with the same model at that input size, as a
+camera's `detect.input_size_wh` runs it. Configurations and batch sizes are interleaved in short windows,
 round after round in a shuffled order, so load on a shared machine hits all
 of them alike; every figure is also given as a ratio to ORT FP32 at the same
 batch size from the same run.
@@ -62,6 +63,20 @@ def int8_manifest(path: Path, fp32_manifest: Path, folder: Path) -> tuple[Path, 
     return manifest, path.parent
 
 
+class AtSize:
+    """A Detector opened with another input size (`sizes_wh`), every image detected at that size."""
+
+    def __init__(self, detector: Detector, size_wh: tuple[int, int]) -> None:
+        self.detector, self.size_wh = detector, size_wh
+
+    def detect(self, images: list[np.ndarray]) -> list:
+        return self.detector.detect(images, [self.size_wh] * len(images))
+
+    @property
+    def last_timings_s(self) -> dict[str, float]:
+        return self.detector.last_timings_s
+
+
 def open_detectors(args: argparse.Namespace, stack: ExitStack) -> tuple[dict[str, Detector], dict, list[str]]:
     """Every configuration that opens here: label -> Detector, label -> model info, and skip notes."""
     wanted = [("onnxruntime", args.manifest, data.models_dir())]
@@ -85,6 +100,12 @@ def open_detectors(args: argparse.Namespace, stack: ExitStack) -> tuple[dict[str
             notes.append(f"{label} skipped: {type(exc).__name__}: {str(exc).splitlines()[0]}")
             continue
         models[label] = info | {"engine_max_batch": detectors[label].max_batch}
+    for size in args.size:  # the FP32 model at another input size, as a camera's detect.input_size_wh runs it
+        wh = tuple(int(v) for v in size.split("x"))
+        options = {"max_batch": max(args.batches)} | ({"intra_op_threads": args.threads} if args.threads else {})
+        opened = stack.enter_context(Detector.open(args.manifest, data.models_dir(), sizes_wh=[wh], **options))
+        detectors[f"onnxruntime fp32 {size}"] = AtSize(opened, wh)
+        models[f"onnxruntime fp32 {size}"] = model_info(args.manifest, data.models_dir()) | {"input_size_wh": list(wh)}
     return detectors, models, notes
 
 
@@ -133,6 +154,13 @@ def summarise(samples: dict, labels: list[str], batches: tuple[int, ...]) -> lis
     return rows
 
 
+def _size(text: str) -> str:
+    w, _, h = text.partition("x")
+    if not (w.isdigit() and h.isdigit() and int(w) % 32 == 0 and int(h) % 32 == 0 and int(w) and int(h)):
+        raise argparse.ArgumentTypeError(f"{text!r}: give WxH, multiples of 32 (e.g. 416x320)")
+    return f"{int(w)}x{int(h)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", type=Path, default=data.DEFAULT_MANIFEST, help="FP32 model manifest")
@@ -142,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds")
     parser.add_argument("--window", type=float, default=1.0, help="seconds per configuration and batch per round")
     parser.add_argument("--threads", type=int, default=None, help="ORT intra-op threads (default: the engine's)")
+    parser.add_argument("--size", action="append", default=[], type=_size, help="also ORT FP32 at this input size, WxH")
     parser.add_argument("--out", type=Path, required=True, help="result JSON")
     args = parser.parse_args(argv)
     batches = tuple(args.batches)

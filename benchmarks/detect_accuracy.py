@@ -51,6 +51,10 @@ MODES: dict[str, tuple[Path, dict | None]] = {
     # what the scheduler held 16 streams of fps5 to on this box before its share adapted (1.4 detections/s)
     "fps1.5 416": (data.DEFAULT_MANIFEST, {"fps": 1.5}),
     "fps1.2 416": (data.DEFAULT_MANIFEST, {"fps": 1.2}),
+    # the whole 416 scale of a 4:3 frame without the letterbox's padding rows (768x576 -> 416x312 in 416x320)
+    "every 416x320": (data.DEFAULT_MANIFEST, {"input_size_wh": [416, 320]}),
+    "fps5 416x320": (data.DEFAULT_MANIFEST, {"fps": 5.0, "input_size_wh": [416, 320]}),
+    "fps3.3 416x320": (data.DEFAULT_MANIFEST, {"fps": 10 / 3, "input_size_wh": [416, 320]}),
     "every 320": (YOLOX_320, None),
     "fps5 320": (YOLOX_320, {"fps": 5.0}),
     "fps3.3 320": (YOLOX_320, {"fps": 10 / 3}),

@@ -40,6 +40,8 @@ DETECT_MODES: dict[str, dict | None] = {
     "fps5": {"fps": 5.0},
     "fps5-motion-crop": {"fps": 5.0, "motion": True, "crop_to_zones": True},
     "fps5-320": {"fps": 5.0, "input_size_wh": [320, 320]},  # the camera's own input size, on the model given
+    # 416's scale for a 4:3 camera without the letterbox's padding rows: 768x576 -> 416x312, in a 416x320 input
+    "fps5-416x320": {"fps": 5.0, "input_size_wh": [416, 320]},
 }
 
 

@@ -46,7 +46,8 @@ class DetectSettings(BaseModel):
     input_size_wh: tuple[int, int] | None = Field(
         None,
         description="the model's input width and height for this camera, multiples of 32 (e.g. [320, 320]: yolox_nano "
-        "about 1.5x faster than at 416 for fewer small people found); the same model file runs at it (onnxruntime "
+        "about 1.5x faster than at 416 for fewer small people found; [416, 320] for a 4:3 camera: 416's scale without the "
+        "letterbox's padding rows, about 1.25x faster); the same model file runs at it (onnxruntime "
         "backend; graphs whose shapes follow their input, as YOLOX's); absent: the model manifest's size",
     )
     crop_to_zones: bool = Field(

@@ -109,6 +109,35 @@ def test_streams_per_box_from_files(tmp_path, models_dir, media_dir):
     assert out.with_suffix(".png").stat().st_size > 0
 
 
+def test_streams_per_box_once_plays_the_clip_once_and_reads_the_counts_back(tmp_path, models_dir, media_dir, short_clip):
+    out = tmp_path / "once.json"
+    args = ["--source", "file", "--once", "--clip", str(short_clip), "--manifest", str(LIGHT), "--max-streams", "1",
+            "--budget-ms", "10000", "--mode", "fps5", *LIVE_RUN]  # fmt: skip
+    result = run_script("streams_per_box", args, models_dir, media_dir, out)
+    (run,) = result["results"]["configs"][0]["runs"]
+    assert run["frames"]["processed"] == 20  # the clip's 20 frames once, no loop: the agent stopped at its end
+    assert run["events"]["received"] == run["events"]["emitted"] > 0
+    assert set(run["counts"]) == {"cam0"}
+    assert set(run["counts"]["cam0"]) == {"line_in", "line_out", "wrong_way", "loitering"}
+
+
+def test_once_needs_files(tmp_path, models_dir, media_dir):
+    env = os.environ | {"EDGE_AGENT_MODELS_DIR": str(models_dir), "EDGE_AGENT_MEDIA_DIR": str(media_dir)}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.streams_per_box", "--source", "rtsp", "--once", "--out",
+                           str(tmp_path / "x.json")], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode != 0 and "--once needs --source file" in done.stderr
+
+
+def test_backends_at_another_input_size(tmp_path, models_dir, media_dir, short_clip):
+    out = tmp_path / "backends.json"
+    args = ["--clip", str(short_clip), "--size", "416x320", "--batches", "1", "2", "--rounds", "1", "--window", "0.2"]
+    result = run_script("backends", args, models_dir, media_dir, out)
+    rows = {(r["config"], r["batch"]): r for r in result["results"]["rows"]}
+    assert {("onnxruntime fp32 416x320", b) for b in (1, 2)} <= set(rows)
+    assert all(rows[("onnxruntime fp32 416x320", b)]["frames_per_s"] > 0 for b in (1, 2))
+    assert result["results"]["models"]["onnxruntime fp32 416x320"]["input_size_wh"] == [416, 320]
+
+
 def test_backends_with_int8(tmp_path, models_dir, media_dir, short_clip, int8_model):
     out = tmp_path / "backends.json"
     args = ["--manifest", str(LIGHT), "--int8", str(int8_model), "--clip", str(short_clip)]
