@@ -50,6 +50,14 @@ class WrongWaySettings(Settings):
     exit_grace_s: float = Field(
         1.0, ge=0.0, le=60.0, description="time outside the zone (or unseen) before the situation ends"
     )
+    # from walking speed, not fitted: a walker covers about 0.8 of their height a second, and the
+    # subject is looked for up to exit_grace_s (1 s) after it was last seen
+    relink_heights: float = Field(
+        1.0, ge=0.0, le=10.0, description="a new track that appears within this many of a subject's box heights "
+        "of where that subject was last seen going the wrong way, while it is unseen and within exit_grace_s, "
+        "continues its situation instead of starting another (a track broken by an occlusion is one person); "
+        "0: never"
+    )
 
     @field_validator("direction")
     @classmethod
@@ -62,7 +70,9 @@ class WrongWaySettings(Settings):
 class WrongWayRule:
     """One zone of one camera. A subject's progress is its anchor projected on the allowed
     direction (on the ground, in metres, with `min_distance_m`); going backwards from the furthest
-    point reached by the minimum distance is wrong way, so a subject that turns around is caught too."""
+    point reached by the minimum distance is wrong way, so a subject that turns around is caught too.
+    A situation is keyed by the track that started it; a new track appearing where that subject
+    vanished (`relink_distance`) carries it on, with its progress."""
 
     def __init__(
         self, zone_id: str, polygon: np.ndarray, classes: ClassSelector, settings: WrongWaySettings,
@@ -83,27 +93,34 @@ class WrongWayRule:
             self._progress = lambda anchors: plane.to_m(anchors) @ unit_m
             self._min_distance, self._unit_name = settings.min_distance_m, "m"
         self._grace_ns = int(settings.exit_grace_s * NS_PER_S)
-        self._furthest: dict[int, tuple[float, int]] = {}  # track id -> (max progress, last seen in zone ns)
+        self._relink_heights = settings.relink_heights
+        # track id -> (max progress, last seen in zone ns, last anchor and box height in pixels, situation key)
+        self._subjects: dict[int, tuple[float, int, np.ndarray, int]] = {}
         self._spells: Spells[int] = Spells(0.0, settings.exit_grace_s)
 
     def update(self, tracks: Tracks) -> list[Event]:
         now = tracks.pts_ns
         anchors = tracks.anchors_norm().astype(np.float64)
         progress = self._progress(anchors)
+        xyxy = tracks.detections.xyxy.astype(np.float64)
+        # where each subject stands, in pixels, and how tall it is: the relink's scale
+        feet = np.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2, xyxy[:, 3], xyxy[:, 3] - xyxy[:, 1]], axis=1)
+        rows = np.flatnonzero(in_zone(tracks, self._polygon, self._classes))
+        seen = {int(t) for t in tracks.track_id[rows]}
         active = {}
-        for row in np.flatnonzero(in_zone(tracks, self._polygon, self._classes)):
+        for row in rows:
             tid = int(tracks.track_id[row])
-            best = max(self._furthest.get(tid, (progress[row], now))[0], progress[row])
-            self._furthest[tid] = (best, now)
+            best, _, _, key = self._subjects.get(tid) or self._relink(feet[row], seen) or (progress[row], now, None, tid)
+            best = max(best, progress[row])
+            self._subjects[tid] = (best, now, feet[row], key)
             if best - progress[row] >= self._min_distance:
                 name = self._classes.name(tracks.detections.class_id[row])
-                active[tid] = (name, tuple(anchors[row].tolist()), float(best - progress[row]))
-        ended = tracks.ended.tolist()
-        for tid in ended:
-            self._furthest.pop(tid, None)
-        for tid, (_, seen_ns) in list(self._furthest.items()):
+                active[key] = (name, tuple(anchors[row].tolist()), float(best - progress[row]))
+        # a track's end ends its situation, unless another track carries it on
+        gone = [subject[3] for tid in tracks.ended.tolist() if (subject := self._subjects.pop(tid, None))]
+        for tid, (_, seen_ns, _, _) in list(self._subjects.items()):
             if now - seen_ns > self._grace_ns:
-                del self._furthest[tid]
+                del self._subjects[tid]
         return self._spells.events(
             tracks,
             active,
@@ -111,12 +128,23 @@ class WrongWayRule:
                 zone_id=self.rule_id, state=state, class_name=p[0], point=p[1], distance=round(min(p[2], 10000.0), 3),
                 unit=self._unit_name, duration_ms=ms,
             ),
-            gone=ended,
-            subject=lambda tid: tid,
+            gone=gone,
+            subject=lambda key: key,
         )
 
+    def _relink(self, feet: np.ndarray, seen: set[int]) -> tuple[float, int, np.ndarray, int] | None:
+        """The state of the nearest subject going the wrong way (its situation started) that is unseen now and
+        was last seen within `relink_heights` of its height from `feet` (x, y, height in pixels), taken over by
+        the new track; None if there is none."""
+        candidates = [
+            (float(np.hypot(*(s[2][:2] - feet[:2])) / max(s[2][2], 1.0)), tid) for tid, s in self._subjects.items()
+            if tid not in seen and self._spells.is_started(s[3])
+        ]  # fmt: skip
+        heights, tid = min(candidates, default=(np.inf, None))
+        return self._subjects.pop(tid) if tid is not None and heights <= self._relink_heights else None
+
     def state_size(self) -> int:
-        return len(self._furthest) + len(self._spells)
+        return len(self._subjects) + len(self._spells)
 
 
 KIND = Kind(name="wrong_way", body=WrongWayBody, settings=WrongWaySettings, field="wrong_way", description="raise wrong-way events (absent: off)",

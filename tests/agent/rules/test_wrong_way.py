@@ -3,7 +3,7 @@ import pytest
 from pydantic import ValidationError
 
 from agent.analytics.kinds.wrong_way import WrongWayRule, WrongWaySettings
-from tests.agent.rules.fixtures import PERSON, run
+from tests.agent.rules.fixtures import PERSON, run, tracks
 
 ZONE = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], np.float32)
 
@@ -42,3 +42,46 @@ def test_duration_runs_from_the_moment_it_went_wrong():
 def test_direction_must_not_be_zero():
     with pytest.raises(ValidationError):
         WrongWaySettings(direction=(0.0, 0.0))
+
+
+def _broken_walk(gap: int, jump: float) -> list:
+    """Track 1 walks against the direction, vanishes for `gap` frames and track 2 appears `jump` further on
+    (a box is 0.04 tall: fixtures.tracks) and walks on; both end at the last frame."""
+    first = [([(1, x, 0.5)], ()) for x in np.linspace(0.8, 0.6, 9)]
+    hidden = [([], ()) for _ in range(gap)]
+    second = [([(2, x, 0.5)], ()) for x in np.linspace(0.6 - jump, 0.2, 12)]
+    return first + hidden + second + [([], (1, 2))]
+
+
+def test_a_track_broken_by_an_occlusion_carries_the_situation_on():
+    bodies = run(rule(), _broken_walk(gap=3, jump=0.02))  # reappears half a box height on, 0.3 s later
+    assert [b.state for b in bodies] == ["started", "ended"]
+
+
+def test_the_subject_of_a_carried_situation_is_the_track_that_started_it():
+    r = rule()
+    subjects = []
+    for t, (rows, ended) in enumerate(_broken_walk(gap=3, jump=0.02)):
+        subjects += [(e.body.state, e.track_id) for e in r.update(tracks(t, rows, ended))]
+    assert subjects == [("started", 1), ("ended", 1)]
+    assert r.state_size() == 0
+
+
+@pytest.mark.parametrize(
+    "gap, jump",
+    [
+        (3, 0.2),  # appears 5 box heights away: another person
+        (15, 0.02),  # appears after exit_grace_s (1 s): the first situation has ended
+    ],
+)
+def test_a_new_track_far_away_or_too_late_is_its_own_situation(gap, jump):
+    bodies = run(rule(), _broken_walk(gap, jump))
+    assert [b.state for b in bodies].count("started") == 2
+
+
+def test_no_relink_when_turned_off_or_while_the_first_track_is_still_seen():
+    off = WrongWayRule("z", ZONE, PERSON, WrongWaySettings(direction=(1.0, 0.0), relink_heights=0.0))
+    assert [b.state for b in run(off, _broken_walk(gap=3, jump=0.02))].count("started") == 2
+    # two people side by side, both going the wrong way: the second is not the first's continuation
+    together = [([(1, x, 0.5), (2, x + 0.01, 0.5)], ()) for x in np.linspace(0.8, 0.5, 12)] + [([], (1, 2))]
+    assert [b.state for b in run(rule(), together)].count("started") == 2
