@@ -120,7 +120,7 @@ class Detector:
         try:
             for m, m_options in others:
                 try:
-                    sized = cls._open_at(m, model_path, sha256, backend, options, m_options, resized=True)
+                    detector._sized[m.input.size_wh] = cls._open_at(m, model_path, sha256, backend, options, m_options, resized=True)
                 except ModelError:
                     raise
                 except Exception as e:  # the runtime's own words: a graph whose shapes are fixed inside
@@ -129,7 +129,6 @@ class Detector:
                         f"not follow its input ({str(e).splitlines()[0][:200]}); remove that camera's "
                         "detect.input_size_wh or give it a model whose graph does (YOLOX's)"
                     ) from e
-                detector._sized[m.input.size_wh] = sized
         except BaseException:
             detector.close()
             raise

@@ -1,4 +1,5 @@
-"""Box areas, intersections and overlap (IoU), and class-aware non-maximum suppression in numpy: the one IoU of the project."""
+"""Box areas, intersections and overlap (IoU), boxes that are part of a larger one, and class-aware
+non-maximum suppression in numpy: the one IoU of the project."""
 
 from __future__ import annotations
 
@@ -18,6 +19,16 @@ def intersections(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter_w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0, None)
     inter_h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0, None)
     return inter_w * inter_h
+
+
+def inside_larger(xyxy: np.ndarray, share: float, class_id: np.ndarray | None = None) -> np.ndarray:
+    """bool (N,): boxes float (N, 4) with at least `share` of their area inside a larger box of the same set
+    (of their own class, given class_id int (N,)): a second, partial detection of one object."""
+    area = areas(xyxy)
+    larger = area[None, :] > area[:, None]  # [i, j]: j is larger than i
+    if class_id is not None:
+        larger &= class_id[None, :] == class_id[:, None]
+    return np.any((intersections(xyxy, xyxy) >= share * area[:, None]) & larger, axis=1)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ Tiles overlap by `OVERLAP` of their side, so a small person cut by one tile's bo
 neighbour. The merge drops the tile boxes that are cut by an inner tile border and taller than
 `SPLIT_TALL` of the tile (parts of a person too large for a tile, whom the whole frame sees
 whole), keeps one box per person by class-aware NMS over all the boxes, then drops the boxes with
-more than `INSIDE` of their area inside a larger box of their class (a zoomed tile sees a large
+`INSIDE` of their area or more inside a larger box of their class (a zoomed tile sees a large
 person's head, upper body or legs as persons too; NMS keeps them, their IoU with the whole is small).
 Both were chosen by cross-validation with the crowd area estimate's constants (`make crowd-fit`).
 """
@@ -19,13 +19,13 @@ import numpy as np
 
 from agent.core.types import Detections
 from agent.runtime.scheduler import Region, crop, uncrop
-from engines.nms import areas, intersections, nms
+from engines.nms import inside_larger, nms
 
 OVERLAP = 0.25  # share of a tile's side shared with its neighbour
 _CUT_PX = 2.0  # a box this close to an inner tile border was cut by it
 # chosen by `make crowd-fit` (benchmarks/crowd_fit.py) by cross-validation; math.inf: never
 SPLIT_TALL = 0.5  # a box cut by an inner tile border and taller than this share of its tile is part of a large person
-INSIDE = 0.4  # a box with more than this share of its area inside a larger box of its class is a part of that person
+INSIDE = 0.4  # a box with this share of its area or more inside a larger box of its class is a part of that person
 
 
 Job = tuple[np.ndarray, "Region | None", list[tuple[np.ndarray, float]]]
@@ -92,15 +92,7 @@ def merge(base: Detections, tiles: list[tuple[Region, Detections]], size_wh: tup
         split.append(tall & _cut(d.xyxy, region, size_wh))
     whole = every.select(~np.concatenate(split))
     kept = whole.select(nms(whole.xyxy, whole.confidence, whole.class_id, iou, len(whole)))
-    return kept.select(~_parts(kept.xyxy, kept.class_id))
-
-
-def _parts(xyxy: np.ndarray, class_id: np.ndarray) -> np.ndarray:
-    """bool (N,): boxes with more than INSIDE of their area inside a larger box of the same class."""
-    area = areas(xyxy)
-    inside = intersections(xyxy, xyxy) / np.maximum(area[:, None], 1e-6)  # [i, j]: share of i in j
-    larger = (area[None, :] > area[:, None]) & (class_id[None, :] == class_id[:, None])
-    return np.any((inside > INSIDE) & larger, axis=1)
+    return kept.select(~inside_larger(kept.xyxy, INSIDE, kept.class_id))
 
 
 def _cut(xyxy: np.ndarray, region: Region, size_wh: tuple[int, int]) -> np.ndarray:

@@ -47,6 +47,7 @@ from agent.analytics.registry import Area, Kind
 from agent.core.events import Body, Box, Event, Id, State, Tally
 from agent.core.types import Tracks
 from agent.core.units import NS_PER_S
+from engines.nms import inside_larger
 
 if TYPE_CHECKING:  # the analyzer (OpenCV) is built by the camera, not imported with the kinds
     from agent.analytics.analyzers.silhouette import SilhouetteAnalyzer
@@ -295,9 +296,4 @@ KIND = Kind(
 def _whole(xyxy: np.ndarray, rows: list[int]) -> list[int]:
     """The rows whose box is not mostly (70 %) inside a bigger box of the same frame: a second, partial
     detection of one person (their upper body while they sit down) is not a person of its own."""
-    b = xyxy[rows]
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    w = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
-    h = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
-    inside = (w * h >= 0.7 * area[:, None]) & (area[None, :] > area[:, None])
-    return [r for r, part in zip(rows, inside.any(axis=1)) if not part]
+    return [r for r, part in zip(rows, inside_larger(xyxy[rows], 0.7)) if not part]

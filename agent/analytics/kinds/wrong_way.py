@@ -72,7 +72,7 @@ class WrongWayRule:
     direction (on the ground, in metres, with `min_distance_m`); going backwards from the furthest
     point reached by the minimum distance is wrong way, so a subject that turns around is caught too.
     A situation is keyed by the track that started it; a new track appearing where that subject
-    vanished (`relink_distance`) carries it on, with its progress."""
+    vanished (`relink_heights`) carries it on, with its progress."""
 
     def __init__(
         self, zone_id: str, polygon: np.ndarray, classes: ClassSelector, settings: WrongWaySettings,
