@@ -61,7 +61,8 @@ tune-falls: setup
 		--json benchmarks/results/falls_tuning.json
 
 # crowd counts against the truth through the real pipeline (crowded mode, default settings): the Mall clip
-# (1000 frames) and the 80 ShanghaiTech B stills; MAE, MRE, bias, correlation (detections cached: ~15 min cold)
+# (1000 frames), the 80 ShanghaiTech B stills and vtest.avi (a sparse scene); MAE, MRE, bias, correlation
+# (detections cached: ~15 min cold)
 eval-crowd: setup
 	nice -n 10 $(PY) -m benchmarks.eval_crowd --clip $(EDGE_AGENT_MEDIA_DIR)/crowd/mall_1001-2000_2fps.mp4 \
 		--counts $(EDGE_AGENT_MEDIA_DIR)/crowd/mall_1001-2000_counts.csv --cache var/crowd --cost 20 --json benchmarks/results/crowd_mall.json

@@ -11,7 +11,8 @@ folder's has (image, count) rows, and each image runs as a short clip of the rep
 once with FFmpeg under the cache folder), its count read at the clip's end. A clip annotated for
 tracking gives its counts as its MOT ground truth (`--counts vtest.gt.txt`). Prints mean absolute
 error, mean relative error, bias (mean error over mean truth) and correlation; `--json` writes them
-with every frame's count. `--cache` keeps the model's detections (frame and tiles) per clip.
+with every frame's count and the zone's coverage (the share of it the persons' boxes cover, smoothed,
+which decides whether the area estimate may take over; read from the rule, it is not on the wire). `--cache` keeps the model's detections (frame and tiles) per clip.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ import csv
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
-from agent.analytics.crowd import CrowdedSettings
+from agent.analytics.crowd import CrowdedSettings, ZoneCount
 from benchmarks.data import models_dir
 from benchmarks.report import write_json
 from engines.progress import Progress
@@ -40,11 +44,30 @@ def zones(crowded: CrowdedSettings | None) -> dict:
     return {"zones": [{"id": "all", "camera": "cam", "polygon": FULL, "occupancy": occupancy}]}
 
 
-def counts_over_clip(clip: Path, crowded: CrowdedSettings | None, cache: Path | None) -> list[int]:
+@contextmanager
+def coverage_probe() -> Iterator[list[float]]:
+    """The zone's smoothed coverage after each `ZoneCount.update`, in order (one zone, one camera: one a frame)."""
+    seen: list[float] = []
+    update = ZoneCount.update
+
+    def probed(self: ZoneCount, tracks, edges) -> None:
+        update(self, tracks, edges)
+        seen.append(self.coverage)
+
+    with mock.patch.object(ZoneCount, "update", probed):
+        yield seen
+
+
+def counts_over_clip(clip: Path, crowded: CrowdedSettings | None, cache: Path | None) -> tuple[list[int], list[float]]:
     """The zone's count at every frame of `clip`, from the zone_occupancy events of a real pipeline run
-    (crowded None: the default occupancy, confirmed tracks on the whole frame)."""
+    (crowded None: the default occupancy, confirmed tracks on the whole frame), and its coverage at every
+    frame (zeros without the crowded mode's area estimate)."""
     kind = "tracks" if crowded is None else f"zoom-{crowded.zoom}"
-    run = run_clip(clip, zones(crowded), models_dir(), cache_dir=None if cache is None else cache / kind)
+    with coverage_probe() as coverage:
+        run = run_clip(clip, zones(crowded), models_dir(), cache_dir=None if cache is None else cache / kind)
+    coverage = coverage or [0.0] * run.frames
+    if len(coverage) != run.frames:
+        raise RuntimeError(f"{clip}: {run.frames} frames but the zone was updated {len(coverage)} times")
     changes = sorted((e.ts, e.body.count) for e in run.envelopes if e.kind == "zone_occupancy")
     per_frame, count, k = [], 0, 0
     fps = _fps(clip)
@@ -53,7 +76,7 @@ def counts_over_clip(clip: Path, crowded: CrowdedSettings | None, cache: Path | 
         while k < len(changes) and changes[k][0] <= t_ms:
             count, k = changes[k][1], k + 1
         per_frame.append(count)
-    return per_frame
+    return per_frame, coverage
 
 
 def _fps(clip: Path) -> float:
@@ -78,14 +101,19 @@ def still_clip(image: Path, out_dir: Path) -> Path:
     return out
 
 
+def relative_errors(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """MRE (mean of |error| / truth) and bias (mean error / mean truth) along the last axis of `predicted`."""
+    err = predicted - truth
+    return (np.abs(err) / np.maximum(truth, 1)).mean(axis=-1), err.mean(axis=-1) / max(truth.mean(), 1e-9)
+
+
 def metrics(predicted: list[float], truth: list[float]) -> dict:
-    """MAE (persons), MRE (mean of |error| / truth), bias (mean error / mean truth) and Pearson correlation."""
+    """MAE (persons), MRE, bias (`relative_errors`) and Pearson correlation."""
     p, t = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
-    err = p - t
+    mre, bias = relative_errors(p, t)
     corr = float(np.corrcoef(p, t)[0, 1]) if len(p) > 1 and p.std() > 0 and t.std() > 0 else float("nan")
-    return {"n": len(t), "mae": float(np.abs(err).mean()), "mre": float((np.abs(err) / np.maximum(t, 1)).mean()),
-            "bias": float(err.mean() / max(t.mean(), 1e-9)), "corr": corr, "truth_mean": float(t.mean()),
-            "predicted_mean": float(p.mean())}  # fmt: skip
+    return {"n": len(t), "mae": float(np.abs(p - t).mean()), "mre": float(mre), "bias": float(bias), "corr": corr,
+            "truth_mean": float(t.mean()), "predicted_mean": float(p.mean())}  # fmt: skip
 
 
 def read_counts(path: Path) -> list[tuple[str, int]]:
@@ -107,10 +135,11 @@ def mot_counts(path: Path) -> list[tuple[str, int]]:
 
 def evaluate_clip(clip: Path, counts: Path, crowded: CrowdedSettings | None, cache: Path | None) -> dict:
     truth = [c for _, c in (mot_counts(counts) if counts.name.endswith(".gt.txt") else read_counts(counts))]
-    predicted = counts_over_clip(clip, crowded, cache)
+    predicted, coverage = counts_over_clip(clip, crowded, cache)
     if len(predicted) != len(truth):
         raise SystemExit(f"{clip}: {len(predicted)} frames but {counts} has {len(truth)} counts")
-    return {"source": str(clip), "frames": [{"truth": t, "count": p} for t, p in zip(truth, predicted)]}
+    frames = [{"truth": t, "count": p, "coverage": round(c, 4)} for t, p, c in zip(truth, predicted, coverage)]
+    return {"source": str(clip), "frames": frames}
 
 
 def evaluate_images(folder: Path, counts: Path, crowded: CrowdedSettings | None, cache: Path | None) -> dict:
@@ -119,8 +148,8 @@ def evaluate_images(folder: Path, counts: Path, crowded: CrowdedSettings | None,
     images = read_counts(counts)
     with Progress(len(images), "images") as bar:
         for name, truth in images:
-            per_frame = counts_over_clip(still_clip(folder / name, stills), crowded, cache)
-            frames.append({"image": name, "truth": truth, "count": per_frame[-1]})
+            per_frame, coverage = counts_over_clip(still_clip(folder / name, stills), crowded, cache)
+            frames.append({"image": name, "truth": truth, "count": per_frame[-1], "coverage": round(coverage[-1], 4)})
             bar.update()
     return {"source": str(folder), "frames": frames}
 
@@ -132,7 +161,6 @@ def cost(images: list[np.ndarray], crowded: CrowdedSettings) -> dict:
     from agent.analytics.analyzers.crowd import CrowdAnalyzer
     from agent.analytics.analyzers.downscale import downscale
     from agent.analytics.analyzers.settings import AnalysisSettings
-    from agent.analytics.crowd import ZoneCount
     from agent.core.types import Detections, Tracks
     from agent.runtime import tiles
     from engines.detector import Detector

@@ -10,13 +10,15 @@ estimate that takes over where people are too packed or small for boxes.
   each edge pixel weighted by 1 / h(y) ** HEIGHT_POWER, h(y) the height of a person standing at that
   image row (a far person covers fewer pixels), times `EDGE_PERSONS_K`. Packed people hidden behind
   the boxes found add their heads' and shoulders' texture inside those boxes, which the box count
-  misses. h(y) is fitted to the boxes seen (`Perspective`): no calibration needed. Fitted on crowds,
-  it over-counts a sparse scene (README, "Crowds and real units").
-- The area estimate takes over where it is larger than the detections; the event says which
-  estimate was used.
+  misses. h(y) is fitted to the boxes seen (`Perspective`): no calibration needed.
+- The area estimate takes over where it is larger than the detections and the persons' boxes cover at
+  least `PACKED` of the zone (people packed: in a sparse scene the boxes see everyone, and the area
+  estimate, fitted on crowds, would count each person about twice); the event says which estimate
+  was used.
 
-`BOX_WEIGHT` and `EDGE_PERSONS_K` were fitted by `benchmarks/crowd_fit.py` on the shared Mall and
-ShanghaiTech B data with cross-validation, with the tile merge's constants (README, "Crowds and real units")."""
+`BOX_WEIGHT`, `EDGE_PERSONS_K` and `PACKED` were fitted by `benchmarks/crowd_fit.py` on the shared Mall,
+ShanghaiTech B and vtest data with cross-validation, with the tile merge's constants (README, "Crowds and
+real units")."""
 
 from __future__ import annotations
 
@@ -27,13 +29,14 @@ import numpy as np
 from pydantic import Field
 
 from agent.analytics.base import Settings
-from agent.core.geometry import points_in_polygon
+from agent.core.geometry import points_in_polygon, polygon_mask
 from agent.core.types import Tracks
 from agent.core.units import NS_PER_S
 
 # fitted on everything by `make crowd-fit` (benchmarks/results/crowd_fit.json); held-out figures in the README
-BOX_WEIGHT = 1.5  # the detections' share of the area estimate (above 1: boxes miss people, the merge drops some)
-EDGE_PERSONS_K = 0.9261  # persons per crowd-edge pixel inside the boxes, per 1 / h(y) ** HEIGHT_POWER
+BOX_WEIGHT = 1.35  # the detections' share of the area estimate (above 1: boxes miss people, the merge drops some)
+EDGE_PERSONS_K = 2.326  # persons per crowd-edge pixel inside the boxes, per 1 / h(y) ** HEIGHT_POWER
+PACKED = 0.075  # the share of the zone the persons' boxes must cover for the area estimate to count
 HEIGHT_POWER = 2.0  # a person's crowd edges grow with their area, as h(y) ** 2 (cross-validation preferred 2 to 1)
 SMOOTH_S = 1.0  # default window of the count's mean over the detected frames
 Estimate = Literal["detections", "area"]
@@ -54,7 +57,7 @@ class CrowdedSettings(Settings):
     area_estimate: bool = Field(
         True,
         description="let the crowd's foreground area, normalised by perspective, take over where it "
-        "finds clearly more people than the boxes (people too small or packed)",
+        "finds more people than the boxes and the boxes cover a good part of the zone (people packed)",
     )
 
 
@@ -99,11 +102,13 @@ class ZoneCount:
         self._window_ns = int(smooth_s * NS_PER_S)
         self._area = area
         self._perspective = Perspective()
-        self._samples: deque[tuple[int, int, float | None]] = deque()  # (pts, detections, area estimate)
+        self._samples: deque[tuple[int, int, float | None, float]] = deque()  # (pts, detections, area, coverage)
+        self._zone_mask: np.ndarray | None = None  # the zone at the analysis size (made at the first edges)
         self.count = 0
         self.estimate: Estimate = "detections"
         self.detected = 0.0  # smoothed count of the detections (evaluation)
         self.area_count: float | None = None  # smoothed area estimate (evaluation)
+        self.coverage = 0.0  # smoothed share of the zone the persons' boxes cover (evaluation)
 
     def update(self, tracks: Tracks, edges: np.ndarray | None) -> None:
         """edges: the camera's crowd edges bool (h, w) at the analysis width (None: none yet)."""
@@ -113,34 +118,40 @@ class ZoneCount:
             xyxy = seen.xyxy[np.isin(seen.class_id, self.person_ids)]
             feet = np.stack([(xyxy[:, 0] + xyxy[:, 2]) * 0.5 / w, xyxy[:, 3] / h], axis=1)
             inside = xyxy[points_in_polygon(feet, self._polygon)] if len(xyxy) else xyxy
-            area = None
+            area, coverage = None, 0.0
             if self._area:
                 self._perspective.add(xyxy[:, 3], xyxy[:, 3] - xyxy[:, 1])
-                area = None if edges is None else self._area_estimate(edges, inside, h)
-            self._samples.append((tracks.pts_ns, len(inside), area))
+                if edges is not None:
+                    area, coverage = self._area_estimate(edges, inside, h)
+            self._samples.append((tracks.pts_ns, len(inside), area, coverage))
         while self._samples and tracks.pts_ns - self._samples[0][0] > self._window_ns:
             self._samples.popleft()
         if not self._samples:
-            self.count, self.estimate, self.detected, self.area_count = 0, "detections", 0.0, None
+            self.count, self.estimate, self.detected, self.area_count, self.coverage = 0, "detections", 0.0, None, 0.0
             return
         self.detected = float(np.mean([s[1] for s in self._samples]))
         areas = [s[2] for s in self._samples if s[2] is not None]
         self.area_count = float(np.mean(areas)) if areas else None
-        if self.area_count is not None and self.area_count > self.detected:
+        self.coverage = float(np.mean([s[3] for s in self._samples]))
+        if self.area_count is not None and self.coverage >= PACKED and self.area_count > self.detected:
             self.count, self.estimate = round(self.area_count), "area"
         else:
             self.count, self.estimate = round(self.detected), "detections"
 
-    def _area_estimate(self, edges: np.ndarray, boxes_px: np.ndarray, frame_h: int) -> float | None:
+    def _area_estimate(self, edges: np.ndarray, boxes_px: np.ndarray, frame_h: int) -> tuple[float | None, float]:
         """Persons by the zone's person boxes (float (N, 4), frame pixels) and the crowd edges inside them,
-        normalised by perspective; None before any box was seen."""
+        normalised by perspective (None before any box was seen), and the share of the zone the boxes cover."""
         eh = edges.shape[0]
         scale = eh / frame_h  # analysis pixels per frame pixel
-        heights = self._perspective.heights((np.arange(eh) + 0.5) / scale, frame_h)
-        if heights is None:
-            return None
         covered = np.zeros(edges.shape, bool)
         for x0, y0, x1, y1 in (boxes_px * scale).tolist():
             covered[max(int(y0), 0) : int(np.ceil(y1)), max(int(x0), 0) : int(np.ceil(x1))] = True
+        if self._zone_mask is None or self._zone_mask.shape != edges.shape:
+            self._zone_mask = polygon_mask(self._polygon, edges.shape)
+        coverage = np.count_nonzero(covered & self._zone_mask) / max(np.count_nonzero(self._zone_mask), 1)
+        heights = self._perspective.heights((np.arange(eh) + 0.5) / scale, frame_h)
+        if heights is None:
+            return None, coverage
         per_row = np.count_nonzero(edges & covered, axis=1)
-        return BOX_WEIGHT * len(boxes_px) + EDGE_PERSONS_K * float(np.sum(per_row / (heights * scale) ** HEIGHT_POWER))
+        weighted = float(np.sum(per_row / (heights * scale) ** HEIGHT_POWER))
+        return BOX_WEIGHT * len(boxes_px) + EDGE_PERSONS_K * weighted, coverage

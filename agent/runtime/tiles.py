@@ -25,7 +25,7 @@ OVERLAP = 0.25  # share of a tile's side shared with its neighbour
 _CUT_PX = 2.0  # a box this close to an inner tile border was cut by it
 # chosen by `make crowd-fit` (benchmarks/crowd_fit.py) by cross-validation; math.inf: never
 SPLIT_TALL = 0.5  # a box cut by an inner tile border and taller than this share of its tile is part of a large person
-INSIDE = 0.4  # a box with this share of its area or more inside a larger box of its class is a part of that person
+INSIDE = 0.3  # a box with this share of its area or more inside a larger box of its class is a part of that person
 
 
 Job = tuple[np.ndarray, "Region | None", list[tuple[np.ndarray, float]]]

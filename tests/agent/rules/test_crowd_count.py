@@ -56,6 +56,7 @@ def test_area_estimate_takes_over_where_it_finds_more(k, estimate, monkeypatch):
     monkeypatch.setattr(crowd, "BOX_WEIGHT", 1.0)
     monkeypatch.setattr(crowd, "EDGE_PERSONS_K", k)
     monkeypatch.setattr(crowd, "HEIGHT_POWER", 2.0)
+    monkeypatch.setattr(crowd, "PACKED", 0.0)
     count = ZoneCount(FULL, PERSON, smooth_s=0.0, area=True)
     edges = np.ones((144, 192), bool)  # texture everywhere; only what lies inside the boxes counts
     count.update(frame(0.0, people(10)), edges)
@@ -65,6 +66,25 @@ def test_area_estimate_takes_over_where_it_finds_more(k, estimate, monkeypatch):
     assert count.area_count == pytest.approx(expected, rel=1e-6)
     assert count.estimate == estimate
     assert count.count == (round(expected) if estimate == "area" else 10)
+
+
+@pytest.mark.parametrize(
+    "zone, estimate",
+    [
+        (FULL, "detections"),  # ten people on a whole frame: the boxes cover 2.5 % of it, everyone is seen
+        (np.array([[0.0, 0.45], [0.25, 0.45], [0.25, 0.65], [0.0, 0.65]]), "area"),  # the same ten fill this zone
+    ],
+)
+def test_area_estimate_only_where_the_boxes_cover_enough_of_the_zone(zone, estimate, monkeypatch):
+    monkeypatch.setattr(crowd, "EDGE_PERSONS_K", 10.0)
+    monkeypatch.setattr(crowd, "PACKED", 0.1)
+    count = ZoneCount(zone, PERSON, smooth_s=0.0, area=True)
+    count.update(frame(0.0, people(10)), np.ones((144, 192), bool))
+    # the boxes cover 39 x 18 analysis pixels; the small zone is 48 x 28.8 of them
+    assert count.coverage == pytest.approx(39 * 18 / (192 * 144) if zone is FULL else 39 * 18 / (48 * 29), rel=0.05)
+    assert count.area_count > count.detected == 10  # the area estimate finds more in both ...
+    assert count.estimate == estimate  # ... and counts only where the zone is packed
+    assert count.count == (10 if estimate == "detections" else round(count.area_count))
 
 
 def test_occupancy_in_the_crowded_mode_counts_what_is_seen_not_tracks():
