@@ -78,7 +78,7 @@ class CachedDetector:
 
 
 def _load(path: Path) -> list[Detections]:
-    with np.load(path) as z:
-        ends = np.cumsum(z["counts"])
-        starts = ends - z["counts"]
-        return [Detections(z["xyxy"][a:b], z["confidence"][a:b], z["class_id"][a:b]) for a, b in zip(starts, ends)]
+    with np.load(path) as z:  # each z[key] reads and decompresses its array again: read each once
+        counts, xyxy, confidence, class_id = z["counts"], z["xyxy"], z["confidence"], z["class_id"]
+    ends = np.cumsum(counts)
+    return [Detections(xyxy[a:b], confidence[a:b], class_id[a:b]) for a, b in zip(ends - counts, ends)]
