@@ -26,7 +26,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from pydantic import ValidationError
 
+from agent.settings.detect import DetectSettings
 from benchmarks import data
 from benchmarks.machine import describe, model_info
 from benchmarks.report import print_table, summary_ms, write_result
@@ -155,9 +157,12 @@ def summarise(samples: dict, labels: list[str], batches: tuple[int, ...]) -> lis
 
 
 def _size(text: str) -> str:
+    """WxH, checked as a camera's `detect.input_size_wh` is."""
     w, _, h = text.partition("x")
-    if not (w.isdigit() and h.isdigit() and int(w) % 32 == 0 and int(h) % 32 == 0 and int(w) and int(h)):
-        raise argparse.ArgumentTypeError(f"{text!r}: give WxH, multiples of 32 (e.g. 416x320)")
+    try:
+        DetectSettings(input_size_wh=(int(w), int(h)))
+    except (ValueError, ValidationError) as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: give WxH, each side a multiple of 32 (e.g. 416x320)") from e
     return f"{int(w)}x{int(h)}"
 
 

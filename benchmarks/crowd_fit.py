@@ -26,8 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -45,19 +45,6 @@ WEIGHTS = np.round(np.linspace(0.5, 2.0, 31), 3)
 KS = np.geomspace(1e-3, 10.0, 121)
 PACKEDS = (0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2)  # crowd.PACKED candidates
 CLIPS = ("mall", "vtest")  # the sets that are one camera: their bias is in the loss
-
-
-@contextmanager
-def constants(module, **values):
-    """`module`'s constants set to `values` for the duration (the pipeline reads them at each frame)."""
-    saved = {k: getattr(module, k) for k in values}
-    try:
-        for k, v in values.items():
-            setattr(module, k, v)
-        yield
-    finally:
-        for k, v in saved.items():
-            setattr(module, k, v)
 
 
 def features(cache: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -80,11 +67,11 @@ def features(cache: Path) -> dict[str, dict[str, np.ndarray]]:
                 merge = f"{split}|{inside}"
                 if f"coverage|{merge}" in out[name]:
                     continue
-                with constants(tiles, SPLIT_TALL=split, INSIDE=inside):
+                with mock.patch.multiple(tiles, SPLIT_TALL=split, INSIDE=inside):  # the pipeline reads them each frame
                     if f"boxes|{merge}" not in out[name]:
                         boxes = run(CrowdedSettings(area_estimate=False))["frames"]
                         out[name][f"boxes|{merge}"] = np.array([f["count"] for f in boxes], float)
-                    with constants(crowd, BOX_WEIGHT=0.0, EDGE_PERSONS_K=RAW_K, PACKED=0.0):
+                    with mock.patch.multiple(crowd, BOX_WEIGHT=0.0, EDGE_PERSONS_K=RAW_K, PACKED=0.0):
                         edges = run(CrowdedSettings())["frames"]
                 out[name]["truth"] = np.array([f["truth"] for f in edges], float)
                 out[name][f"edges|{merge}"] = np.array([f["count"] for f in edges], float) / RAW_K

@@ -104,6 +104,7 @@ class ZoneCount:
         self._perspective = Perspective()
         self._samples: deque[tuple[int, int, float | None, float]] = deque()  # (pts, detections, area, coverage)
         self._zone_mask: np.ndarray | None = None  # the zone at the analysis size (made at the first edges)
+        self._zone_px = 1  # its pixels
         self.count = 0
         self.estimate: Estimate = "detections"
         self.detected = 0.0  # smoothed count of the detections (evaluation)
@@ -148,7 +149,8 @@ class ZoneCount:
             covered[max(int(y0), 0) : int(np.ceil(y1)), max(int(x0), 0) : int(np.ceil(x1))] = True
         if self._zone_mask is None or self._zone_mask.shape != edges.shape:
             self._zone_mask = polygon_mask(self._polygon, edges.shape)
-        coverage = np.count_nonzero(covered & self._zone_mask) / max(np.count_nonzero(self._zone_mask), 1)
+            self._zone_px = max(np.count_nonzero(self._zone_mask), 1)
+        coverage = np.count_nonzero(covered & self._zone_mask) / self._zone_px
         heights = self._perspective.heights((np.arange(eh) + 0.5) / scale, frame_h)
         if heights is None:
             return None, coverage
