@@ -14,6 +14,8 @@ as a loaded box does (the scheduler defers a look while others are more overdue)
 look is due the mode's interval times a uniform factor in [1 - F, 1 + F] after the last,
 drawn from a seeded generator, and each figure is reported over N seeds (min and max).
 Offline and deterministic, so it shows in seconds what which look sees does to the figures.
+`--phases` instead runs the looks exactly periodic, once per phase: a mode that looks at
+every Nth frame runs N times, its looks falling on the 1st, 2nd, ... Nth frame of each N.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import random
 from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
+
+import cv2
 
 from agent.core.units import NS_PER_S
 from agent.runtime.scheduler import CameraSchedule
@@ -76,9 +80,35 @@ def jittered(jitter: float, seed: int):
     return mock.patch.object(CameraSchedule, "detected", detected)
 
 
-def measure(manifest: Path, detect: dict | None, jitter: float = 0.0, seed: int = 0) -> dict:
-    irregular = jitter > 0 and detect is not None and detect.get("fps") is not None
-    with jittered(jitter, seed) if irregular else nullcontext():
+def shifted(offset_ns: int):
+    """CameraSchedule.detected with a camera's second look due `offset_ns` later than the scheduler's own, and
+    every look after it one interval on: the same periodic looks, shifted (another phase)."""
+    original = CameraSchedule.detected
+
+    def detected(schedule: CameraSchedule, pts_ns: int, grey) -> None:
+        first = schedule.last_ns is None
+        original(schedule, pts_ns, grey)
+        if first:
+            schedule.next_ns += offset_ns
+
+    return mock.patch.object(CameraSchedule, "detected", detected)
+
+
+def looks(detect: dict | None, jitter: float, seeds: int, phases: bool, frame_ns: int) -> list:
+    """One context per run of a mode: the scheduler's own looks, or `seeds` jittered ones, or one per phase."""
+    if detect is None or detect.get("fps") is None:
+        return [nullcontext()]
+    if jitter > 0:
+        return [jittered(jitter, seed) for seed in range(seeds)]
+    if phases:
+        every = max(1, round(NS_PER_S / detect["fps"] / frame_ns))
+        return [shifted(k * frame_ns) for k in range(every)]
+    return [nullcontext()]
+
+
+def measure(manifest: Path, detect: dict | None, timing=None) -> dict:
+    """One run of the clip; `timing`: a context that places the looks (`jittered`, `shifted`), None: the scheduler's."""
+    with timing or nullcontext():
         run = run_clip(data.default_clip(), ZONES, data.models_dir(), manifest=manifest,
                        detect=None if detect is None else DetectSettings(**detect))  # fmt: skip
     last = run.bodies("line_count")[-1]
@@ -93,20 +123,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jitter", type=float, default=0.0,
                         help="irregular looks: each interval times U(1 - J, 1 + J) (modes with a detect rate)")
     parser.add_argument("--seeds", type=int, default=1, help="with --jitter: runs per mode, one seed each")
+    parser.add_argument("--phases", action="store_true",
+                        help="exactly periodic looks, one run per phase (modes with a detect rate)")
     parser.add_argument("--out", type=Path, required=True, help="result JSON")
     args = parser.parse_args(argv)
     if not 0.0 <= args.jitter < 1.0 or args.seeds < 1:
         parser.error("--jitter must be in [0, 1) and --seeds at least 1")
+    if args.phases and args.jitter > 0:
+        parser.error("--phases and --jitter are two ways of placing the looks: give one")
     machine = describe(vars(args))  # when the run starts: write_result adds the load at its end
     gt_in, gt_out = gt_line_counts(data.default_clip().with_suffix(".gt.txt"), LINE)
+    clip = cv2.VideoCapture(str(data.default_clip()))
+    frame_ns = round(NS_PER_S / clip.get(cv2.CAP_PROP_FPS))
+    clip.release()
     results = {}
     for name in args.mode or list(MODES):
         manifest, detect = MODES[name]
-        seeds = args.seeds if args.jitter > 0 and detect is not None else 1
-        runs = [measure(manifest, detect, args.jitter, seed) for seed in range(seeds)]
-        results[name] = {"manifest": str(manifest), "detect": detect, "jitter": args.jitter if seeds > 1 else 0.0} | (
-            runs[0] if seeds == 1 else {"runs": runs} | {k: [min(r[k] for r in runs), max(r[k] for r in runs)] for k in FIGURES}
-            | {"detected_share": round(sum(r["detected_share"] for r in runs) / seeds, 3)}
+        runs = [measure(manifest, detect, c) for c in looks(detect, args.jitter, args.seeds, args.phases, frame_ns)]
+        placed = {"jitter": args.jitter, "phases": args.phases} if len(runs) > 1 else {"jitter": 0.0, "phases": False}
+        results[name] = {"manifest": str(manifest), "detect": detect} | placed | (
+            runs[0] if len(runs) == 1 else {"runs": runs} | {k: [min(r[k] for r in runs), max(r[k] for r in runs)] for k in FIGURES}
+            | {"detected_share": round(sum(r["detected_share"] for r in runs) / len(runs), 3)}
         )  # fmt: skip
         print(name, results[name], flush=True)
 

@@ -1,11 +1,11 @@
-"""detect_accuracy's irregular looks (--jitter): pure, on the scheduler's per-camera timing, no model."""
+"""detect_accuracy's placing of the looks (--jitter, --phases): pure, on the scheduler's per-camera timing, no model."""
 
 from __future__ import annotations
 
 from agent.core.units import NS_PER_S
 from agent.runtime.scheduler import CameraSchedule
 from agent.settings.detect import DetectSettings
-from benchmarks.detect_accuracy import jittered
+from benchmarks.detect_accuracy import jittered, looks, shifted
 
 
 def _intervals_s(jitter: float, seed: int, looks: int = 200) -> list[float]:
@@ -32,3 +32,27 @@ def test_a_seed_gives_the_same_looks_and_the_patch_is_undone():
     schedule.detected(0, None)
     schedule.detected(10**9, None)  # the scheduler's own timing again: one interval on, phase kept
     assert schedule.next_ns == 10**9 + NS_PER_S // 5
+
+
+def test_a_shifted_camera_looks_periodically_one_offset_later_and_the_patch_is_undone():
+    frame = NS_PER_S // 10
+    for k in range(3):
+        schedule, due = CameraSchedule(DetectSettings(fps=10 / 3)), []
+        with shifted(k * frame):
+            schedule.detected(0, None)
+            for _ in range(4):
+                due.append(schedule.next_ns)
+                schedule.detected(schedule.next_ns, None)
+        assert due == [(3 + k + 3 * i) * frame for i in range(4)]  # every 3rd frame, phase k
+    schedule = CameraSchedule(DetectSettings(fps=10 / 3))
+    schedule.detected(0, None)
+    assert schedule.next_ns == 3 * frame
+
+
+def test_a_mode_runs_once_per_phase_or_seed_and_once_without_a_rate():
+    frame = NS_PER_S // 10
+    assert len(looks({"fps": 10 / 3}, 0.0, 1, True, frame)) == 3
+    assert len(looks({"fps": 5.0}, 0.0, 1, True, frame)) == 2
+    assert len(looks({"fps": 5.0}, 0.5, 6, False, frame)) == 6
+    assert len(looks({"fps": 5.0}, 0.0, 6, False, frame)) == 1  # seeds without jitter: the scheduler's own looks
+    assert len(looks(None, 0.5, 6, True, frame)) == 1  # every frame: nothing to place
