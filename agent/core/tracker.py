@@ -415,5 +415,5 @@ class ByteTracker:
             lost=np.zeros(n, bool),
             last_seen_ns=np.full(n, pts_ns, np.int64),
             misses=np.zeros(n, np.int32),
-            seen_xyxy=detections.xyxy[det_rows].astype(np.float32).reshape(-1, 4),
+            seen_xyxy=detections.xyxy[det_rows].astype(np.float32),
         )

@@ -8,10 +8,10 @@ from agent.settings.detect import DetectSettings
 from benchmarks.detect_accuracy import jittered, looks, shifted
 
 
-def _intervals_s(jitter: float, seed: int, looks: int = 200) -> list[float]:
+def _intervals_s(jitter: float, seed: int, count: int = 200) -> list[float]:
     schedule, pts, out = CameraSchedule(DetectSettings(fps=5.0)), 0, []
     with jittered(jitter, seed):
-        for _ in range(looks):
+        for _ in range(count):
             schedule.detected(pts, None)
             assert schedule.last_ns == pts
             out.append((schedule.next_ns - pts) / NS_PER_S)
