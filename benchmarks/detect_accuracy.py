@@ -94,16 +94,17 @@ def shifted(offset_ns: int):
     return mock.patch.object(CameraSchedule, "detected", detected)
 
 
-def looks(detect: dict | None, jitter: float, seeds: int, phases: bool, frame_ns: int) -> list:
-    """One context per run of a mode: the scheduler's own looks, or `seeds` jittered ones, or one per phase."""
+def looks(detect: dict | None, jitter: float, seeds: int, phases: bool, frame_ns: int) -> tuple[list, dict]:
+    """One context per run of a mode: the scheduler's own looks, or `seeds` jittered ones, or one per phase;
+    and how they were placed (a mode without a detect rate looks at every frame whatever is asked)."""
     if detect is None or detect.get("fps") is None:
-        return [nullcontext()]
+        return [nullcontext()], {"jitter": 0.0, "phases": False}
     if jitter > 0:
-        return [jittered(jitter, seed) for seed in range(seeds)]
+        return [jittered(jitter, seed) for seed in range(seeds)], {"jitter": jitter, "phases": False}
     if phases:
         every = max(1, round(NS_PER_S / detect["fps"] / frame_ns))
-        return [shifted(k * frame_ns) for k in range(every)]
-    return [nullcontext()]
+        return [shifted(k * frame_ns) for k in range(every)], {"jitter": 0.0, "phases": True}
+    return [nullcontext()], {"jitter": 0.0, "phases": False}
 
 
 def measure(manifest: Path, detect: dict | None, timing=None) -> dict:
@@ -139,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for name in args.mode or list(MODES):
         manifest, detect = MODES[name]
-        runs = [measure(manifest, detect, c) for c in looks(detect, args.jitter, args.seeds, args.phases, frame_ns)]
-        placed = {"jitter": args.jitter, "phases": args.phases} if len(runs) > 1 else {"jitter": 0.0, "phases": False}
+        timings, placed = looks(detect, args.jitter, args.seeds, args.phases, frame_ns)
+        runs = [measure(manifest, detect, timing) for timing in timings]
         results[name] = {"manifest": str(manifest), "detect": detect} | placed | (
             runs[0] if len(runs) == 1 else {"runs": runs} | {k: [min(r[k] for r in runs), max(r[k] for r in runs)] for k in FIGURES}
             | {"detected_share": round(sum(r["detected_share"] for r in runs) / len(runs), 3)}

@@ -51,8 +51,15 @@ def test_a_shifted_camera_looks_periodically_one_offset_later_and_the_patch_is_u
 
 def test_a_mode_runs_once_per_phase_or_seed_and_once_without_a_rate():
     frame = NS_PER_S // 10
-    assert len(looks({"fps": 10 / 3}, 0.0, 1, True, frame)) == 3
-    assert len(looks({"fps": 5.0}, 0.0, 1, True, frame)) == 2
-    assert len(looks({"fps": 5.0}, 0.5, 6, False, frame)) == 6
-    assert len(looks({"fps": 5.0}, 0.0, 6, False, frame)) == 1  # seeds without jitter: the scheduler's own looks
-    assert len(looks(None, 0.5, 6, True, frame)) == 1  # every frame: nothing to place
+    assert len(looks({"fps": 10 / 3}, 0.0, 1, True, frame)[0]) == 3
+    assert len(looks({"fps": 5.0}, 0.0, 1, True, frame)[0]) == 2
+    assert len(looks({"fps": 5.0}, 0.5, 6, False, frame)[0]) == 6
+    assert len(looks({"fps": 5.0}, 0.0, 6, False, frame)[0]) == 1  # seeds without jitter: the scheduler's own looks
+    assert len(looks(None, 0.5, 6, True, frame)[0]) == 1  # every frame: nothing to place
+
+
+def test_the_result_says_how_the_looks_were_placed_even_for_one_run():
+    frame = NS_PER_S // 10
+    assert looks({"fps": 5.0}, 0.5, 1, False, frame)[1] == {"jitter": 0.5, "phases": False}  # one seed: still jittered
+    assert looks({"fps": 5.0}, 0.0, 1, True, frame)[1] == {"jitter": 0.0, "phases": True}
+    assert looks(None, 0.5, 6, True, frame)[1] == {"jitter": 0.0, "phases": False}
