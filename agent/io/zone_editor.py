@@ -141,13 +141,20 @@ class ZoneEditor:
 
     def __enter__(self) -> ZoneEditor:
         server_class = type("_Server", (_Server,), {"address_family": _family(self._bind[0])})
-        self._server = server_class(self._bind, type("_Handler", (_Handler,), {"editor": self}))
-        if self._token_file is not None:  # before serving: whoever sees the port open finds the token
+        self._server = server_class(self._bind, type("_Handler", (_Handler,), {"editor": self}), bind_and_activate=False)
+        try:
+            self._server.server_bind()  # bound, not listening yet: the port stays closed until the token file is there
+        except OSError:
+            self._server.server_close()
+            self._server = None
+            raise
+        if self._token_file is not None:  # before listening: whoever sees the port open finds the token
             data = {"url": self.page_url, "token": self.token, "pid": os.getpid()}
             try:
                 write_atomic(self._token_file, json.dumps(data).encode(), mode=0o600)
             except OSError as e:  # a full disk: the log line below still has it
                 log.error("zone_editor_token_file_unwritten", path=str(self._token_file), error=e.strerror or str(e))
+        self._server.server_activate()
         self._thread = threading.Thread(target=self._server.serve_forever, name="zone-editor", daemon=True)
         self._thread.start()
         self.audit("zone_editor.start", url=self.url)  # never the token: the audit log is not secret
@@ -249,8 +256,8 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.refused = 0
 

@@ -20,12 +20,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 import pytest
 import yaml
 
+import agent.io.zone_editor as zone_editor
 from agent.io.zone_editor import (
     IDLE_TIMEOUT_S,
     MAX_BODY_BYTES,
@@ -196,6 +198,30 @@ def test_http_guards(editor: ZoneEditor, agent: FakeAgent) -> None:
     assert agent.saved == []
     status, _, body = request(editor, "POST", "/api/zones", good, **json_headers)
     assert status == 200 and json.loads(body) == {"version": 2}
+
+
+def test_the_port_opens_only_once_the_token_file_is_there(
+    agent: FakeAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever waits for the port (a technician's script, `edge-agent status`) then reads the token
+    file: while that file is being written, the port must still refuse connections."""
+    refused = []
+
+    def write_while_probing(path: Path, data: bytes, **kwargs: Any) -> None:
+        port = urlsplit(json.loads(data)["url"]).port
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            refused.append(False)
+        except ConnectionRefusedError:
+            refused.append(True)
+        zone_editor_write(path, data, **kwargs)
+
+    zone_editor_write = zone_editor.write_atomic
+    monkeypatch.setattr(zone_editor, "write_atomic", write_while_probing)
+    token_file = tmp_path / "zone_editor.json"
+    with agent.editor(port=0, token_file=token_file) as editor:
+        assert refused == [True]
+        assert request(editor, "GET", f"/?token={editor.token}", **{TOKEN_HEADER: None})[0] == 200
 
 
 def test_every_request_needs_this_boots_token(agent: FakeAgent, tmp_path: Path) -> None:
