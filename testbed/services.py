@@ -31,6 +31,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def taken_port() -> socket.socket:
+    """Another program listening on a loopback port (`getsockname()[1]`) until the socket is closed."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder
+
+
 def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
     """Block until host:port accepts a TCP connection; fail early if `proc` exits."""
     deadline = time.monotonic() + timeout_s

@@ -20,6 +20,8 @@ from agent.io.ledger import LossLedger
 from agent.io.metrics import ProcessUsage
 from agent.io.mqtt import BROKER_WARNING_EVERY_S, MqttLink
 from agent.io.outbox import Outbox
+from agent.io.port_retry import PortRetry
+from agent.io.prometheus import HOST as PROMETHEUS_HOST
 from agent.io.prometheus import PrometheusServer
 from agent.io.sources import CameraReader
 from agent.io.status_socket import SOCKET_NAME, StatusSocket
@@ -71,7 +73,7 @@ class Agent:
         self.config_path = config_path.absolute() if config_path is not None else None
         self.final: dict[str, int] = {}  # after `run`: frames, events produced, delivered, still queued
         self.last_ota: dict | None = None  # the last OTA status reported
-        self._editor: ZoneEditor | None = None
+        self._editor: PortRetry[ZoneEditor] | None = None
         self.boot_id = secrets.token_hex(8)
         self.topics = Topics(config.site, config.device_id)
         self.camera_states: dict[str, str] = {c.id: "new" for c in config.cameras}
@@ -181,7 +183,9 @@ class Agent:
             stack.push(lambda exc_type, _exc, _tb: self._announce_crash(link, exc_type))
             self._start_health(stack, outbox, link, readers, DiskWatch(cfg.state_dir, ledger))
             if cfg.zone_editor.enabled:
-                self._editor = stack.enter_context(self._zone_editor())
+                self._editor = stack.enter_context(PortRetry(
+                    "zone_editor", f"127.0.0.1:{cfg.zone_editor.port}", "zone_editor.port", self._zone_editor
+                ))  # fmt: skip
             figures = LiveFigures(
                 cfg, self.config_path, self.boot_id, readers, self._pipeline, outbox, link, sink,
                 model=lambda: model_figures(self.control), zones=lambda: self.zones, extras=self._figure_extras,
@@ -205,8 +209,11 @@ class Agent:
         return stats
 
     def _figure_extras(self) -> dict:
-        """For `edge-agent status`: the last OTA report and the zone editor's address."""
-        editor = {"url": self._editor.url} if self._editor is not None else None
+        """For `edge-agent status`: the last OTA report and the zone editor's address (or why its port is unavailable)."""
+        editor = None
+        if self._editor is not None:
+            serving = self._editor.server
+            editor = {"url": serving.url} if serving is not None else {"unavailable": self._editor.unavailable}
         return {"ota": self.last_ota, "zone_editor": editor}
 
     def _announce_crash(self, link: MqttLink, exc_type: type[BaseException] | None) -> bool:
@@ -286,7 +293,11 @@ class Agent:
 
         health = stack.enter_context(HealthLoop(snapshot, publish, self.config.health.interval_s))
         if self.config.health.prometheus_port is not None:
-            stack.enter_context(PrometheusServer(self.config.health.prometheus_port, lambda: health.latest))
+            port = self.config.health.prometheus_port
+            stack.enter_context(PortRetry(
+                "prometheus", f"{PROMETHEUS_HOST}:{port}", "health.prometheus_port",
+                lambda: PrometheusServer(port, lambda: health.latest),
+            ))  # fmt: skip
 
     def _summary(self) -> str:
         online = sum(1 for s in self.camera_states.values() if s == "online")

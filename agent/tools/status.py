@@ -34,7 +34,9 @@ def render(s: dict[str, Any]) -> str:
         f"  dropped {outbox['dropped']}",
         "ota      " + (_ota(ota) if ota else "no update since start"),
     ]
-    if editor:
+    if editor and editor.get("unavailable"):
+        lines.append(f"editor   NOT SERVING: {editor['unavailable']} (see zone_editor_port_unavailable in the log)")
+    elif editor:
         page = editor.get("page_url") or f"{editor['url']}  ({editor['token_hint']})"
         lines.append(f"editor   {page}")
     lines += ["", _table(
@@ -68,7 +70,7 @@ def with_editor_page(figures: dict[str, Any], state_dir: Path) -> dict[str, Any]
     """The zone editor's page URL with this boot's token, read from the agent's token file
     (mode 0600: never sent through the socket, which the state folder's group may read)."""
     editor = figures.get("zone_editor")
-    if not editor:
+    if not editor or "url" not in editor:
         return figures
     token_file = state_dir / ZONE_EDITOR_TOKEN_FILE
     try:
