@@ -24,6 +24,7 @@ from agent.io.port_retry import PortRetry
 from agent.io.prometheus import HOST as PROMETHEUS_HOST
 from agent.io.prometheus import PrometheusServer
 from agent.io.sources import CameraReader
+from agent.io.state_lock import state_dir_lock
 from agent.io.status_socket import SOCKET_NAME, StatusSocket
 from agent.io.summary import SummaryLoop
 from agent.io.zone_editor import ZONE_EDITOR_TOKEN_FILE, ZoneEditor
@@ -130,13 +131,18 @@ class Agent:
         self.publish_status()
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> PipelineStats:
-        """Raises ConfigError, before starting anything, if the OTA state cannot be read."""
+        """Raises, before starting anything, StateDirInUse if another agent runs on the state folder, and
+        ConfigError if the OTA state cannot be read."""
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        with state_dir_lock(self.config.state_dir):
+            return self._run(stop, duration_s)
+
+    def _run(self, stop: threading.Event, duration_s: float | None) -> PipelineStats:
         cfg = self.config
         layout = SlotLayout(cfg.state_dir / "ota") if cfg.ota is not None else None
         baseline = Baseline(ModelRef(cfg.model.manifest, cfg.models_dir), self._file_zones, {})
         served = served_setup(layout, baseline)
         offline = Status(state="offline", reason="lost", device_id=cfg.device_id, boot_id=self.boot_id, ts=now_ms())
-        cfg.state_dir.mkdir(parents=True, exist_ok=True)
         stopping = threading.Event()
         with ExitStack() as stack:
             ledger = LossLedger(cfg.state_dir / "losses.json")

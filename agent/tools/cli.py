@@ -58,6 +58,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     route_native_stderr()  # FFmpeg's, OpenCV's and ONNX Runtime's own lines become log records
     logs.configure(config.log_level)
+    from agent.io.state_lock import StateDirInUse
     from agent.runtime.app import Agent
 
     stop = threading.Event()
@@ -69,6 +70,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as e:  # an unreadable OTA state: never guess what to serve
         print(f"config error: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    except StateDirInUse as e:
+        structlog.get_logger("agent").error("state_dir_in_use", error=str(e))
+        return EXIT_FAILURE
     except Exception:
         structlog.get_logger("agent").exception("agent_crashed", announced=agent.crash_announced)
         return EXIT_CRASH_ANNOUNCED if agent.crash_announced else EXIT_CRASH_WILL

@@ -1,0 +1,55 @@
+"""One agent per state folder.
+
+Two agents on one state_dir (the service, and a technician's `edge-agent run` by hand)
+would share the outbox, the OTA slots and the status socket, and, with one device id,
+throw each other off the broker in turn. The second one to start is refused instead,
+with the first one's pid and what to do. The lock is an flock on `state_dir/agent.lock`,
+so the kernel releases it when its holder ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+LOCK_FILE = "agent.lock"
+
+
+class StateDirInUse(Exception):
+    """Another agent holds the state folder; the message names it and says what to do."""
+
+
+@contextmanager
+def state_dir_lock(state_dir: Path) -> Iterator[None]:
+    """Hold `state_dir` for this process; raises StateDirInUse if another process holds it."""
+    path = state_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as e:  # a full disk at the very first start: run, as the agent does through a full disk
+        log.warning("state_dir_lock_unavailable", path=str(path), error=e.strerror or str(e))
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise StateDirInUse(
+                f"another edge-agent (pid {holder}) is running with state_dir {state_dir}: stop it first "
+                "(systemctl stop edge-agent, or end the one started by hand), or give this one another state_dir"
+            ) from None
+        try:  # for the message above; the lock does not depend on it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)
