@@ -16,6 +16,8 @@ import threading
 
 import structlog
 
+from agent.settings.camera import redact_urls
+
 log = structlog.get_logger("native")
 
 # (pattern, source, level or None: take it from the pattern's `level` group)
@@ -62,6 +64,6 @@ def route_native_stderr() -> None:
 def _pump(read_end: int) -> None:
     with os.fdopen(read_end, "r", encoding="utf-8", errors="replace") as lines:
         for raw in lines:
-            if line := raw.strip():
+            if line := redact_urls(raw.strip()):  # a camera URL in a library's message keeps no password
                 source, level = classify(line)
                 getattr(log, level)("native_log", source=source, line=line)

@@ -5,9 +5,10 @@ A schema only: the reader (agent/io/sources.py) and the GStreamer pipelines (age
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -77,7 +78,7 @@ class CameraConfig(BaseModel):
         scheme = parts.scheme.lower()
         if scheme in _RTSP_SCHEMES:
             if not parts.hostname:
-                raise ValueError(f"RTSP URL has no host: {_redact(url)}")
+                raise ValueError(f"RTSP URL has no host: {redact_urls(url)}")
             return url
         if scheme == "file":
             path = Path(url2pathname(parts.path))
@@ -105,12 +106,14 @@ class CameraConfig(BaseModel):
     @property
     def redacted_url(self) -> str:
         """The URL without its password, safe for logs and status."""
-        return _redact(self.url)
+        return redact_urls(self.url)
 
 
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+# user:password@ after a scheme, in a URL or anywhere in free text (a native library's log line); the
+# password runs to the next @, as an RTSP password may hold # or / unencoded (urlsplit would cut it short)
+_CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][\w+.-]*://[^\s:/@]*):[^\s@]*@")
+
+
+def redact_urls(text: str) -> str:
+    """`text` with the password of every URL in it replaced by ***: safe for logs and status."""
+    return _CREDENTIALS.sub(r"\g<head>:***@", text)

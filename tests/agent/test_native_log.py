@@ -22,6 +22,7 @@ logs.configure("debug")
 import cv2
 cv2.VideoCapture("rtsp://127.0.0.1:{port}/cam", cv2.CAP_FFMPEG)
 os.write(2, b"something else from C\\n")
+os.write(2, b"[rtsp @ 0x55d1c0a4e2c0] rtsp://admin:s3cret@10.0.0.7/cam: 401 Unauthorized\\n")
 structlog.get_logger().info("python_side")
 import time; time.sleep(0.5)  # the pipe's reader logs before the process ends
 """
@@ -33,7 +34,10 @@ def test_native_lines_are_log_records() -> None:
     )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stderr.splitlines()]  # every line is JSON
-    native = {r["source"]: r for r in records if r["event"] == "native_log"}
+    native = {r["source"]: r for r in records if r["event"] == "native_log" and "10.0.0.7" not in r["line"]}
+    unauthorized = [r["line"] for r in records if r["event"] == "native_log" and "10.0.0.7" in r["line"]]
+    assert unauthorized == ["[rtsp @ 0x55d1c0a4e2c0] rtsp://admin:***@10.0.0.7/cam: 401 Unauthorized"]
+    assert "s3cret" not in result.stderr  # a camera's password in a library's message never reaches the log
     assert "Connection refused" in native["ffmpeg"]["line"] and native["ffmpeg"]["level"] == "warning"
     assert native["opencv"]["level"] == "debug" and "cap.cpp" in native["opencv"]["line"]
     assert native["native"] == {**native["native"], "line": "something else from C", "level": "warning"}

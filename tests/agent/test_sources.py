@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from agent.core.types import Frame
 from agent.io.sources import BEHIND_WAIT_S, CameraReader, FrameQueue, backoff_s
 from agent.settings import paths
-from agent.settings.camera import CameraConfig
+from agent.settings.camera import CameraConfig, redact_urls
 
 VTEST_FRAMES = 795
 VTEST_FRAME_NS = 100_000_000  # 10 fps
@@ -131,7 +131,20 @@ def test_relative_path_resolves_against_the_config_folder(media_dir: Path) -> No
 
 def test_rtsp_password_is_redacted() -> None:
     config = CameraConfig(id="cam", url="rtsp://admin:s3cret@10.0.0.7:554/stream1")
-    assert not config.is_file and "s3cret" not in config.redacted_url
+    assert not config.is_file and config.redacted_url == "rtsp://admin:***@10.0.0.7:554/stream1"
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("rtsp://admin:pa#ss/w@cam.local/x", "rtsp://admin:***@cam.local/x"),  # unencoded # and / in it
+        ("open rtsp://u:p@h/1 and rtsps://v:q@h:322/2 failed", "open rtsp://u:***@h/1 and rtsps://v:***@h:322/2 failed"),
+        ("rtsp://cam.local:554/stream1", "rtsp://cam.local:554/stream1"),  # nothing to hide
+        ("rtsp://viewer@cam.local/x", "rtsp://viewer@cam.local/x"),  # a user without a password
+    ],
+)
+def test_every_url_password_in_a_text_is_redacted(text: str, redacted: str) -> None:
+    assert redact_urls(text) == redacted
 
 
 def _drain(reader: CameraReader, timeout_s: float) -> list[Frame]:
