@@ -15,33 +15,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import structlog
-
-log = structlog.get_logger(__name__)
-
 LOCK_FILE = "agent.lock"
 
 
-class StateDirInUse(Exception):
-    """Another agent holds the state folder; the message names it and says what to do."""
+class StateDirUnavailable(Exception):
+    """Another agent holds the state folder, or this user cannot use it; the message says what to do."""
 
 
 @contextmanager
 def state_dir_lock(state_dir: Path) -> Iterator[None]:
-    """Hold `state_dir` for this process; raises StateDirInUse if another process holds it."""
+    """Make `state_dir` if need be and hold it for this process; raises StateDirUnavailable if another
+    process holds it or it cannot be opened."""
     path = state_dir / LOCK_FILE
     try:
+        state_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as e:  # a full disk at the very first start: run, as the agent does through a full disk
-        log.warning("state_dir_lock_unavailable", path=str(path), error=e.strerror or str(e))
-        yield
-        return
+    except OSError as e:
+        raise StateDirUnavailable(
+            f"state_dir {state_dir}: cannot open {path} ({e.strerror or e}): run the agent as the user that owns "
+            "the state folder (the service's user), or fix the folder's owner and permissions"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise StateDirInUse(
+            raise StateDirUnavailable(
                 f"another edge-agent (pid {holder}) is running with state_dir {state_dir}: stop it first "
                 "(systemctl stop edge-agent, or end the one started by hand), or give this one another state_dir"
             ) from None

@@ -131,9 +131,8 @@ class Agent:
         self.publish_status()
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> PipelineStats:
-        """Raises, before starting anything, StateDirInUse if another agent runs on the state folder, and
-        ConfigError if the OTA state cannot be read."""
-        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        """Raises, before starting anything, StateDirUnavailable if another agent runs on the state folder or
+        it cannot be opened, and ConfigError if the OTA state cannot be read."""
         with state_dir_lock(self.config.state_dir):
             return self._run(stop, duration_s)
 

@@ -58,7 +58,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     route_native_stderr()  # FFmpeg's, OpenCV's and ONNX Runtime's own lines become log records
     logs.configure(config.log_level)
-    from agent.io.state_lock import StateDirInUse
+    from agent.io.state_lock import StateDirUnavailable
     from agent.runtime.app import Agent
 
     stop = threading.Event()
@@ -70,8 +70,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as e:  # an unreadable OTA state: never guess what to serve
         print(f"config error: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    except StateDirInUse as e:
-        structlog.get_logger("agent").error("state_dir_in_use", error=str(e))
+    except StateDirUnavailable as e:
+        structlog.get_logger("agent").error("state_dir_unavailable", error=str(e))
         return EXIT_FAILURE
     except Exception:
         structlog.get_logger("agent").exception("agent_crashed", announced=agent.crash_announced)

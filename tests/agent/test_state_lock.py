@@ -7,24 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from agent.io.state_lock import LOCK_FILE, StateDirInUse, state_dir_lock
+from agent.io.state_lock import LOCK_FILE, StateDirUnavailable, state_dir_lock
 
 
 def test_a_second_holder_is_refused_with_the_first_ones_pid_until_it_lets_go(tmp_path: Path) -> None:
-    with state_dir_lock(tmp_path):
-        assert (tmp_path / LOCK_FILE).read_text() == f"{os.getpid()}\n"
-        with pytest.raises(StateDirInUse) as refused, state_dir_lock(tmp_path):
+    state_dir = tmp_path / "state"
+    with state_dir_lock(state_dir):  # made on the way
+        assert (state_dir / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+        with pytest.raises(StateDirUnavailable) as refused, state_dir_lock(state_dir):
             pass
-        assert f"pid {os.getpid()}" in str(refused.value) and str(tmp_path) in str(refused.value)
-    with state_dir_lock(tmp_path):  # released: the next one takes it
+        assert f"pid {os.getpid()}" in str(refused.value) and str(state_dir) in str(refused.value)
+    with state_dir_lock(state_dir):  # released: the next one takes it
         pass
 
 
-def test_a_lock_file_that_cannot_be_opened_is_a_warning_not_a_stop(tmp_path: Path, captured_logs: list[dict]) -> None:
-    (tmp_path / LOCK_FILE).mkdir()  # as a full disk at the very first start would: no lock file to open
-    ran = False
-    with state_dir_lock(tmp_path):
-        ran = True
-    assert ran
-    warning = next(r for r in captured_logs if r["event"] == "state_dir_lock_unavailable")
-    assert warning["log_level"] == "warning" and warning["path"] == str(tmp_path / LOCK_FILE)
+def test_a_state_dir_that_cannot_be_opened_is_named_with_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("a file where the folder should be")
+    with pytest.raises(StateDirUnavailable) as refused, state_dir_lock(tmp_path / "state"):
+        pass
+    assert str(refused.value).startswith(f"state_dir {tmp_path / 'state'}: cannot open {tmp_path / 'state' / LOCK_FILE}")
+    assert "owner and permissions" in str(refused.value)

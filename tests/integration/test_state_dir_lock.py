@@ -38,7 +38,7 @@ def test_a_second_agent_on_the_same_state_dir_is_refused_and_the_first_runs_on(
             cwd=REPO, capture_output=True, text=True, timeout=WAIT_S,
         )  # fmt: skip
         assert second.returncode == EXIT_FAILURE, second.stderr
-        refused = [json.loads(line) for line in second.stderr.splitlines() if "state_dir_in_use" in line]
+        refused = [json.loads(line) for line in second.stderr.splitlines() if "state_dir_unavailable" in line]
         assert len(refused) == 1 and refused[0]["level"] == "error", second.stderr
         assert f"pid {first.proc.pid}" in refused[0]["error"] and str(tmp_path / "state") in refused[0]["error"]
         assert "systemctl stop edge-agent" in refused[0]["error"]
