@@ -21,6 +21,11 @@ def write_config(folder: Path, config: dict, zones: dict) -> Path:
     return path
 
 
+def looping_plaza(media_dir: Path) -> list[dict]:
+    """The cameras of a config: one, `plaza`, playing the sample clip in a loop."""
+    return [{"id": "plaza", "url": str(media_dir / "vtest.avi"), "loop": True}]
+
+
 def base_config(models_dir: Path, broker_port: int, cameras: list[dict], device_id: str = "box-1") -> dict:
     return {
         "device_id": device_id,

@@ -52,6 +52,16 @@ def _disk_full(error: sqlite3.OperationalError) -> bool:
     return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
+def _damaged(error: sqlite3.DatabaseError) -> bool:
+    """The file is not a database, or its pages are damaged (a power cut on storage that lied about
+    its writes); not a full disk or a locked file, which say nothing about the file."""
+    return getattr(error, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+class OutboxDamaged(Exception):
+    """The outbox file cannot be read as a database at open; the message is SQLite's."""
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     row_id: int
@@ -83,21 +93,28 @@ class Outbox:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._ledger = ledger if ledger is not None else LossLedger(None)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
-        self._db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
+            self._db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
+            self._db.executescript(_SCHEMA)
+            # one scan at open, which reads every row (damage shows here); from then on depth and size
+            # are kept up to date in memory
+            self._depth, self._size_bytes = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
+            ).fetchone()
+            saved = self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            if _damaged(e):
+                raise OutboxDamaged(str(e)) from e
+            raise
         self._max_bytes = max_bytes
         self._max_age_ms = int(max_age_s * 1000)
         self._clock_s = clock_s
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
-        # one scan at open; from then on depth and size are kept up to date in memory
-        self._depth, self._size_bytes = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
-        ).fetchone()
-        saved = self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()
         self._dropped = self._dropped_saved = saved[0] if saved else 0
         self._dir = path.parent
         self._page_bytes = self._db.execute("PRAGMA page_size").fetchone()[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -19,7 +20,7 @@ from agent.io.health import DiskWatch, HealthLoop, build_health
 from agent.io.ledger import LossLedger
 from agent.io.metrics import ProcessUsage
 from agent.io.mqtt import BROKER_WARNING_EVERY_S, MqttLink
-from agent.io.outbox import Outbox
+from agent.io.outbox import Outbox, OutboxDamaged
 from agent.io.port_retry import PortRetry
 from agent.io.prometheus import HOST as PROMETHEUS_HOST
 from agent.io.prometheus import PrometheusServer
@@ -41,7 +42,7 @@ from agent.runtime.figures import (
 )
 from agent.runtime.live import LiveControl, served_setup, watched_classes
 from agent.runtime.pipeline import Pipeline, PipelineStats
-from agent.settings.config import AgentConfig
+from agent.settings.config import AgentConfig, OutboxSettings
 from agent.settings.trust import TrustStore
 from agent.settings.zones import ZonesDoc
 from agent.wire.privacy import EnvelopeBuilder
@@ -147,9 +148,7 @@ class Agent:
             ledger = LossLedger(cfg.state_dir / "losses.json")
             self._audit = stack.enter_context(open_audit_log(cfg.state_dir / "audit.jsonl", ledger))
             stack.callback(lambda: self.audit("agent", "stop"))
-            outbox = stack.enter_context(
-                Outbox(cfg.state_dir / "outbox.sqlite", cfg.outbox.max_bytes, cfg.outbox.max_age_s, ledger=ledger)
-            )
+            outbox = stack.enter_context(open_outbox(cfg.state_dir / "outbox.sqlite", cfg.outbox, ledger, self.audit))
             link = MqttLink(
                 cfg.broker, cfg.device_id, outbox, self.topics.status, to_bytes(offline), cfg.outbox.max_inflight,
                 subscriptions=self._ota_topics() if layout else (), on_message=self._on_ota_message if layout else None,
@@ -331,8 +330,7 @@ def open_audit_log(path: Path, ledger: LossLedger) -> AuditLog:
     try:
         return AuditLog(path, ledger)
     except AuditLogError as e:
-        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
-        path.rename(aside)
+        aside = _set_aside(path)
         log.error("audit_log_damaged", problem=str(e), moved_to=str(aside))
         audit = AuditLog(path, ledger)
         try:
@@ -340,6 +338,31 @@ def open_audit_log(path: Path, ledger: LossLedger) -> AuditLog:
         except OSError:
             pass  # counted by the ledger: the gap record names it
         return audit
+
+
+def open_outbox(path: Path, settings: OutboxSettings, ledger: LossLedger, audit: Callable[..., bool]) -> Outbox:
+    """Open the outbox; a damaged one (a power cut on storage that lied about its writes) is set aside with
+    its WAL, for a technician to recover what it held (`sqlite3 FILE .recover`), and a new one starts: the
+    box goes on sending what it sees now rather than stopping on what it could not keep."""
+    try:
+        return Outbox(path, settings.max_bytes, settings.max_age_s, ledger=ledger)
+    except OutboxDamaged as e:
+        aside = _set_aside(path)
+        for suffix in ("-wal", "-shm"):  # its WAL goes with it: part of what it held, never the new file's
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                side.rename(aside.with_name(aside.name + suffix))
+        log.error("outbox_damaged", problem=str(e), moved_to=str(aside), hint="its queued events are not sent; "
+                  "recover them from the file set aside (sqlite3 FILE .recover)")  # fmt: skip
+        audit("agent", "outbox_damaged", problem=str(e), moved_to=aside.name)
+        return Outbox(path, settings.max_bytes, settings.max_age_s, ledger=ledger)
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename a damaged file out of the way, kept beside it with the time it was found; returns the new path."""
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    path.rename(aside)
+    return aside
 
 
 def _drain(outbox: Outbox, link: MqttLink, stop: threading.Event, timeout_s: float) -> None:

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from agent.io.ledger import LossLedger
-from agent.io.outbox import LOW_DISK_BYTES, Outbox
+from agent.io.outbox import LOW_DISK_BYTES, Outbox, OutboxDamaged
 
 
 def rows(n, size=100, start=0):
@@ -124,3 +124,35 @@ def test_a_disk_filled_by_someone_else_costs_the_new_events_not_a_crash(small_di
     assert s.depth + s.dropped + s.lost == 600 and s.dropped + s.lost > 0
     # the disk still full: the count of lost events survives a restart
     assert LossLedger(small_disk / "losses.json").events_lost == s.lost
+
+
+def _damage_pages(path, rows_in=300):
+    """A real outbox whose row pages were overwritten, as storage that lied about its writes leaves it."""
+    with Outbox(path, max_bytes=10**8, max_age_s=3600) as ob:
+        ob.put(rows(rows_in, size=500))
+    page = 4096
+    with open(path, "r+b") as f:
+        for n in range(2, os.path.getsize(path) // page, 3):
+            f.seek(n * page + 100)
+            f.write(bytes(range(256)) * 4)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda path: path.write_bytes(b"half a header, not a database" * 200), "not a database"),
+        (_damage_pages, "malformed"),
+    ],
+    ids=["not a database", "damaged pages"],
+)
+def test_a_damaged_file_is_told_apart_at_open(tmp_path, damage, message):
+    path = tmp_path / "o.sqlite"
+    damage(path)
+    with pytest.raises(OutboxDamaged, match=message):
+        Outbox(path, max_bytes=10**6, max_age_s=3600)
+
+
+def test_a_file_that_cannot_be_opened_is_not_called_damaged(tmp_path):
+    (tmp_path / "o.sqlite").mkdir()  # a folder in its place: say so, never set it aside as damaged
+    with pytest.raises(sqlite3.OperationalError):
+        Outbox(tmp_path / "o.sqlite", max_bytes=10**6, max_age_s=3600)

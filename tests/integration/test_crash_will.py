@@ -19,7 +19,7 @@ import pytest
 
 from agent.tools.cli import EXIT_CRASH_ANNOUNCED, EXIT_CRASH_WILL
 from agent.wire.status import Status
-from testbed.agent_process import AgentProcess, base_config, whole_frame_zones, write_config
+from testbed.agent_process import AgentProcess, base_config, looping_plaza, whole_frame_zones, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def test_an_agent_that_crashes_is_announced_offline_with_the_reason_and_its_exit
     tmp_path, mosquitto, subscriber, models_dir, media_dir
 ):
     sub = subscriber(mosquitto, "edge/v1/site-1/box-1/#")
-    cameras = [{"id": "plaza", "url": str(media_dir / "vtest.avi"), "loop": True}]
+    cameras = looping_plaza(media_dir)
     config = write_config(tmp_path, base_config(models_dir, mosquitto.port, cameras), EVERYWHERE)
     agent = AgentProcess(config)
     try:
@@ -68,7 +68,7 @@ def test_a_crash_the_broker_cannot_hear_at_once_leaves_it_the_last_will(
     acknowledged, so the agent disconnects asking for its will and says so by its exit code;
     the broker, once it runs again, publishes the will."""
     sub = subscriber(mosquitto, "edge/v1/site-1/box-1/status")
-    cameras = [{"id": "plaza", "url": str(media_dir / "vtest.avi"), "loop": True}]
+    cameras = looping_plaza(media_dir)
     agent = AgentProcess(write_config(tmp_path, base_config(models_dir, mosquitto.port, cameras), EVERYWHERE))
     try:
         online = sub.wait_for(lambda ms: any(s.state == "online" for s in statuses(ms)), timeout_s=90)
@@ -90,7 +90,7 @@ def test_an_agent_that_dies_without_a_word_is_announced_by_its_last_will(
     tmp_path, mosquitto, subscriber, models_dir, media_dir
 ):
     sub = subscriber(mosquitto, "edge/v1/site-1/box-1/status")
-    cameras = [{"id": "plaza", "url": str(media_dir / "vtest.avi"), "loop": True}]
+    cameras = looping_plaza(media_dir)
     agent = AgentProcess(write_config(tmp_path, base_config(models_dir, mosquitto.port, cameras), {"version": 1}))
     try:
         sub.wait_for(lambda ms: any(s.state == "online" for s in statuses(ms)), timeout_s=90)

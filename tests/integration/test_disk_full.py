@@ -24,7 +24,7 @@ from agent.io.zone_editor import TOKEN_HEADER, ZONE_EDITOR_TOKEN_FILE
 from agent.ota.report import OtaStatus
 from agent.wire.status import Health, Status
 from fleet.publish import connect, keygen, ota_topic
-from testbed.agent_process import REPO, AgentProcess, base_config, whole_frame_zones, write_config
+from testbed.agent_process import REPO, AgentProcess, base_config, looping_plaza, whole_frame_zones, write_config
 from testbed.services import free_port
 from tests.integration.test_ota_status import signed
 from tests.integration.test_ota_status import zones as ota_zones
@@ -62,7 +62,7 @@ def test_a_full_disk_is_a_state_the_agent_runs_and_restarts_through_and_the_audi
 ):
     with tmpfs(tmp_path / "disk", "8m") as disk:
         sub = subscriber(mosquitto, "edge/v1/site-1/box-1/#")
-        cameras = [{"id": "plaza", "url": str(media_dir / "vtest.avi"), "loop": True}]
+        cameras = looping_plaza(media_dir)
         key = keygen(tmp_path / "keys")
         (tmp_path / "golden").mkdir()
         raw = {

@@ -23,7 +23,7 @@ import pytest
 
 from agent.ota.report import OtaStatus
 from fleet.publish import connect, keygen, ota_topic, publish, sign
-from testbed.agent_process import REPO, AgentProcess, base_config, write_config
+from testbed.agent_process import REPO, AgentProcess, base_config, looping_plaza, write_config
 from testbed.services import Subscriber
 from tests.agent.ota.docs import zones_manifest_doc
 
@@ -82,7 +82,7 @@ def test_junk_never_hides_a_real_update_and_fleet_status_tells_outcomes_apart(
 ) -> None:
     key = keygen(tmp_path / "keys")
     (tmp_path / "golden").mkdir()
-    cameras = [{"id": "plaza", "url": str(media_dir / "vtest.avi"), "loop": True}]
+    cameras = looping_plaza(media_dir)
     config = base_config(models_dir, mosquitto.port, cameras, device_id=DEVICE)
     config["ota"] = {"trust_file": str(key.trust_entry_path), "golden_dir": str(tmp_path / "golden"),
                      "health_window_s": 1.0, "health_min_frames": 1}  # fmt: skip

@@ -18,7 +18,7 @@ from agent.io.zone_editor import ZONE_EDITOR_TOKEN_FILE
 from agent.runtime.app import Agent
 from agent.settings.config import load_config
 from agent.tools.status import render, with_editor_page
-from testbed.agent_process import base_config, whole_frame_zones, write_config
+from testbed.agent_process import base_config, looping_plaza, whole_frame_zones, write_config
 from testbed.services import taken_port
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ def test_taken_ports_leave_the_analytics_running_and_are_served_once_free(
     monkeypatch.setattr(port_retry, "RETRY_S", 0.2)
     editor_holder, metrics_holder = taken_port(), taken_port()
     editor_port, metrics_port = editor_holder.getsockname()[1], metrics_holder.getsockname()[1]
-    cameras = [{"id": "plaza", "url": str(media_dir / "vtest.avi"), "loop": True}]
+    cameras = looping_plaza(media_dir)
     raw = {
         **base_config(models_dir, mosquitto.port, cameras),
         "zone_editor": {"enabled": True, "port": editor_port}, "health": {"prometheus_port": metrics_port},

@@ -12,7 +12,7 @@ import pytest
 
 from agent.io.status_socket import SOCKET_NAME, read_status
 from agent.tools.cli import EXIT_FAILURE
-from testbed.agent_process import REPO, AgentProcess, base_config, whole_frame_zones, write_config
+from testbed.agent_process import REPO, AgentProcess, base_config, looping_plaza, whole_frame_zones, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def test_a_second_agent_on_the_same_state_dir_is_refused_and_the_first_runs_on(
     tmp_path, mosquitto, subscriber, models_dir, media_dir
 ):
     sub = subscriber(mosquitto, "edge/v1/site-1/box-1/#")
-    cameras = [{"id": "plaza", "url": str(media_dir / "vtest.avi"), "loop": True}]
+    cameras = looping_plaza(media_dir)
     config = write_config(tmp_path, base_config(models_dir, mosquitto.port, cameras), EVERYWHERE)
     first = AgentProcess(config)
     try:

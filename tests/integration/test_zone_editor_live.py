@@ -23,7 +23,7 @@ from agent.io.zone_editor import TOKEN_HEADER, ZONE_EDITOR_TOKEN_FILE
 from agent.runtime.app import Agent
 from agent.settings.config import load_config
 from agent.wire.status import Status
-from testbed.agent_process import base_config, write_config
+from testbed.agent_process import base_config, looping_plaza, write_config
 from testbed.services import free_port, wait_for_port
 from tests.support.browser import click_canvas
 
@@ -41,7 +41,7 @@ def test_a_zone_drawn_in_the_browser_on_the_live_frame_is_used_by_the_running_ag
     models_dir: Path,
     media_dir: Path,
 ) -> None:
-    cameras = [{"id": "plaza", "url": str(media_dir / "vtest.avi"), "loop": True}]
+    cameras = looping_plaza(media_dir)
     port = free_port()
     raw = {**base_config(models_dir, mosquitto.port, cameras), "zone_editor": {"enabled": True, "port": port}}
     config, zones = load_config(write_config(tmp_path, raw, {}))
