@@ -172,7 +172,10 @@ def verify_sha256(path: Path, expected: str) -> str:
     """Return the file's SHA-256 if it equals `expected`; ModelError naming both otherwise."""
     actual = sha256_of(path)
     if actual != expected:
-        raise ModelError(f"{path}: sha256 mismatch: expected {expected}, file has {actual}")
+        raise ModelError(
+            f"{path}: sha256 mismatch: expected {expected}, file has {actual}: the file is damaged (a copy cut short) "
+            "or another model's; put the right one there (`edge-agent models fetch` with the model's manifest)"
+        )
     return actual
 
 

@@ -34,7 +34,7 @@ from agent.settings import paths
 from agent.settings.camera import CameraConfig
 from agent.settings.trust import TrustStore
 from agent.settings.zones import ZonesDoc, load_zones
-from engines.manifest import ModelError, load_manifest, resolve_model_file
+from engines.manifest import ModelError, load_manifest, resolve_model_file, verify_sha256
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -242,7 +242,7 @@ def load_config(path: Path) -> tuple[AgentConfig, ZonesDoc]:
             raise ConfigError(f"{config.zones_file}: not valid YAML: {e}") from e
     try:
         manifest = load_manifest(config.model.manifest)
-        resolve_model_file(manifest, config.models_dir)
+        verify_sha256(resolve_model_file(manifest, config.models_dir), manifest.sha256)  # a torn copy or another model
     except ModelError as e:
         raise ConfigError(f"{path}: model: {e}") from e
     check_zones(config, zones, manifest.classes, manifest.class_map, where=str(config.zones_file))

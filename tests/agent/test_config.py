@@ -97,6 +97,17 @@ def test_check_config_exits_2_with_the_first_error(write_config, what, edit, mes
     assert message in proc.stderr
 
 
+def test_a_damaged_model_file_is_refused_before_anything_starts(write_config, tmp_path, models_dir):
+    """A copy cut short (or another model under its name) is caught by check-config, not by a crash at run."""
+    damaged = tmp_path / "models"
+    damaged.mkdir()
+    (damaged / "yolox_nano.onnx").write_bytes((models_dir / "yolox_nano.onnx").read_bytes()[:1_000_000])
+    path = write_config(lambda c, z: c.update(models_dir=str(damaged)))
+    proc = subprocess.run([sys.executable, "-m", "agent.tools.cli", "check-config", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert f"model: {damaged / 'yolox_nano.onnx'}: sha256 mismatch" in proc.stderr and "models fetch" in proc.stderr
+
+
 def test_check_config_accepts_the_example(models_dir, media_dir):
     env = {**os.environ, "EDGE_AGENT_MODELS_DIR": str(models_dir), "EDGE_AGENT_MEDIA_DIR": str(media_dir)}
     proc = subprocess.run(
