@@ -48,6 +48,16 @@ _WAL_LIMIT_BYTES = 2**20
 LOW_DISK_BYTES = 2 * _WAL_LIMIT_BYTES
 
 
+# A step of the wall clock against the time since boot bigger than this is the clock being set, not
+# NTP's slewing (at most 0.5 ms a second) between two looks.
+CLOCK_STEP_MS = 1000
+
+
+def _boot_time_s() -> float:
+    """Seconds since boot, counting suspend, never stepped."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
 def _disk_full(error: sqlite3.OperationalError) -> bool:
     return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
@@ -89,6 +99,7 @@ class Outbox:
         max_age_s: float,
         clock_s: Callable[[], float] = time.time,
         ledger: LossLedger | None = None,
+        elapsed_s: Callable[[], float] = _boot_time_s,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._ledger = ledger if ledger is not None else LossLedger(None)
@@ -112,7 +123,8 @@ class Outbox:
             raise
         self._max_bytes = max_bytes
         self._max_age_ms = int(max_age_s * 1000)
-        self._clock_s = clock_s
+        self._clock_s, self._elapsed_s = clock_s, elapsed_s
+        self._clock_offset_s = clock_s() - elapsed_s()  # wall clock minus time since boot, at the last look
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
         self._dropped = self._dropped_saved = saved[0] if saved else 0
@@ -137,9 +149,9 @@ class Outbox:
         """Store (event_id, topic, payload) rows in one transaction, then shed beyond the bounds."""
         if not items:
             return
-        now_ms = int(self._clock_s() * 1000)
         nbytes = sum(len(p) for _, _, p in items)
         with self._lock:
+            now_ms = self._now_ms()
             self._keep_disk_free(nbytes)
             try:
                 self._insert(items, now_ms, nbytes)
@@ -177,12 +189,34 @@ class Outbox:
 
     def stats(self) -> OutboxStats:
         with self._lock:
+            now_ms = self._now_ms()
             oldest = self._db.execute("SELECT created_ms FROM outbox ORDER BY id LIMIT 1").fetchone()
             depth, size, dropped = self._depth, self._size_bytes, self._dropped
-        age_s = 0.0 if oldest is None else max(0.0, self._clock_s() - oldest[0] / 1000)
+        age_s = 0.0 if oldest is None else max(0.0, (now_ms - oldest[0]) / 1000)
         return OutboxStats(depth, size, age_s, dropped, self._ledger.events_lost)
 
     # --- under the lock ---
+
+    def _now_ms(self) -> int:
+        """The wall clock, in ms. When it stepped since the last look (NTP setting a box that booted without
+        real time, often years back), the stored rows' times move by the same step, so their ages stay true:
+        the events queued while the box was offline are not shed as years old the moment the clock is set.
+        The events keep the time they were stamped with."""
+        wall = self._clock_s()
+        offset = wall - self._elapsed_s()
+        step_ms = round((offset - self._clock_offset_s) * 1000)
+        self._clock_offset_s = offset
+        if abs(step_ms) > CLOCK_STEP_MS and self._depth:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    self._db.execute("UPDATE outbox SET created_ms = created_ms + ?", (step_ms,))
+                log.warning("outbox_clock_stepped", step_s=step_ms / 1000, rows=self._depth)
+            except sqlite3.OperationalError as e:
+                if not _disk_full(e):
+                    raise
+                log.error("outbox_clock_step_unapplied_disk_full", step_s=step_ms / 1000, rows=self._depth)
+        return int(wall * 1000)
 
     def _insert(self, items: list[tuple[str, str, bytes]], now_ms: int, nbytes: int) -> None:
         with self._db:  # one transaction: all or nothing

@@ -70,16 +70,61 @@ def test_full_outbox_sheds_oldest_and_counts_and_the_count_survives_reopen(tmp_p
         assert ob.stats().dropped == s.dropped and ob.stats().depth == s.depth
 
 
+class Clocks:
+    """A wall clock and the time since boot: `wait` moves both, `set_wall` steps the wall clock alone."""
+
+    def __init__(self, wall_s: float) -> None:
+        self.wall_s, self.boot_s = wall_s, 100.0
+
+    def wait(self, s: float) -> None:
+        self.wall_s += s
+        self.boot_s += s
+
+    def set_wall(self, wall_s: float) -> None:
+        self.wall_s = wall_s
+
+    def outbox(self, path, max_age_s: float) -> Outbox:
+        return Outbox(path, 10**6, max_age_s, clock_s=lambda: self.wall_s, elapsed_s=lambda: self.boot_s)
+
+
 def test_expired_rows_are_dropped_and_counted(tmp_path):
-    now = [1000.0]
-    with Outbox(tmp_path / "o.sqlite", max_bytes=10**6, max_age_s=60, clock_s=lambda: now[0]) as ob:
+    clocks = Clocks(1000.0)
+    with clocks.outbox(tmp_path / "o.sqlite", max_age_s=60) as ob:
         ob.put(rows(5))
-        now[0] += 30
+        clocks.wait(30)
         ob.put(rows(2, start=5))
-        now[0] += 31
+        clocks.wait(31)
         ob.put(rows(1, start=7))
         assert [r.event_id for r in ob.pending(10)] == ["e5", "e6", "e7"]
         assert ob.stats().dropped == 5 and ob.stats().oldest_age_s == pytest.approx(31)
+
+
+def test_events_queued_before_the_clock_is_set_keep_their_age(tmp_path, captured_logs):
+    """A box that booted offline without real time (1970) queues events; NTP then sets the clock 56 years
+    on. Those events are minutes old, not 56 years: none is shed as expired, and they still expire on time."""
+    clocks = Clocks(3600.0)  # 1970-01-01 01:00
+    with clocks.outbox(tmp_path / "o.sqlite", max_age_s=600) as ob:
+        ob.put(rows(3))
+        clocks.wait(120)
+        clocks.set_wall(1_796_000_000.0)  # 2026: the clock is set
+        ob.put(rows(1, start=3))
+        assert [r.event_id for r in ob.pending(10)] == ["e0", "e1", "e2", "e3"]
+        assert ob.stats().dropped == 0 and ob.stats().oldest_age_s == pytest.approx(120)
+        step = next(r for r in captured_logs if r["event"] == "outbox_clock_stepped")
+        assert step["log_level"] == "warning" and step["rows"] == 3 and step["step_s"] == 1_796_000_000 - 3720
+        clocks.wait(481)  # 601 s after the first three were queued
+        ob.put(rows(1, start=4))
+        assert [r.event_id for r in ob.pending(10)] == ["e3", "e4"] and ob.stats().dropped == 3
+
+
+def test_a_clock_set_back_does_not_keep_events_past_their_age(tmp_path):
+    clocks = Clocks(1_796_000_000.0)
+    with clocks.outbox(tmp_path / "o.sqlite", max_age_s=600) as ob:
+        ob.put(rows(2))
+        clocks.set_wall(1_795_000_000.0)  # a million seconds back
+        clocks.wait(601)
+        ob.put(rows(1, start=2))
+        assert [r.event_id for r in ob.pending(10)] == ["e2"] and ob.stats().dropped == 2
 
 
 def test_listener_runs_after_put(tmp_path):
