@@ -109,9 +109,10 @@ class CameraConfig(BaseModel):
         return redact_urls(self.url)
 
 
-# user:password@ after a scheme, in a URL or anywhere in free text (a native library's log line); the
-# password runs to the next @, as an RTSP password may hold # or / unencoded (urlsplit would cut it short)
-_CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][\w+.-]*://[^\s:/@]*):[^\s@]*@")
+# user:password@ after a scheme, in a URL or anywhere in free text (a native library's log line). The
+# password runs to the last @ before a space: cameras' passwords often hold @ (Admin@123), # or /
+# unencoded (urlsplit would cut those short); a path holding @ is hidden too, which costs nothing.
+_CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][\w+.-]*://[^\s:/@]*):\S*@")
 
 
 def redact_urls(text: str) -> str:

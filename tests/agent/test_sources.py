@@ -138,6 +138,7 @@ def test_rtsp_password_is_redacted() -> None:
     ("text", "redacted"),
     [
         ("rtsp://admin:pa#ss/w@cam.local/x", "rtsp://admin:***@cam.local/x"),  # unencoded # and / in it
+        ("rtsp://admin:Admin@123@10.0.0.5:554/s", "rtsp://admin:***@10.0.0.5:554/s"),  # and @, as cameras' often do
         ("open rtsp://u:p@h/1 and rtsps://v:q@h:322/2 failed", "open rtsp://u:***@h/1 and rtsps://v:***@h:322/2 failed"),
         ("rtsp://cam.local:554/stream1", "rtsp://cam.local:554/stream1"),  # nothing to hide
         ("rtsp://viewer@cam.local/x", "rtsp://viewer@cam.local/x"),  # a user without a password
