@@ -8,7 +8,9 @@ are counted (the count is persisted and reported on health).
 Every operation costs O(log n + rows touched), never O(backlog): rows are read
 in id order from a cursor (`pending(after_id=...)`), depth and size are kept in
 memory, shedding walks the oldest rows lazily, and acks are deleted in batches
-(one fsync per batch instead of one per message).
+(one fsync per batch instead of one per message). The one exception: a step of
+the wall clock (the clock being set) moves every stored row's time, in one
+UPDATE, once per step.
 """
 
 from __future__ import annotations
