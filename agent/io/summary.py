@@ -14,6 +14,8 @@ from typing import Any
 
 import structlog
 
+from agent.core.units import EARLIEST_REAL_TIME_S
+
 log = structlog.get_logger(__name__)
 
 Snapshot = Callable[[], dict[str, Any]]
@@ -36,11 +38,22 @@ def summary_fields(before: dict[str, Any], now: dict[str, Any], elapsed_s: float
     }
 
 
-class SummaryLoop:
-    """Logs `summary` every `interval_s` (0: never) from `snapshot()`; a failure is logged, never raised."""
+def warn_if_clock_unset(now_s: float) -> None:
+    """A warning while the wall clock was never set: events carry its time, and TLS checks certificates by it."""
+    if now_s < EARLIEST_REAL_TIME_S:
+        log.warning(
+            "clock_not_set", now=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now_s)),
+            hint="events carry this time and TLS to the broker fails on it: enable time sync (timedatectl set-ntp "
+            "true, or chrony) and let the box reach an NTP server; `edge-agent doctor` checks it",
+        )  # fmt: skip
 
-    def __init__(self, snapshot: Snapshot, interval_s: float) -> None:
-        self._snapshot, self._interval_s = snapshot, interval_s
+
+class SummaryLoop:
+    """Logs `summary` every `interval_s` (0: never) from `snapshot()`, and `clock_not_set` beside it while the wall
+    clock (`clock_s`) was never set; a failure is logged, never raised."""
+
+    def __init__(self, snapshot: Snapshot, interval_s: float, clock_s: Callable[[], float] = time.time) -> None:
+        self._snapshot, self._interval_s, self._clock_s = snapshot, interval_s, clock_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="log-summary", daemon=True)
 
@@ -64,6 +77,7 @@ class SummaryLoop:
             try:
                 now, now_at = self._snapshot(), time.monotonic()
                 log.info("summary", **summary_fields(before, now, now_at - at))
+                warn_if_clock_unset(self._clock_s())
                 before, at = now, now_at
             except Exception:
                 log.exception("summary_failed")

@@ -27,7 +27,7 @@ from agent.io.prometheus import PrometheusServer
 from agent.io.sources import CameraReader
 from agent.io.state_lock import state_dir_lock
 from agent.io.status_socket import SOCKET_NAME, StatusSocket
-from agent.io.summary import SummaryLoop
+from agent.io.summary import SummaryLoop, warn_if_clock_unset
 from agent.io.zone_editor import ZONE_EDITOR_TOKEN_FILE, ZoneEditor
 from agent.ota.applier import Applier
 from agent.ota.control import Baseline, ModelRef
@@ -198,6 +198,7 @@ class Agent:
             stack.enter_context(SummaryLoop(figures.snapshot, cfg.health.log_interval_s))
             sdnotify.ready()
             log.info("agent_started", **startup_fields(cfg, self.config_path, zones, model_figures(self.control)))
+            warn_if_clock_unset(time.time())
             stats = self._pipeline.run(stop, duration_s)
             stopping.set()
             log.info("pipeline_stopped", frames=stats.frames, events=stats.events, errors=stats.errors)

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 import cv2
 
+from agent.core.units import EARLIEST_REAL_TIME_S
 from agent.settings.camera import CameraConfig
 from agent.settings.config import AgentConfig, ConfigError, load_config
 from agent.tools.args import DEFAULT_CONFIG, add_config_argument
@@ -59,8 +60,7 @@ MAX_PLAUSIBLE_FPS = 240.0
 DRAIN_MAX_S = 3.0
 # adjtimex(2) returns TIME_ERROR when STA_UNSYNC is set: nothing disciplines the clock.
 _TIME_ERROR = 5
-# A clock before this is a box that booted without RTC time (JetPack images start in 1970 or at build time).
-_EARLIEST_PLAUSIBLE = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+_EARLIEST_PLAUSIBLE = dt.datetime.fromtimestamp(EARLIEST_REAL_TIME_S, dt.timezone.utc)
 
 
 @dataclass(frozen=True, slots=True)

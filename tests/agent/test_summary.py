@@ -54,3 +54,21 @@ def test_interval_zero_is_off(captured_logs: list[dict]) -> None:
     with SummaryLoop(lambda: _snapshot(0, 0), 0) as loop:
         time.sleep(0.1)
     assert captured_logs == [] and not loop._thread.is_alive()
+
+
+def test_a_clock_never_set_is_warned_about_beside_every_summary(captured_logs: list[dict]) -> None:
+    """A box that booted without real time: the clock says 1970 until NTP sets it."""
+    wall = [3600.0]
+    with SummaryLoop(lambda: _snapshot(0, 0), 0.05, clock_s=lambda: wall[0]):
+        deadline = time.monotonic() + 5
+        while len([r for r in captured_logs if r["event"] == "clock_not_set"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        wall[0] = 1_796_000_000.0  # NTP sets it
+        time.sleep(0.2)
+        seen = len(captured_logs)
+        time.sleep(0.2)
+    warnings = [r for r in captured_logs if r["event"] == "clock_not_set"]
+    assert len(warnings) >= 2 and warnings[0]["log_level"] == "warning"
+    assert warnings[0]["now"] == "1970-01-01 01:00:00 UTC" and "timedatectl set-ntp" in warnings[0]["hint"]
+    assert not [r for r in captured_logs[seen:] if r["event"] == "clock_not_set"]  # set: no more
+    assert [r for r in captured_logs[seen:] if r["event"] == "summary"]  # while the summaries go on
