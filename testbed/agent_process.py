@@ -26,6 +26,12 @@ def looping_plaza(media_dir: Path) -> list[dict]:
     return [{"id": "plaza", "url": str(media_dir / "vtest.avi"), "loop": True}]
 
 
+def plaza_config(folder: Path, models_dir: Path, broker_port: int, media_dir: Path, zones: dict | None = None) -> Path:
+    """The config file (and zones beside it) of an agent on `looping_plaza`; zones: occupancy over the whole frame."""
+    zones = whole_frame_zones("plaza", occupancy={"settle_s": 0.2}) if zones is None else zones
+    return write_config(folder, base_config(models_dir, broker_port, looping_plaza(media_dir)), zones)
+
+
 def base_config(models_dir: Path, broker_port: int, cameras: list[dict], device_id: str = "box-1") -> dict:
     return {
         "device_id": device_id,

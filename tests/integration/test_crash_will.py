@@ -19,12 +19,9 @@ import pytest
 
 from agent.tools.cli import EXIT_CRASH_ANNOUNCED, EXIT_CRASH_WILL
 from agent.wire.status import Status
-from testbed.agent_process import AgentProcess, base_config, looping_plaza, whole_frame_zones, write_config
+from testbed.agent_process import AgentProcess, plaza_config
 
 pytestmark = pytest.mark.integration
-
-EVERYWHERE = whole_frame_zones("plaza", occupancy={"settle_s": 0.2})
-
 
 def statuses(messages) -> list[Status]:
     return [Status.model_validate_json(m.payload) for m in messages if m.topic.endswith("/status")]
@@ -34,8 +31,7 @@ def test_an_agent_that_crashes_is_announced_offline_with_the_reason_and_its_exit
     tmp_path, mosquitto, subscriber, models_dir, media_dir
 ):
     sub = subscriber(mosquitto, "edge/v1/site-1/box-1/#")
-    cameras = looping_plaza(media_dir)
-    config = write_config(tmp_path, base_config(models_dir, mosquitto.port, cameras), EVERYWHERE)
+    config = plaza_config(tmp_path, models_dir, mosquitto.port, media_dir)
     agent = AgentProcess(config)
     try:
         sub.wait_for(lambda ms: any("/events/" in m.topic for m in ms), timeout_s=90)
@@ -68,8 +64,7 @@ def test_a_crash_the_broker_cannot_hear_at_once_leaves_it_the_last_will(
     acknowledged, so the agent disconnects asking for its will and says so by its exit code;
     the broker, once it runs again, publishes the will."""
     sub = subscriber(mosquitto, "edge/v1/site-1/box-1/status")
-    cameras = looping_plaza(media_dir)
-    agent = AgentProcess(write_config(tmp_path, base_config(models_dir, mosquitto.port, cameras), EVERYWHERE))
+    agent = AgentProcess(plaza_config(tmp_path, models_dir, mosquitto.port, media_dir))
     try:
         online = sub.wait_for(lambda ms: any(s.state == "online" for s in statuses(ms)), timeout_s=90)
         os.kill(mosquitto.pid, signal.SIGSTOP)
@@ -90,8 +85,7 @@ def test_an_agent_that_dies_without_a_word_is_announced_by_its_last_will(
     tmp_path, mosquitto, subscriber, models_dir, media_dir
 ):
     sub = subscriber(mosquitto, "edge/v1/site-1/box-1/status")
-    cameras = looping_plaza(media_dir)
-    agent = AgentProcess(write_config(tmp_path, base_config(models_dir, mosquitto.port, cameras), {"version": 1}))
+    agent = AgentProcess(plaza_config(tmp_path, models_dir, mosquitto.port, media_dir, {"version": 1}))
     try:
         sub.wait_for(lambda ms: any(s.state == "online" for s in statuses(ms)), timeout_s=90)
         time.sleep(1)

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 
 from agent.io.audit import DAMAGED_ACTION
-from testbed.agent_process import AgentProcess, base_config, looping_plaza, whole_frame_zones, write_config
+from testbed.agent_process import AgentProcess, plaza_config
 
 pytestmark = pytest.mark.integration
 
-EVERYWHERE = whole_frame_zones("plaza", occupancy={"settle_s": 0.2})
 WAIT_S = 90
 
 
@@ -27,8 +26,7 @@ def test_a_damaged_outbox_and_audit_log_are_set_aside_and_the_agent_runs_on(
     (state / "outbox.sqlite-wal").write_bytes(b"\x01" * 4096)  # the damaged file's WAL, not the new one's
     (state / "audit.jsonl").write_bytes(b'{"seq": 0, "actor": "agent", "action": "st')  # cut mid-record
     sub = subscriber(mosquitto, "edge/v1/site-1/box-1/#")
-    cameras = looping_plaza(media_dir)
-    agent = AgentProcess(write_config(tmp_path, base_config(models_dir, mosquitto.port, cameras), EVERYWHERE))
+    agent = AgentProcess(plaza_config(tmp_path, models_dir, mosquitto.port, media_dir))
     try:
         sub.wait_for(lambda ms: any("/events/" in m.topic for m in ms), timeout_s=WAIT_S)
         assert agent.stop() == 0, agent.log_tail()

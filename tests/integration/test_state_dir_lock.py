@@ -12,11 +12,10 @@ import pytest
 
 from agent.io.status_socket import SOCKET_NAME, read_status
 from agent.tools.cli import EXIT_FAILURE
-from testbed.agent_process import REPO, AgentProcess, base_config, looping_plaza, whole_frame_zones, write_config
+from testbed.agent_process import REPO, AgentProcess, plaza_config
 
 pytestmark = pytest.mark.integration
 
-EVERYWHERE = whole_frame_zones("plaza", occupancy={"settle_s": 0.2})
 WAIT_S = 90
 
 
@@ -28,8 +27,7 @@ def test_a_second_agent_on_the_same_state_dir_is_refused_and_the_first_runs_on(
     tmp_path, mosquitto, subscriber, models_dir, media_dir
 ):
     sub = subscriber(mosquitto, "edge/v1/site-1/box-1/#")
-    cameras = looping_plaza(media_dir)
-    config = write_config(tmp_path, base_config(models_dir, mosquitto.port, cameras), EVERYWHERE)
+    config = plaza_config(tmp_path, models_dir, mosquitto.port, media_dir)
     first = AgentProcess(config)
     try:
         sub.wait_for(lambda ms: _events(ms) > 0, timeout_s=WAIT_S)
