@@ -57,6 +57,7 @@ class RunSpec:
     # file cameras play the clip once: the agent stops at its end (or at warmup + duration), and the
     # counts read back (`counts`) cover that one pass, to compare with benchmarks/detect_accuracy.py's
     once: bool = False
+    sessions: int | None = None  # the agent config's model.onnxruntime_sessions (None: its default)
 
 
 def zones_for(camera_ids: list[str]) -> dict:
@@ -90,6 +91,8 @@ def run_agent(spec: RunSpec) -> dict:
             decode = probe_decode(cams[0]["url"], spec.decode_frames)
             config = base_config(spec.models_dir, mqtt_broker.port, [c | _detect_block(spec) for c in cams])
             config["model"] = {"manifest": str(spec.manifest), "backend": spec.backend}
+            if spec.sessions is not None:
+                config["model"]["onnxruntime_sessions"] = spec.sessions
             config_path = write_config(work / "agent", config, zones_for([c["id"] for c in cams]))
             sub = StampingSubscriber(mqtt_broker.host, mqtt_broker.port, "edge/v1/#")
             agent = AgentProcess(config_path, duration_s=spec.warmup_s + spec.duration_s)

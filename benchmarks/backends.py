@@ -8,7 +8,8 @@ of the clip, so decode is left out. ORT FP32 always runs; ORT INT8 runs when
 --int8 names a QDQ model (its manifest, or the .onnx file, which then borrows
 the FP32 manifest's input and outputs); TensorRT runs where its backend
 imports. `--size 416x320` (repeat) adds ORT FP32 with the same model at that input size, as a
-camera's `detect.input_size_wh` runs it. Configurations and batch sizes are interleaved in short windows,
+camera's `detect.input_size_wh` runs it, and `--sessions N` (repeat) runs each such size with N ONNX Runtime
+sessions side by side (each batch split between them) instead of the engine's default. Configurations and batch sizes are interleaved in short windows,
 round after round in a shuffled order, so load on a shared machine hits all
 of them alike; every figure is also given as a ratio to ORT FP32 at the same
 batch size from the same run.
@@ -104,10 +105,14 @@ def open_detectors(args: argparse.Namespace, stack: ExitStack) -> tuple[dict[str
         models[label] = info | {"engine_max_batch": detectors[label].max_batch}
     for size in args.size:  # the FP32 model at another input size, as a camera's detect.input_size_wh runs it
         wh = tuple(int(v) for v in size.split("x"))
-        options = {"max_batch": max(args.batches)} | ({"intra_op_threads": args.threads} if args.threads else {})
-        opened = stack.enter_context(Detector.open(args.manifest, data.models_dir(), sizes_wh=[wh], **options))
-        detectors[f"onnxruntime fp32 {size}"] = AtSize(opened, wh)
-        models[f"onnxruntime fp32 {size}"] = model_info(args.manifest, data.models_dir()) | {"input_size_wh": list(wh)}
+        for sessions in args.sessions or [None]:  # ORT's default layout, or each number of sessions asked for
+            label = f"onnxruntime fp32 {size}" + ("" if sessions is None else f" {sessions} sessions")
+            options = {"max_batch": max(args.batches), "sessions": sessions} | (
+                {"intra_op_threads": args.threads} if args.threads else {}
+            )
+            opened = stack.enter_context(Detector.open(args.manifest, data.models_dir(), sizes_wh=[wh], **options))
+            detectors[label] = AtSize(opened, wh)
+            models[label] = model_info(args.manifest, data.models_dir()) | {"input_size_wh": list(wh), "sessions": sessions}
     return detectors, models, notes
 
 
@@ -176,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=1.0, help="seconds per configuration and batch per round")
     parser.add_argument("--threads", type=int, default=None, help="ORT intra-op threads (default: the engine's)")
     parser.add_argument("--size", action="append", default=[], type=_size, help="also ORT FP32 at this input size, WxH")
+    parser.add_argument(
+        "--sessions", action="append", type=int, default=[],
+        help="with --size: each size with this many ORT sessions (repeat; default: the engine's, one per core)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="result JSON")
     args = parser.parse_args(argv)
     batches = tuple(args.batches)

@@ -33,13 +33,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="result JSON (the PNG goes beside it)")
 
 
-def spec_for(args: argparse.Namespace, streams: int, manifest: Path, backend: str, detect: dict | None = None) -> RunSpec:
+def spec_for(
+    args: argparse.Namespace, streams: int, manifest: Path, backend: str, detect: dict | None = None, sessions: int | None = None
+) -> RunSpec:
     if args.once and args.source != "file":
         raise SystemExit("--once needs --source file (an RTSP server loops the clip)")
     return RunSpec(
         streams=streams, source=args.source, clip=(args.clip or data.default_clip()).resolve(),
         manifest=manifest.resolve(), models_dir=data.models_dir(), backend=backend, duration_s=args.duration,
-        warmup_s=args.warmup, decode_frames=args.decode_frames, detect=detect, once=args.once,
+        warmup_s=args.warmup, decode_frames=args.decode_frames, detect=detect, once=args.once, sessions=sessions,
     )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from functools import partial
+from itertools import product
 from pathlib import Path
 
 from benchmarks import data
@@ -87,8 +88,8 @@ def search(
     return [runs[k] for k in sorted(runs)], good
 
 
-def _run(args: argparse.Namespace, manifest: Path, backend: str, mode: str, streams: int) -> dict:
-    return run_agent(spec_for(args, streams, manifest, backend, DETECT_MODES[mode]))
+def _run(args: argparse.Namespace, manifest: Path, backend: str, mode: str, sessions: int | None, streams: int) -> dict:
+    return run_agent(spec_for(args, streams, manifest, backend, DETECT_MODES[mode], sessions))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, action="append", help="model manifest (repeat; default yolox_nano)")
     parser.add_argument("--backend", action="append", help="inference backend (repeat; default onnxruntime)")
     parser.add_argument("--mode", action="append", choices=sorted(DETECT_MODES), help="detect mode (repeat; default every)")
+    parser.add_argument(
+        "--sessions", action="append", type=int,
+        help="each configuration with model.onnxruntime_sessions N (repeat; default: the agent's)",
+    )  # fmt: skip
     parser.add_argument("--budget-ms", type=float, default=100.0, help="p99 frame-to-event budget")
     parser.add_argument("--max-drop", type=float, default=0.01, help="largest share of frames dropped")
     parser.add_argument("--start", type=int, default=1, help="first stream count")
@@ -110,19 +115,21 @@ def main(argv: list[str] | None = None) -> int:
     configs = []
     for backend in backends:
         for manifest, model in models.items():
-            for mode in modes:
+            for mode, sessions in product(modes, args.sessions or [None]):
                 label = f"{backend} {model['name']} {model['precision']} {mode}"
+                label += "" if sessions is None else f" {sessions} sessions"
                 print(f"{label}:", flush=True)
-                run_at = partial(_run, args, manifest, backend, mode)
+                run_at = partial(_run, args, manifest, backend, mode, sessions)
                 runs, best = search(run_at, args.start, args.max_streams, args.budget_ms, args.max_drop)
-                configs.append({"label": label, "backend": backend, "model": model, "mode": mode,
+                configs.append({"label": label, "backend": backend, "model": model, "mode": mode, "sessions": sessions,
                                 "detect": DETECT_MODES[mode], "max_streams": best, "runs": runs})  # fmt: skip
                 print_runs(label, runs)
     print_table(
         f"streams per box (p99 <= {args.budget_ms:g} ms, drops <= {100 * args.max_drop:g}%)",
-        ["backend", "model", "precision", "mode", "max streams", "first failure"],
+        ["backend", "model", "precision", "mode", "ORT sessions", "max streams", "first failure"],
         [
-            [c["backend"], c["model"]["name"], c["model"]["precision"], c["mode"], c["max_streams"],
+            [c["backend"], c["model"]["name"], c["model"]["precision"], c["mode"], c["sessions"] or "default",
+             c["max_streams"],
              next(("; ".join(r["fails"]) for r in c["runs"] if r["fails"]), "none up to --max-streams")]
             for c in configs
         ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,9 +42,19 @@ _BATCH_CHECK_ATOL = 1e-3
 #   intra=2, parallel mode, inter=2: 40 (32), no gain on this chain-shaped graph
 # Spinning threads burn the core the decode threads need (a third of their
 # frames lost) and are no faster once contended, so spinning is off. Two
-# intra-op threads give the lowest latency; intra=1 leaves decode more room
-# and is the option to pick when many cameras decode on the same two cores.
-DEFAULT_INTRA_OP_THREADS = 2
+# intra-op threads barely beat one on this small graph: a single image runs
+# fastest on both (yolox_nano at 416x320: 8.5-8.9 ms against 10.5-10.8 on one
+# thread), but a batch runs fastest split between a session per core on one
+# thread each, side by side (batches of 2 and 4: 182-185 images a second
+# against 135-149 on one session of two threads, and 138-147 when a session of
+# two threads takes half of it beside one of one thread); onnxruntime 1.32,
+# `benchmarks.backends --size 416x320 --sessions 1 --sessions 2`.
+MAX_DEFAULT_SESSIONS = 4
+
+
+def cores() -> int:
+    """CPU cores this process may run on (its affinity, as a container's cpuset limits it)."""
+    return len(os.sched_getaffinity(0))
 
 
 class OnnxRuntimeEngine:
@@ -51,7 +63,10 @@ class OnnxRuntimeEngine:
     A graph saved with batch 1 is made batch-dynamic at load when it runs a
     batch of 2 identically to two single runs; otherwise it stays fixed and
     `max_batch` is 1 (callers loop). `input_size_wh` runs the graph at another input size
-    than it was saved with (the manifest's `input.graph_size_wh`).
+    than it was saved with (the manifest's `input.graph_size_wh`). A single image runs on a session
+    using every core; a larger batch is split between `sessions` more copies of the graph run side by
+    side (default one per core, at most MAX_DEFAULT_SESSIONS; 1: no split), each on
+    `intra_op_threads` (default the cores shared out between them).
     """
 
     def __init__(
@@ -59,7 +74,8 @@ class OnnxRuntimeEngine:
         model_path: Path,
         *,
         max_batch: int = 8,
-        intra_op_threads: int = DEFAULT_INTRA_OP_THREADS,
+        sessions: int | None = None,
+        intra_op_threads: int | None = None,
         inter_op_threads: int = 1,
         allow_spinning: bool = False,
         graph_optimization: Literal["disable", "basic", "extended", "all"] = "all",
@@ -68,7 +84,7 @@ class OnnxRuntimeEngine:
     ) -> None:
         self._log = structlog.get_logger("engines.onnxruntime").bind(model=str(model_path))
         self._options = dict(
-            intra_op_threads=intra_op_threads,
+            intra_op_threads=intra_op_threads or cores(),
             inter_op_threads=inter_op_threads,
             allow_spinning=allow_spinning,
             graph_optimization=graph_optimization,
@@ -78,14 +94,20 @@ class OnnxRuntimeEngine:
         model = _without_initializer_inputs(_load_onnx(self._path))
         if input_size_wh is not None:
             model = _with_input_size(model, input_size_wh)
-        self._session = self._open_batched(model, max_batch)
+        model, probe = self._batched(model, max_batch)
+        wanted = sessions or min(cores(), self.max_batch, MAX_DEFAULT_SESSIONS)
+        split = wanted if self.max_batch > 1 and wanted > 1 else 0
+        self._session = probe or self._open(model)  # a single image, and any batch when there is no split
+        self._options["intra_op_threads"] = max(1, cores() // max(split, 1)) if intra_op_threads is None else intra_op_threads
+        self._split = [self._open(model) for _ in range(split)]
+        self._pool = ThreadPoolExecutor(split - 1) if split else None
         self.inputs = tuple(_spec(t) for t in self._session.get_inputs())
         self.outputs = tuple(_spec(t) for t in self._session.get_outputs())
         if input_size_wh is not None:  # the outputs' shapes follow the input: as the graph computes them
             self.outputs = _run_shapes(self._session, self.inputs[0], self.outputs)
         self._input_name = self.inputs[0].name
         self._output_names = [t.name for t in self.outputs]
-        self._log.info("engine_opened", backend="onnxruntime", max_batch=self.max_batch, intra_op_threads=intra_op_threads)
+        self._log.info("engine_opened", backend="onnxruntime", max_batch=self.max_batch, split_sessions=split)
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """batch: float32 (B, 3, H, W), 1 <= B <= max_batch -> {output name: float32 (B, ...)}."""
@@ -94,12 +116,23 @@ class OnnxRuntimeEngine:
             raise ValueError(
                 f"expected float32 (1..{self.max_batch}, {', '.join(map(str, expected))}), got {batch.dtype} {batch.shape}"
             )
-        values = self._session.run(self._output_names, {self._input_name: np.ascontiguousarray(batch)})
+        if len(batch) == 1 or not self._split:
+            values = self._run(self._session, batch)
+        else:  # ORT releases the GIL: the parts run side by side, the first on this thread
+            parts = np.array_split(batch, min(len(batch), len(self._split)))
+            later = [self._pool.submit(self._run, s, p) for s, p in zip(self._split[1:], parts[1:])]
+            done = [self._run(self._split[0], parts[0])] + [f.result() for f in later]
+            values = [np.concatenate(v) for v in zip(*done)]
         return dict(zip(self._output_names, values, strict=True))
 
+    def _run(self, session: ort.InferenceSession, batch: np.ndarray) -> list[np.ndarray]:
+        return session.run(self._output_names, {self._input_name: np.ascontiguousarray(batch)})
+
     def close(self) -> None:
-        # ORT frees the session's threads and arenas when the last reference goes.
-        self._session = None
+        # ORT frees the sessions' threads and arenas when the last reference goes.
+        if self._pool is not None:
+            self._pool.shutdown()
+        self._session, self._split, self._pool = None, [], None
 
     def __enter__(self) -> OnnxRuntimeEngine:
         return self
@@ -107,22 +140,24 @@ class OnnxRuntimeEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _open_batched(self, model: onnx.ModelProto, max_batch: int) -> ort.InferenceSession:
+    def _batched(self, model: onnx.ModelProto, max_batch: int) -> tuple[onnx.ModelProto, ort.InferenceSession | None]:
+        """The graph to run (batch-dynamic when a saved batch of 1 runs a batch of 2 like two single
+        runs), with the session that probed it if any; sets max_batch."""
+        self.max_batch = max_batch
         if len(model.graph.input) != 1 or not _has_fixed_batch(model.graph.input[0]):
-            self.max_batch = max_batch
-            return self._open(model)
+            return model, None
         if max_batch > 1:
+            dynamic = _with_dynamic_batch(model)
             try:
                 # Quiet: a graph failing the probe is an expected outcome, not an ORT warning.
-                session = self._open(_with_dynamic_batch(model), log_severity_level=3)
+                session = self._open(dynamic, log_severity_level=3)
             except ModelError:
                 session = None
             if session is not None and _batches_like_singles(session):
-                self.max_batch = max_batch
-                return session
+                return dynamic, session
             self._log.info("engine_batch_fixed", reason="graph does not run a batch of 2 like two single runs")
         self.max_batch = 1
-        return self._open(model)
+        return model, None
 
     def _open(self, model: onnx.ModelProto, log_severity_level: int = 2) -> ort.InferenceSession:
         options = _session_options(**self._options)

@@ -125,7 +125,7 @@ def engine_max_batch(model_path: Path, requested: int) -> int:
     backends batch the same graphs."""
     from engines.onnxruntime_engine import OnnxRuntimeEngine
 
-    with OnnxRuntimeEngine(model_path, max_batch=requested, intra_op_threads=1) as probe:
+    with OnnxRuntimeEngine(model_path, max_batch=requested, sessions=1, intra_op_threads=1) as probe:
         return probe.max_batch
 
 

@@ -81,6 +81,7 @@ def open_detector(config: AgentConfig, ref: ModelRef, zones: ZonesDoc) -> tuple[
         nms_iou=config.model.nms_iou,
         class_names=classes,
         sizes_wh=[c.detect.input_size_wh for c in config.cameras if c.detect.input_size_wh is not None],
+        **({"sessions": config.model.onnxruntime_sessions} if config.model.backend == "onnxruntime" else {}),
     )
     return detector, LiveModel(ref, manifest, detector.model_sha256, classes)
 

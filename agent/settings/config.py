@@ -54,6 +54,11 @@ class _Strict(BaseModel):
 class ModelSettings(_Strict):
     manifest: ConfigPath = Field(description="model manifest (JSON) giving file, hash, input spec, decoder and classes")
     backend: Literal["onnxruntime", "tensorrt"] = Field("onnxruntime", description="inference backend")
+    onnxruntime_sessions: int | None = Field(
+        None, ge=1, le=16,
+        description="onnxruntime only: copies of the model run side by side, each batch of frames split between "
+        "them, the CPU cores shared out; absent: one per core (at most 4); 1: one copy on every core",
+    )  # fmt: skip
     confidence: float = Field(0.3, gt=0.0, lt=1.0, description="minimum detection score kept")
     nms_iou: float = Field(0.45, gt=0.0, lt=1.0, description="IoU above which overlapping boxes of a class are merged")
     classes: list[str] | None = Field(

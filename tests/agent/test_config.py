@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.ota.control import ModelRef
+from agent.runtime.live import open_detector
 from agent.settings.config import ConfigError, load_config
+from engines.onnxruntime_engine import cores
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,6 +81,7 @@ BAD = [
     ("unset variable", lambda c, z: c.update(site="${NO_SUCH_VARIABLE_X}"), "NO_SUCH_VARIABLE_X"),
     ("no camera", lambda c, z: c.update(cameras=[]), "cameras"),
     ("unknown class", lambda c, z: z["lines"][0].update(classes=["unicorn"]), "unicorn"),
+    ("no ONNX Runtime session", lambda c, z: c["model"].update(onnxruntime_sessions=0), "model.onnxruntime_sessions"),
 ]
 
 
@@ -95,6 +99,15 @@ def test_check_config_exits_2_with_the_first_error(write_config, what, edit, mes
     )
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+@pytest.mark.parametrize(("sessions", "split"), [(None, min(cores(), 4)), (1, 0), (2, 2)])
+def test_the_onnxruntime_sessions_setting_reaches_the_engine(write_config, sessions, split):
+    """1: one session on every core for every batch; N: batches split between N more sessions."""
+    config, zones = load_config(write_config(lambda c, z: c["model"].update(onnxruntime_sessions=sessions)))
+    detector, _ = open_detector(config, ModelRef(config.model.manifest, config.models_dir), zones)
+    with detector:
+        assert len(detector._engine._split) == (split if split > 1 else 0)
 
 
 def test_a_damaged_model_file_is_refused_before_anything_starts(write_config, tmp_path, models_dir):

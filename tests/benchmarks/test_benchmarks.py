@@ -130,12 +130,15 @@ def test_once_needs_files(tmp_path, models_dir, media_dir):
 
 def test_backends_at_another_input_size(tmp_path, models_dir, media_dir, short_clip):
     out = tmp_path / "backends.json"
-    args = ["--clip", str(short_clip), "--size", "416x320", "--batches", "1", "2", "--rounds", "1", "--window", "0.2"]
+    args = ["--clip", str(short_clip), "--size", "416x320", "--sessions", "1", "--sessions", "2"]
+    args += ["--batches", "1", "2", "--rounds", "1", "--window", "0.2"]
     result = run_script("backends", args, models_dir, media_dir, out)
     rows = {(r["config"], r["batch"]): r for r in result["results"]["rows"]}
-    assert {("onnxruntime fp32 416x320", b) for b in (1, 2)} <= set(rows)
-    assert all(rows[("onnxruntime fp32 416x320", b)]["frames_per_s"] > 0 for b in (1, 2))
-    assert result["results"]["models"]["onnxruntime fp32 416x320"]["input_size_wh"] == [416, 320]
+    labels = [f"onnxruntime fp32 416x320 {n} sessions" for n in (1, 2)]
+    assert {(label, b) for label in labels for b in (1, 2)} <= set(rows)
+    assert all(rows[(label, b)]["frames_per_s"] > 0 for label in labels for b in (1, 2))
+    models = result["results"]["models"]
+    assert [(models[label]["input_size_wh"], models[label]["sessions"]) for label in labels] == [([416, 320], 1), ([416, 320], 2)]
 
 
 def test_backends_with_int8(tmp_path, models_dir, media_dir, short_clip, int8_model):

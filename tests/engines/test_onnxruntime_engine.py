@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engines.onnxruntime_engine import OnnxRuntimeEngine
+from engines.onnxruntime_engine import OnnxRuntimeEngine, cores
 from engines.registry import open_engine
 
 pytestmark = pytest.mark.integration
@@ -37,3 +37,29 @@ def test_max_batch_one_keeps_the_graph_fixed(models_dir):
 def test_registry_errors(models_dir):
     with pytest.raises(ValueError, match="unknown inference backend 'openvino'"):
         open_engine("openvino", models_dir / "yolox_nano.onnx")
+
+
+def test_a_batch_split_between_sessions_gives_what_one_session_gives(models_dir):
+    """Two split sessions run a batch of 3 as parts of 2 and 1 side by side; rows come back in order."""
+    rng = np.random.default_rng(0)
+    batch = rng.uniform(0, 255, (3, 3, 416, 416)).astype(np.float32)
+    path = models_dir / "yolox_nano.onnx"
+    with OnnxRuntimeEngine(path, max_batch=4, sessions=1) as one, OnnxRuntimeEngine(path, max_batch=4, sessions=2) as two:
+        assert (len(one._split), len(two._split)) == (0, 2)
+        expected = np.concatenate([one.infer(batch[i : i + 1])["output"] for i in range(3)])
+        np.testing.assert_allclose(two.infer(batch)["output"], expected, atol=1e-3)
+        np.testing.assert_allclose(two.infer(batch[:1])["output"], expected[:1], atol=1e-3)
+
+
+def test_a_graph_fixed_at_batch_one_gets_one_session_on_every_core(models_dir):
+    with OnnxRuntimeEngine(models_dir / "yolox_nano.onnx", max_batch=1, sessions=2) as engine:
+        assert not engine._split
+        assert engine._session.get_session_options().intra_op_num_threads == cores()
+
+
+def test_by_default_one_image_on_every_core_and_a_batch_split_a_session_per_core(models_dir):
+    with OnnxRuntimeEngine(models_dir / "yolox_nano.onnx", max_batch=8) as engine:
+        assert engine._session.get_session_options().intra_op_num_threads == cores()
+        split = min(cores(), 4)
+        assert len(engine._split) == (split if split > 1 else 0)
+        assert {s.get_session_options().intra_op_num_threads for s in engine._split} <= {max(1, cores() // split)}
