@@ -65,6 +65,14 @@ class ModelSettings(_Strict):
         None, description="model class names to detect; absent: every class a zone or line watches"
     )
 
+    @model_validator(mode="after")
+    def _sessions_need_onnxruntime(self) -> ModelSettings:
+        if self.onnxruntime_sessions is not None and self.backend != "onnxruntime":
+            raise ValueError(
+                f"onnxruntime_sessions applies to the onnxruntime backend only, not {self.backend}: remove it"
+            )
+        return self
+
 
 class TlsSettings(_Strict):
     ca_file: ConfigPath = Field(description="CA certificate that signed the broker's certificate")

@@ -82,6 +82,8 @@ BAD = [
     ("no camera", lambda c, z: c.update(cameras=[]), "cameras"),
     ("unknown class", lambda c, z: z["lines"][0].update(classes=["unicorn"]), "unicorn"),
     ("no ONNX Runtime session", lambda c, z: c["model"].update(onnxruntime_sessions=0), "model.onnxruntime_sessions"),
+    ("ONNX Runtime sessions for TensorRT", lambda c, z: c["model"].update(backend="tensorrt", onnxruntime_sessions=2),
+     "onnxruntime_sessions applies to the onnxruntime backend only, not tensorrt"),
 ]
 
 
