@@ -84,7 +84,6 @@ class OnnxRuntimeEngine:
     ) -> None:
         self._log = structlog.get_logger("engines.onnxruntime").bind(model=str(model_path))
         self._options = dict(
-            intra_op_threads=intra_op_threads or cores(),
             inter_op_threads=inter_op_threads,
             allow_spinning=allow_spinning,
             graph_optimization=graph_optimization,
@@ -94,12 +93,13 @@ class OnnxRuntimeEngine:
         model = _without_initializer_inputs(_load_onnx(self._path))
         if input_size_wh is not None:
             model = _with_input_size(model, input_size_wh)
-        model, probe = self._batched(model, max_batch)
+        # a single image, and any batch when there is no split, runs on every core; each split session on its share
+        single_threads = intra_op_threads or cores()
+        model, probe = self._batched(model, max_batch, single_threads)
         wanted = sessions or min(cores(), self.max_batch, MAX_DEFAULT_SESSIONS)
         split = wanted if self.max_batch > 1 and wanted > 1 else 0
-        self._session = probe or self._open(model)  # a single image, and any batch when there is no split
-        self._options["intra_op_threads"] = max(1, cores() // max(split, 1)) if intra_op_threads is None else intra_op_threads
-        self._split = [self._open(model) for _ in range(split)]
+        self._session = probe or self._open(model, single_threads)
+        self._split = [self._open(model, intra_op_threads or max(1, cores() // split)) for _ in range(split)]
         self._pool = ThreadPoolExecutor(split - 1) if split else None
         self.inputs = tuple(_spec(t) for t in self._session.get_inputs())
         self.outputs = tuple(_spec(t) for t in self._session.get_outputs())
@@ -140,7 +140,9 @@ class OnnxRuntimeEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _batched(self, model: onnx.ModelProto, max_batch: int) -> tuple[onnx.ModelProto, ort.InferenceSession | None]:
+    def _batched(
+        self, model: onnx.ModelProto, max_batch: int, threads: int
+    ) -> tuple[onnx.ModelProto, ort.InferenceSession | None]:
         """The graph to run (batch-dynamic when a saved batch of 1 runs a batch of 2 like two single
         runs), with the session that probed it if any; sets max_batch."""
         self.max_batch = max_batch
@@ -150,7 +152,7 @@ class OnnxRuntimeEngine:
             dynamic = _with_dynamic_batch(model)
             try:
                 # Quiet: a graph failing the probe is an expected outcome, not an ORT warning.
-                session = self._open(dynamic, log_severity_level=3)
+                session = self._open(dynamic, threads, log_severity_level=3)
             except ModelError:
                 session = None
             if session is not None and _batches_like_singles(session):
@@ -159,8 +161,8 @@ class OnnxRuntimeEngine:
         self.max_batch = 1
         return model, None
 
-    def _open(self, model: onnx.ModelProto, log_severity_level: int = 2) -> ort.InferenceSession:
-        options = _session_options(**self._options)
+    def _open(self, model: onnx.ModelProto, intra_op_threads: int, log_severity_level: int = 2) -> ort.InferenceSession:
+        options = _session_options(intra_op_threads=intra_op_threads, **self._options)
         options.log_severity_level = log_severity_level
         try:
             session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
