@@ -48,7 +48,8 @@ class TrackerConfig(BaseModel):
     low_score: float = Field(
         0.1, gt=0.0, le=1.0,
         description="Detections scoring at least this (and below high_score) may only continue "
-        "a track matched at the previous frame.",
+        "a track matched at the previous frame. The detector hands on none below model.confidence, "
+        "so with the defaults (0.3) this stage sees 0.3 to high_score.",
     )
     new_track_score: float = Field(
         0.4, gt=0.0, le=1.0,
