@@ -38,6 +38,7 @@ from testbed.ground_truth import gt_line_counts
 from testbed.pipeline import run_clip
 
 YOLOX_320 = data.REPO / "models" / "yolox_nano_320.json"
+LIGHT = data.REPO / "models" / "light_person_detector.json"
 LINE = [[0.5, 0.2], [0.5, 0.8]]
 PLAZA = [[0.0, 0.3], [1.0, 0.3], [1.0, 1.0], [0.0, 1.0]]
 ZONES = {
@@ -63,6 +64,11 @@ MODES: dict[str, tuple[Path, dict | None]] = {
     "fps5 320": (YOLOX_320, {"fps": 5.0}),
     "fps3.3 320": (YOLOX_320, {"fps": 10 / 3}),
     "fps2.5 320": (YOLOX_320, {"fps": 2.5}),
+    # the person-only light detector, a 4:3 camera whole at its scale (768x576 -> 256x192)
+    "every light 256x192": (LIGHT, {"input_size_wh": [256, 192]}),
+    "fps5 light 256x192": (LIGHT, {"fps": 5.0, "input_size_wh": [256, 192]}),
+    "fps3.3 light 256x192": (LIGHT, {"fps": 10 / 3, "input_size_wh": [256, 192]}),
+    "every light 192": (LIGHT, None),
 }
 
 

@@ -43,6 +43,8 @@ DETECT_MODES: dict[str, dict | None] = {
     "fps5-320": {"fps": 5.0, "input_size_wh": [320, 320]},  # the camera's own input size, on the model given
     # 416's scale for a 4:3 camera without the letterbox's padding rows: 768x576 -> 416x312, in a 416x320 input
     "fps5-416x320": {"fps": 5.0, "input_size_wh": [416, 320]},
+    # a 4:3 camera whole at the light person detector's scale (768x576 -> 256x192), every frame
+    "every-256x192": {"input_size_wh": [256, 192]},
 }
 
 
