@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from agent.analytics.camera import build_rules
 from agent.core import kalman
 from agent.core.tracker import ByteTracker, TrackerConfig, match_iou
-from agent.core.types import Detections, Tracks
+from agent.core.types import Detections, Frame, Tracks
+from agent.settings.zones import ZonesDoc
+from benchmarks.agent_run import counts
+from benchmarks.detect_accuracy import ZONES
+from engines.manifest import load_manifest
 from engines.nms import iou_matrix
+from testbed.pipeline import YOLOX
 
 SIZE_WH = (768, 576)
 FRAME_NS = 100_000_000  # 10 fps
@@ -328,35 +335,45 @@ def test_callers_arrays_are_never_modified_nor_shared() -> None:
 # --- real ground truth -------------------------------------------------------------------
 
 
-def _gt_identity_metrics(
+def _gt_feed(
     gt_path: Path, seed: int, drop: float = 0.1, jitter_px: float = 3.0, every: int = 1, phase: int = 0
-) -> dict[str, float]:
-    """Feed MOT ground truth as detections (some dropped, jittered); score the ids against GT ids.
-    every, phase: detect only every `every`th frame after the first, from frame 1 + phase (the others
-    predicted, as with a detect rate).
-
-    switches: CLEAR-MOT identity switches (a GT id covered by another track id
-    than at its previous covered frame); fragments: extra track ids per GT id;
-    recall: GT boxes covered by a reported track.
-    """
+) -> Iterator[tuple[np.ndarray, np.ndarray, Tracks | None, Tracks]]:
+    """MOT ground truth fed to a tracker as detections, some dropped and jittered. Per frame: the GT rows
+    kept, their boxes as fed, the tracks of a look (None at a frame the detector skips) and the tracks the
+    rules get (predicted at a skipped frame). every, phase: detect only every `every`th frame after the
+    first, from frame 1 + phase, as with a detect rate."""
     gt = np.loadtxt(gt_path, delimiter=",", usecols=range(6))
     rng = np.random.default_rng(seed)
-    tracker = ByteTracker(TrackerConfig(), "vtest")
-    last_track: dict[int, int] = {}
-    tracks_of_gt: dict[int, set[int]] = {}
-    covered = 0
-    switches = 0
+    tracker = ByteTracker(TrackerConfig(), "cam")
     for frame in range(1, int(gt[:, 0].max()) + 1):
         rows = gt[gt[:, 0] == frame]
         kept = rows[rng.random(len(rows)) >= drop]
         xyxy = np.concatenate([kept[:, 2:4], kept[:, 2:4] + kept[:, 4:6]], axis=1)
         xyxy = (xyxy + rng.normal(0.0, jitter_px, xyxy.shape)).astype(np.float32)
         dets = Detections(xyxy, np.full(len(kept), 0.9, np.float32), np.zeros(len(kept), np.int32))
+        pts_ns = (frame - 1) * FRAME_NS
         if frame > 1 and (frame - 1 - phase) % every:
-            tracker.predict((frame - 1) * FRAME_NS, SIZE_WH)
+            yield kept, xyxy, None, tracker.predict(pts_ns, SIZE_WH)
+        else:
+            tracks = tracker.update(dets, pts_ns, SIZE_WH)
+            yield kept, xyxy, tracks, tracks
+
+
+def _gt_identity_metrics(gt_path: Path, seed: int, every: int = 1, phase: int = 0) -> dict[str, float]:
+    """Score the ids of `_gt_feed`'s looks against the GT ids.
+
+    switches: CLEAR-MOT identity switches (a GT id covered by another track id
+    than at its previous covered frame); fragments: extra track ids per GT id;
+    recall: GT boxes covered by a reported track.
+    """
+    last_track: dict[int, int] = {}
+    tracks_of_gt: dict[int, set[int]] = {}
+    covered = 0
+    switches = 0
+    for kept, xyxy, looked, _ in _gt_feed(gt_path, seed, every=every, phase=phase):
+        if looked is None:
             continue
-        out = tracker.update(dets, (frame - 1) * FRAME_NS, SIZE_WH)
-        for box, track_id in zip(out.detections.xyxy, out.track_id.tolist()):
+        for box, track_id in zip(looked.detections.xyxy, looked.track_id.tolist()):
             # the tracker reports the detector's own box: find the GT row it came from
             gt_id = int(kept[np.flatnonzero((xyxy == box).all(axis=1))[0], 1])
             covered += 1
@@ -367,7 +384,7 @@ def _gt_identity_metrics(
         "switches": switches,
         "fragments": sum(len(t) - 1 for t in tracks_of_gt.values()),
         "track_ids": len(set().union(*tracks_of_gt.values())),
-        "recall": covered / len(gt),
+        "recall": covered / len(np.loadtxt(gt_path, delimiter=",", usecols=(0,))),
     }
 
 
@@ -394,3 +411,34 @@ def test_identities_on_vtest_ground_truth_detected_every_3rd_frame(media_dir: Pa
     print("vtest every 3rd frame:", [(m["switches"], m["fragments"], round(m["recall"], 3)) for m in runs])
     assert sum(m["switches"] for m in runs) <= 55
     assert all(m["recall"] >= 0.25 for m in runs)  # a third of the frames are detected
+
+
+def _gt_counts(gt_path: Path, seed: int, every: int, phase: int) -> dict[str, int]:
+    """detect_accuracy's figures (its line and plaza zone) from the rules fed `_gt_feed`'s tracks."""
+    m = load_manifest(YOLOX)
+    rules = build_rules(ZonesDoc.model_validate(ZONES), "cam", m.classes, m.class_map)
+    rules.analyzers = []  # no pixels in the ground truth
+    frame = Frame("cam", 0, 0, np.zeros((1, 1, 3), np.uint8))
+    events = [
+        {"camera_id": "cam", "ts": tracks.pts_ns, "body": e.body.model_dump()}
+        for *_, tracks in _gt_feed(gt_path, seed, every=every, phase=phase)
+        for e in rules.update(tracks, frame)
+    ]
+    return counts(events)["cam"]
+
+
+def test_counts_from_ground_truth_boxes_hold_when_detecting_every_2nd_frame(media_dir: Path) -> None:
+    """With clean boxes the tracker keeps vtest's counts at a detect rate: fed the ground truth's boxes
+    (10 % dropped, 3 px jitter, seeds 0-2), detecting every 2nd frame gives each figure within 1 of
+    detecting every frame, at both phases (measured: line 15 / 13 throughout, wrong-way 22-23 against
+    21-23, loitering 7-8). So the spread of the real pipeline's counts there (benchmarks/README.md:
+    wrong-way 24-25 by phase against 23) comes with the detector's boxes: whom it misses or merges at
+    the frames it looks at. At every 3rd frame the tracker adds to it (wrong-way 21-24 by seed and
+    phase against 21-23), so that rate is not asserted."""
+    gt_path = media_dir / "vtest.gt.txt"
+    for seed in range(3):
+        every_frame = _gt_counts(gt_path, seed, every=1, phase=0)
+        for phase in range(2):
+            sparse = _gt_counts(gt_path, seed, every=2, phase=phase)
+            print(f"seed {seed}: every frame {every_frame}, every 2nd frame at phase {phase} {sparse}")
+            assert all(abs(sparse[k] - every_frame[k]) <= 1 for k in every_frame), (seed, phase)
