@@ -49,7 +49,7 @@ class TrackerConfig(BaseModel):
         0.1, gt=0.0, le=1.0,
         description="Detections scoring at least this (and below high_score) may only continue "
         "a track matched at the previous frame. The detector hands on none below model.confidence, "
-        "so with the defaults (0.3) this stage sees 0.3 to high_score.",
+        "so this stage sees scores from the higher of the two up to high_score.",
     )
     new_track_score: float = Field(
         0.4, gt=0.0, le=1.0,

@@ -335,14 +335,18 @@ def test_callers_arrays_are_never_modified_nor_shared() -> None:
 # --- real ground truth -------------------------------------------------------------------
 
 
+def _load_gt(gt_path: Path) -> np.ndarray:
+    """MOT ground truth rows: frame, id, x, y, w, h."""
+    return np.loadtxt(gt_path, delimiter=",", usecols=range(6))
+
+
 def _gt_feed(
-    gt_path: Path, seed: int, drop: float = 0.1, jitter_px: float = 3.0, every: int = 1, phase: int = 0
+    gt: np.ndarray, seed: int, drop: float = 0.1, jitter_px: float = 3.0, every: int = 1, phase: int = 0
 ) -> Iterator[tuple[np.ndarray, np.ndarray, Tracks | None, Tracks]]:
-    """MOT ground truth fed to a tracker as detections, some dropped and jittered. Per frame: the GT rows
+    """MOT ground truth (`_load_gt`) fed to a tracker as detections, some dropped and jittered. Per frame: the GT rows
     kept, their boxes as fed, the tracks of a look (None at a frame the detector skips) and the tracks the
     rules get (predicted at a skipped frame). every, phase: detect only every `every`th frame after the
     first, from frame 1 + phase, as with a detect rate."""
-    gt = np.loadtxt(gt_path, delimiter=",", usecols=range(6))
     rng = np.random.default_rng(seed)
     tracker = ByteTracker(TrackerConfig(), "cam")
     for frame in range(1, int(gt[:, 0].max()) + 1):
@@ -366,11 +370,12 @@ def _gt_identity_metrics(gt_path: Path, seed: int, every: int = 1, phase: int = 
     than at its previous covered frame); fragments: extra track ids per GT id;
     recall: GT boxes covered by a reported track.
     """
+    gt = _load_gt(gt_path)
     last_track: dict[int, int] = {}
     tracks_of_gt: dict[int, set[int]] = {}
     covered = 0
     switches = 0
-    for kept, xyxy, looked, _ in _gt_feed(gt_path, seed, every=every, phase=phase):
+    for kept, xyxy, looked, _ in _gt_feed(gt, seed, every=every, phase=phase):
         if looked is None:
             continue
         for box, track_id in zip(looked.detections.xyxy, looked.track_id.tolist()):
@@ -384,7 +389,7 @@ def _gt_identity_metrics(gt_path: Path, seed: int, every: int = 1, phase: int = 
         "switches": switches,
         "fragments": sum(len(t) - 1 for t in tracks_of_gt.values()),
         "track_ids": len(set().union(*tracks_of_gt.values())),
-        "recall": covered / len(np.loadtxt(gt_path, delimiter=",", usecols=(0,))),
+        "recall": covered / len(gt),
     }
 
 
@@ -413,7 +418,7 @@ def test_identities_on_vtest_ground_truth_detected_every_3rd_frame(media_dir: Pa
     assert all(m["recall"] >= 0.25 for m in runs)  # a third of the frames are detected
 
 
-def _gt_counts(gt_path: Path, seed: int, every: int, phase: int) -> dict[str, int]:
+def _gt_counts(gt: np.ndarray, seed: int, every: int, phase: int) -> dict[str, int]:
     """detect_accuracy's figures (its line and plaza zone) from the rules fed `_gt_feed`'s tracks."""
     m = load_manifest(YOLOX)
     rules = build_rules(ZonesDoc.model_validate(ZONES), "cam", m.classes, m.class_map)
@@ -421,7 +426,7 @@ def _gt_counts(gt_path: Path, seed: int, every: int, phase: int) -> dict[str, in
     frame = Frame("cam", 0, 0, np.zeros((1, 1, 3), np.uint8))
     events = [
         {"camera_id": "cam", "ts": tracks.pts_ns, "body": e.body.model_dump()}
-        for *_, tracks in _gt_feed(gt_path, seed, every=every, phase=phase)
+        for *_, tracks in _gt_feed(gt, seed, every=every, phase=phase)
         for e in rules.update(tracks, frame)
     ]
     return counts(events)["cam"]
@@ -435,10 +440,10 @@ def test_counts_from_ground_truth_boxes_hold_when_detecting_every_2nd_frame(medi
     wrong-way 24-25 by phase against 23) comes with the detector's boxes: whom it misses or merges at
     the frames it looks at. At every 3rd frame the tracker adds to it (wrong-way 21-24 by seed and
     phase against 21-23), so that rate is not asserted."""
-    gt_path = media_dir / "vtest.gt.txt"
+    gt = _load_gt(media_dir / "vtest.gt.txt")
     for seed in range(3):
-        every_frame = _gt_counts(gt_path, seed, every=1, phase=0)
+        every_frame = _gt_counts(gt, seed, every=1, phase=0)
         for phase in range(2):
-            sparse = _gt_counts(gt_path, seed, every=2, phase=phase)
+            sparse = _gt_counts(gt, seed, every=2, phase=phase)
             print(f"seed {seed}: every frame {every_frame}, every 2nd frame at phase {phase} {sparse}")
             assert all(abs(sparse[k] - every_frame[k]) <= 1 for k in every_frame), (seed, phase)
