@@ -48,7 +48,10 @@ _BATCH_CHECK_ATOL = 1e-3
 # thread each, side by side (batches of 2 and 4: 182-185 images a second
 # against 135-149 on one session of two threads, and 138-147 when a session of
 # two threads takes half of it beside one of one thread); onnxruntime 1.32,
-# `benchmarks.backends --size 416x320 --sessions 1 --sessions 2`.
+# `benchmarks.backends --size 416x320 --sessions 1 --sessions 2`. A graph fixed
+# at batch 1 gains most: the light person detector at 256x192 runs 466-477
+# images a second image by image on two one-thread sessions side by side,
+# against 234-244 on one session of two threads (on the VNNI box of 2026-11-30).
 MAX_DEFAULT_SESSIONS = 4
 
 
@@ -61,8 +64,8 @@ class OnnxRuntimeEngine:
     """One ONNX graph with a single float32 (B, 3, H, W) input on the CPU execution provider.
 
     A graph saved with batch 1 is made batch-dynamic at load when it runs a
-    batch of 2 identically to two single runs; otherwise it stays fixed and
-    `max_batch` is 1 (callers loop). `input_size_wh` runs the graph at another input size
+    batch of 2 identically to two single runs; otherwise it stays fixed and runs
+    a batch image by image (`graph_batches` False). `input_size_wh` runs the graph at another input size
     than it was saved with (the manifest's `input.graph_size_wh`). A single image runs on a session
     using every core; a larger batch is split between `sessions` more copies of the graph run side by
     side (default one per core, at most MAX_DEFAULT_SESSIONS; 1: no split), each on
@@ -95,7 +98,8 @@ class OnnxRuntimeEngine:
             model = _with_input_size(model, input_size_wh)
         # a single image, and any batch when there is no split, runs on every core; each split session on its share
         single_threads = intra_op_threads or cores()
-        model, probe = self._batched(model, max_batch, single_threads)
+        self.max_batch = max_batch
+        model, probe = self._batched(model, single_threads)
         wanted = sessions or min(cores(), self.max_batch, MAX_DEFAULT_SESSIONS)
         split = wanted if self.max_batch > 1 and wanted > 1 else 0
         self._session = probe or self._open(model, single_threads)
@@ -126,7 +130,10 @@ class OnnxRuntimeEngine:
         return dict(zip(self._output_names, values, strict=True))
 
     def _run(self, session: ort.InferenceSession, batch: np.ndarray) -> list[np.ndarray]:
-        return session.run(self._output_names, {self._input_name: np.ascontiguousarray(batch)})
+        if self.graph_batches or len(batch) == 1:
+            return session.run(self._output_names, {self._input_name: np.ascontiguousarray(batch)})
+        rows = [self._run(session, batch[i : i + 1]) for i in range(len(batch))]
+        return [np.concatenate(v) for v in zip(*rows)]
 
     def close(self) -> None:
         # ORT frees the sessions' threads and arenas when the last reference goes.
@@ -140,25 +147,22 @@ class OnnxRuntimeEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _batched(
-        self, model: onnx.ModelProto, max_batch: int, threads: int
-    ) -> tuple[onnx.ModelProto, ort.InferenceSession | None]:
+    def _batched(self, model: onnx.ModelProto, threads: int) -> tuple[onnx.ModelProto, ort.InferenceSession | None]:
         """The graph to run (batch-dynamic when a saved batch of 1 runs a batch of 2 like two single
-        runs), with the session that probed it if any; sets max_batch."""
-        self.max_batch = max_batch
-        if len(model.graph.input) != 1 or not _has_fixed_batch(model.graph.input[0]):
+        runs), with the session that probed it if any; sets whether the graph runs a batch in one call."""
+        self.graph_batches = True
+        if len(model.graph.input) != 1 or not _has_fixed_batch(model.graph.input[0]) or self.max_batch == 1:
             return model, None
-        if max_batch > 1:
-            dynamic = _with_dynamic_batch(model)
-            try:
-                # Quiet: a graph failing the probe is an expected outcome, not an ORT warning.
-                session = self._open(dynamic, threads, log_severity_level=3)
-            except ModelError:
-                session = None
-            if session is not None and _batches_like_singles(session):
-                return dynamic, session
-            self._log.info("engine_batch_fixed", reason="graph does not run a batch of 2 like two single runs")
-        self.max_batch = 1
+        dynamic = _with_dynamic_batch(model)
+        try:
+            # Quiet: a graph failing the probe is an expected outcome, not an ORT warning.
+            session = self._open(dynamic, threads, log_severity_level=3)
+        except ModelError:
+            session = None
+        if session is not None and _batches_like_singles(session):
+            return dynamic, session
+        self._log.info("engine_batch_fixed", reason="graph does not run a batch of 2 like two single runs: image by image")
+        self.graph_batches = False
         return model, None
 
     def _open(self, model: onnx.ModelProto, intra_op_threads: int, log_severity_level: int = 2) -> ort.InferenceSession:

@@ -126,7 +126,7 @@ def engine_max_batch(model_path: Path, requested: int) -> int:
     from engines.onnxruntime_engine import OnnxRuntimeEngine
 
     with OnnxRuntimeEngine(model_path, max_batch=requested, sessions=1, intra_op_threads=1) as probe:
-        return probe.max_batch
+        return requested if probe.graph_batches else 1
 
 
 def engine_cache_entry(

@@ -86,8 +86,8 @@ def test_specs_dtypes_and_batch_shapes(case):
         assert set(out) == set(manifest.outputs)
         for name, shape in manifest.outputs.items():
             assert out[name].shape == (batch, *shape) and out[name].dtype == np.float32
-    # Graphs that hard-code batch 1 in a Reshape (NanoDet, the light person model) run at max_batch 1
-    # and the Detector loops; the production model must batch across cameras.
+    # Graphs that hard-code batch 1 in a Reshape (NanoDet, the light person model) run a batch image by
+    # image; the production model must batch across cameras in one call.
     if model == "yolox_nano":
         assert engine.max_batch >= 2
 
