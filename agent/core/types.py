@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -49,6 +49,7 @@ class Tracks:
     ended: np.ndarray
     size_wh: tuple[int, int]
     seen: Detections | None = None
+    _anchors: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.track_id.shape != (len(self.detections),):
@@ -60,7 +61,13 @@ class Tracks:
         return len(self.track_id)
 
     def anchors_norm(self) -> np.ndarray:
-        """Bottom-centre anchor points (float32 (N, 2)), normalised 0..1 to the frame size."""
-        xyxy = self.detections.xyxy
-        w, h = self.size_wh
-        return np.stack([(xyxy[:, 0] + xyxy[:, 2]) * 0.5 / w, xyxy[:, 3] / h], axis=1).astype(np.float32)
+        """Bottom-centre anchor points (float32 (N, 2)), normalised 0..1 to the frame size; read-only,
+        computed once (every zone and line of the camera reads them)."""
+        anchors = self._anchors
+        if anchors is None:
+            xyxy = self.detections.xyxy
+            w, h = self.size_wh
+            anchors = np.stack([(xyxy[:, 0] + xyxy[:, 2]) * 0.5 / w, xyxy[:, 3] / h], axis=1).astype(np.float32)
+            anchors.flags.writeable = False
+            object.__setattr__(self, "_anchors", anchors)
+        return anchors

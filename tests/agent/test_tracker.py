@@ -95,6 +95,8 @@ def test_iou_matrix(a: list[float], b: list[float], expected: float) -> None:
         ([[0.1, 0.15]], 0.2, set()),
         (np.zeros((0, 3)), 0.2, set()),
         ([[0.5], [0.6], [0.3]], 0.2, {(1, 0)}),
+        # no two candidates share a row or column: all of them, without the solve
+        ([[0.5, 0.0], [0.0, 0.0], [0.0, 0.7]], 0.2, {(0, 0), (2, 1)}),
     ],
 )
 def test_match_iou_tables(
@@ -105,10 +107,11 @@ def test_match_iou_tables(
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_match_iou_is_optimal_against_brute_force(seed: int) -> None:
+@pytest.mark.parametrize("density", [0.6, 0.15])  # sparse: mostly candidates alone in their row and column
+def test_match_iou_is_optimal_against_brute_force(seed: int, density: float) -> None:
     rng = np.random.default_rng(seed)
     n, m = (int(v) for v in rng.integers(1, 6, size=2))
-    iou = rng.random((n, m)) * (rng.random((n, m)) < 0.6)
+    iou = rng.random((n, m)) * (rng.random((n, m)) < density)
     min_iou = 0.2
     rows, cols = match_iou(iou, min_iou)
     assert len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols)

@@ -179,3 +179,11 @@ def test_detect_accuracy_of_one_mode(tmp_path, models_dir, media_dir):
     assert result["results"]["ground_truth_line"] == [15, 13]
     assert mode["frames"] == 795 and 0.3 < mode["detected_share"] <= 0.55
     assert mode["line_in"] + mode["line_out"] > 0
+
+
+def test_analytics_cost_replays_the_same_events_every_round(tmp_path, models_dir, media_dir):
+    out = tmp_path / "analytics.json"
+    args = ["--manifest", str(LIGHT), "--cache", str(tmp_path / "cache"), "--rounds", "2"]
+    result = run_script("analytics_cost", args, models_dir, media_dir, out)["results"]
+    assert len(result["ms_per_frame"]) == 2 and all(ms > 0 for ms in result["ms_per_frame"])
+    assert result["events"] > 100 and len(result["digests"]) == 1  # the cached boxes give the same events
