@@ -176,13 +176,14 @@ def match_iou(iou: np.ndarray, min_iou: float) -> tuple[np.ndarray, np.ndarray]:
     valid = iou >= min_iou
     # A row or column with no candidate cannot match: dropping it keeps the cubic solve small.
     rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
-    candidates = valid[np.ix_(rows, cols)]
+    kept = np.ix_(rows, cols)
+    candidates = valid[kept]
     if (candidates.sum(axis=0) <= 1).all() and (candidates.sum(axis=1) <= 1).all():
         # no two candidates share a row or column (most frames): every candidate pair is in the assignment
         r, c = np.nonzero(candidates)
         return rows[r], cols[c]
     # Every non-candidate pair costs 1, so minimising the cost maximises the IoU of real pairs.
-    cost = np.where(valid, 1.0 - iou, 1.0)[np.ix_(rows, cols)]
+    cost = np.where(candidates, 1.0 - iou[kept], 1.0)
     if len(rows) <= len(cols):
         r, c = np.arange(len(rows)), _hungarian(cost)
     else:
