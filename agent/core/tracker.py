@@ -148,13 +148,19 @@ class _TrackTable:
     def __len__(self) -> int:
         return len(self.track_id)
 
-    def select(self, index: np.ndarray) -> _TrackTable:
-        return _TrackTable(*(getattr(self, f.name)[index] for f in fields(self)))
+    def select(self, keep: np.ndarray) -> _TrackTable:
+        """The rows where bool (N,) `keep` holds; the table itself when all do (its arrays are never written)."""
+        if keep.all():
+            return self
+        return _TrackTable(*(getattr(self, name)[keep] for name in _COLUMNS))
 
     def concat(self, other: _TrackTable) -> _TrackTable:
-        return _TrackTable(
-            *(np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self))
-        )
+        if not len(other):
+            return self
+        return _TrackTable(*(np.concatenate([getattr(self, name), getattr(other, name)]) for name in _COLUMNS))
+
+
+_COLUMNS = tuple(f.name for f in fields(_TrackTable))
 
 
 def _buffered(xyxy: np.ndarray, buffer: float) -> np.ndarray:

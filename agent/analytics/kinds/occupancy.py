@@ -60,8 +60,8 @@ class OccupancyRule:
 
     def update(self, tracks: Tracks) -> list[Event]:
         inside = in_zone(tracks, self._polygon, self._classes)
-        ids, counts = np.unique(tracks.detections.class_id[inside], return_counts=True)
-        now = dict(zip(ids.tolist(), counts.tolist()))
+        counts = np.bincount(tracks.detections.class_id[inside])
+        now = {cid: int(n) for cid, n in enumerate(counts.tolist()) if n}
         if self._crowd is not None:
             self._crowd.update(tracks, None if self._edges is None else self._edges.edges)
             now.update(dict.fromkeys(self._crowd.person_ids.tolist(), 0))
