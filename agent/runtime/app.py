@@ -28,6 +28,7 @@ from agent.io.sources import CameraReader
 from agent.io.state_lock import state_dir_lock
 from agent.io.status_socket import SOCKET_NAME, StatusSocket
 from agent.io.summary import SummaryLoop, warn_if_clock_unset
+from agent.io.write_behind import WriteBehind
 from agent.io.zone_editor import ZONE_EDITOR_TOKEN_FILE, ZoneEditor
 from agent.ota.applier import Applier
 from agent.ota.control import Baseline, ModelRef
@@ -157,11 +158,13 @@ class Agent:
             readers = [CameraReader(c, self._on_camera_status) for c in cfg.cameras]
             watchdog = stack.enter_context(sdnotify.Watchdog(summary=self._summary))
             sink = CountingSink(_AuditedSink(outbox, self))
+            # the analytics thread hands its events over and goes on: the outbox's commits never hold its frames
+            events_out = stack.enter_context(WriteBehind(sink))
             envelopes = EnvelopeBuilder(cfg.device_id, self.boot_id, secrets.token_bytes(32), cfg.subject_rotation_s)
 
             # LiveControl opens the detector and fills in the setup (detector, classes, class map, zones, tracker).
             make_pipeline = partial(
-                Pipeline, readers, envelopes=envelopes, topics=self.topics, sink=sink,
+                Pipeline, readers, envelopes=envelopes, topics=self.topics, sink=events_out,
                 on_frame=lambda frames: watchdog.beat(),
                 aggregate_interval_s={cid: a.interval_s for cid, a in cfg.aggregates_only.items()},
             )  # fmt: skip
@@ -200,6 +203,7 @@ class Agent:
             log.info("agent_started", **startup_fields(cfg, self.config_path, zones, model_figures(self.control)))
             warn_if_clock_unset(time.time())
             stats = self._pipeline.run(stop, duration_s)
+            events_out.close()  # every event handed over is in the outbox before it drains
             stopping.set()
             log.info("pipeline_stopped", frames=stats.frames, events=stats.events, errors=stats.errors)
             sdnotify.stopping()
