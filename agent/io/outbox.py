@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -72,6 +73,16 @@ def _damaged(error: sqlite3.DatabaseError) -> bool:
 
 class OutboxDamaged(Exception):
     """The outbox file cannot be read as a database at open; the message is SQLite's."""
+
+
+EventRow = tuple[str, str, bytes]
+"""(event_id, topic, payload): an event as the pipeline hands it on and the outbox stores it."""
+
+
+class EventSink(Protocol):
+    """Where the pipeline's events go: the outbox, or a sink in front of it."""
+
+    def put(self, items: list[EventRow]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +158,7 @@ class Outbox:
         """`callback()` runs after every committed `put` (the MQTT link wakes its drain thread)."""
         self._listeners.append(callback)
 
-    def put(self, items: list[tuple[str, str, bytes]]) -> None:
+    def put(self, items: list[EventRow]) -> None:
         """Store (event_id, topic, payload) rows in one transaction, then shed beyond the bounds."""
         if not items:
             return
@@ -220,7 +231,7 @@ class Outbox:
                 log.error("outbox_clock_step_unapplied_disk_full", step_s=step_ms / 1000, rows=self._depth)
         return int(wall * 1000)
 
-    def _insert(self, items: list[tuple[str, str, bytes]], now_ms: int, nbytes: int) -> None:
+    def _insert(self, items: list[EventRow], now_ms: int, nbytes: int) -> None:
         with self._db:  # one transaction: all or nothing
             self._db.execute("BEGIN")
             self._db.executemany(
@@ -243,7 +254,7 @@ class Outbox:
             shed = self._shed(lambda freed, _created: freed < max(2 * nbytes, self._size_bytes // 10))
             log.warning("outbox_low_disk", shed_rows=shed, dropped_total=self._dropped)
 
-    def _make_room_and_retry(self, items: list[tuple[str, str, bytes]], now_ms: int, nbytes: int) -> None:
+    def _make_room_and_retry(self, items: list[EventRow], now_ms: int, nbytes: int) -> None:
         """The disk filled anyway (another process wrote to it): shed the oldest tenth,
         rewind the WAL and try once more. If that fails too, the new events are the ones
         lost, and they are counted in the ledger (which a full disk cannot stop): the

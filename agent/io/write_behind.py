@@ -10,9 +10,10 @@ the outbox has committed it, as before; until then it is in memory as the frame 
 from __future__ import annotations
 
 import threading
-from typing import Protocol
 
 import structlog
+
+from agent.io.outbox import EventRow, EventSink
 
 log = structlog.get_logger(__name__)
 
@@ -21,22 +22,15 @@ log = structlog.get_logger(__name__)
 # Payloads are capped (agent.wire.privacy), so this bounds the memory too.
 MAX_WAITING_ROWS = 4096
 
-Row = tuple[str, str, bytes]
-
-
-class _Sink(Protocol):
-    def put(self, items: list[Row]) -> None: ...
-
-
 class WriteBehind:
     """A sink that hands rows on to `inner` from a thread of its own; a context manager whose exit
     passes on every row handed over. An error of `inner` is raised by the next `put` (and by `close`),
     as `inner.put` would have raised it to the caller."""
 
-    def __init__(self, inner: _Sink, max_waiting_rows: int = MAX_WAITING_ROWS) -> None:
+    def __init__(self, inner: EventSink, max_waiting_rows: int = MAX_WAITING_ROWS) -> None:
         self._inner = inner
         self._max_waiting = max_waiting_rows
-        self._waiting: list[Row] = []
+        self._waiting: list[EventRow] = []
         self._cond = threading.Condition()
         self._closing = False
         self._error: BaseException | None = None
@@ -44,7 +38,7 @@ class WriteBehind:
         self._thread = threading.Thread(target=self._run, name="write-behind", daemon=True)
         self._thread.start()
 
-    def put(self, items: list[Row]) -> None:
+    def put(self, items: list[EventRow]) -> None:
         """Hand rows over; returns at once unless `max_waiting_rows` are already waiting."""
         if not items:
             return

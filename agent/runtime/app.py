@@ -20,7 +20,7 @@ from agent.io.health import DiskWatch, HealthLoop, build_health
 from agent.io.ledger import LossLedger
 from agent.io.metrics import ProcessUsage
 from agent.io.mqtt import BROKER_WARNING_EVERY_S, MqttLink
-from agent.io.outbox import Outbox, OutboxDamaged
+from agent.io.outbox import EventRow, Outbox, OutboxDamaged
 from agent.io.port_retry import PortRetry
 from agent.io.prometheus import HOST as PROMETHEUS_HOST
 from agent.io.prometheus import PrometheusServer
@@ -320,7 +320,7 @@ class _AuditedSink:
     def __init__(self, outbox: Outbox, agent: Agent) -> None:
         self._outbox, self._agent = outbox, agent
 
-    def put(self, items: list[tuple[str, str, bytes]]) -> None:
+    def put(self, items: list[EventRow]) -> None:
         self._outbox.put(items)
         for event_id, topic, _ in items:
             kind = topic.rsplit("/", 1)[1]

@@ -10,11 +10,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from agent import __version__
 from agent.io.mqtt import MqttLink
-from agent.io.outbox import Outbox
+from agent.io.outbox import EventRow, EventSink, Outbox
 from agent.io.sources import CameraReader
 from agent.runtime.live import LiveControl
 from agent.runtime.pipeline import Pipeline
@@ -22,19 +22,15 @@ from agent.settings.config import AgentConfig
 from agent.settings.zones import ZonesDoc
 
 
-class _Sink(Protocol):
-    def put(self, items: list[tuple[str, str, bytes]]) -> None: ...
-
-
 class CountingSink:
     """A sink that also counts the events it passes, per camera, kind and zone or line."""
 
-    def __init__(self, inner: _Sink) -> None:
+    def __init__(self, inner: EventSink) -> None:
         self._inner = inner
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str, str]] = Counter()
 
-    def put(self, items: list[tuple[str, str, bytes]]) -> None:
+    def put(self, items: list[EventRow]) -> None:
         self._inner.put(items)
         keys = []
         for _, topic, payload in items:

@@ -36,6 +36,7 @@ from agent.core.types import Detections, Frame
 from agent.core.units import NS_PER_MS
 from agent.io.live_view import LiveView
 from agent.io.metrics import StageTimer
+from agent.io.outbox import EventRow, EventSink
 from agent.io.sources import CameraReader
 from agent.runtime import tiles
 from agent.runtime.scheduler import DetectScheduler, grey_region
@@ -57,10 +58,6 @@ class FrameDetector(Protocol):
     def detect(self, images: list, sizes_wh: list | None = None) -> list[Detections]: ...
 
     def close(self) -> None: ...
-
-
-class EventSink(Protocol):
-    def put(self, items: list[tuple[str, str, bytes]]) -> None: ...
 
 
 @dataclass
@@ -261,7 +258,7 @@ class Pipeline:
             log.exception("analytics_failed")
             self._failure = e
 
-    def _rows(self, events: list[Event]) -> list[tuple[str, str, bytes]]:
+    def _rows(self, events: list[Event]) -> list[EventRow]:
         """Outbox rows (event_id, topic, payload) of rule events."""
         envelopes = [self._envelopes.build(e) for e in events]
         return [(e.event_id, self._topics.event(e.kind), encode(e)) for e in envelopes]
@@ -361,7 +358,7 @@ class Pipeline:
         yield [frames[i] for i in chosen], found, [smalls[i] for i in chosen]
 
     def _analyse(self, frames: list[Frame], detections: list[Detections | None], smalls: list) -> None:
-        rows: list[tuple[str, str, bytes]] = []
+        rows: list[EventRow] = []
         for frame, dets, small in zip(frames, detections, smalls):
             camera = self._cameras[frame.camera_id]
             self._latest[frame.camera_id] = frame.image
