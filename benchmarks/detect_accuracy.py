@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import random
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
@@ -68,6 +69,8 @@ MODES: dict[str, tuple[Path, dict | None]] = {
     "every light 256x192": (LIGHT, {"input_size_wh": [256, 192]}),
     "fps5 light 256x192": (LIGHT, {"fps": 5.0, "input_size_wh": [256, 192]}),
     "fps3.3 light 256x192": (LIGHT, {"fps": 10 / 3, "input_size_wh": [256, 192]}),
+    # a detect rate of the clip's frame rate: every frame, unless the looks are made to skip (`--skip`)
+    "fps10 light 256x192": (LIGHT, {"fps": 10.0, "input_size_wh": [256, 192]}),
     "every light 192": (LIGHT, None),
 }
 
@@ -75,15 +78,27 @@ MODES: dict[str, tuple[Path, dict | None]] = {
 FIGURES = ("line_in", "line_out", "wrong_way", "loitering")
 
 
-def jittered(jitter: float, seed: int):
-    """CameraSchedule.detected with each next look due the interval times U(1 - jitter, 1 + jitter) after this one."""
+def spaced(seed: int, after: Callable[[random.Random, float], float]):
+    """CameraSchedule.detected with each next look due `after(rng, interval_ns)` after this one, from a
+    generator seeded with `seed`."""
     rng = random.Random(seed)
 
     def detected(schedule: CameraSchedule, pts_ns: int, grey) -> None:
-        interval_ns = NS_PER_S / schedule.settings.fps * (1.0 + jitter * (2.0 * rng.random() - 1.0))
-        schedule.next_ns, schedule.last_ns, schedule.reference = pts_ns + round(interval_ns), pts_ns, grey
+        interval_ns = NS_PER_S / schedule.settings.fps
+        schedule.next_ns, schedule.last_ns, schedule.reference = pts_ns + round(after(rng, interval_ns)), pts_ns, grey
 
     return mock.patch.object(CameraSchedule, "detected", detected)
+
+
+def jittered(jitter: float, seed: int):
+    """Each next look due the interval times U(1 - jitter, 1 + jitter) after this one."""
+    return spaced(seed, lambda rng, interval_ns: interval_ns * (1.0 + jitter * (2.0 * rng.random() - 1.0)))
+
+
+def skipping(share: float, frame_ns: int, seed: int):
+    """Each next look due one interval after this one, and with probability `share` one frame later: the
+    frame between is skipped, as a loaded box skips frames of a camera with a detect rate."""
+    return spaced(seed, lambda rng, interval_ns: interval_ns + frame_ns * (rng.random() < share))
 
 
 def shifted(offset_ns: int):
@@ -100,17 +115,20 @@ def shifted(offset_ns: int):
     return mock.patch.object(CameraSchedule, "detected", detected)
 
 
-def looks(detect: dict | None, jitter: float, seeds: int, phases: bool, frame_ns: int) -> tuple[list, dict]:
-    """One context per run of a mode: the scheduler's own looks, or `seeds` jittered ones, or one per phase;
-    and how they were placed (a mode without a detect rate looks at every frame whatever is asked)."""
+def looks(detect: dict | None, jitter: float, skip: float, seeds: int, phases: bool, frame_ns: int) -> tuple[list, dict]:
+    """One context per run of a mode: the scheduler's own looks, or `seeds` jittered or skipping ones, or one
+    per phase; and how they were placed (a mode without a detect rate looks at every frame whatever is asked)."""
+    regular = {"jitter": 0.0, "skip": 0.0, "phases": False}
     if detect is None or detect.get("fps") is None:
-        return [nullcontext()], {"jitter": 0.0, "phases": False}
+        return [nullcontext()], regular
     if jitter > 0:
-        return [jittered(jitter, seed) for seed in range(seeds)], {"jitter": jitter, "phases": False}
+        return [jittered(jitter, seed) for seed in range(seeds)], regular | {"jitter": jitter}
+    if skip > 0:
+        return [skipping(skip, frame_ns, seed) for seed in range(seeds)], regular | {"skip": skip}
     if phases:
         every = max(1, round(NS_PER_S / detect["fps"] / frame_ns))
-        return [shifted(k * frame_ns) for k in range(every)], {"jitter": 0.0, "phases": True}
-    return [nullcontext()], {"jitter": 0.0, "phases": False}
+        return [shifted(k * frame_ns) for k in range(every)], regular | {"phases": True}
+    return [nullcontext()], regular
 
 
 def measure(manifest: Path, detect: dict | None, timing=None) -> dict:
@@ -129,15 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", action="append", choices=sorted(MODES), help="mode (repeat; default all)")
     parser.add_argument("--jitter", type=float, default=0.0,
                         help="irregular looks: each interval times U(1 - J, 1 + J) (modes with a detect rate)")
-    parser.add_argument("--seeds", type=int, default=1, help="with --jitter: runs per mode, one seed each")
+    parser.add_argument("--skip", type=float, default=0.0,
+                        help="skipped frames: after each look, the next frame is skipped with probability S "
+                        "(modes with a detect rate; at the clip's frame rate, a loaded box's skips)")
+    parser.add_argument("--seeds", type=int, default=1, help="with --jitter or --skip: runs per mode, one seed each")
     parser.add_argument("--phases", action="store_true",
                         help="exactly periodic looks, one run per phase (modes with a detect rate)")
     parser.add_argument("--out", type=Path, required=True, help="result JSON")
     args = parser.parse_args(argv)
-    if not 0.0 <= args.jitter < 1.0 or args.seeds < 1:
-        parser.error("--jitter must be in [0, 1) and --seeds at least 1")
-    if args.phases and args.jitter > 0:
-        parser.error("--phases and --jitter are two ways of placing the looks: give one")
+    if not 0.0 <= args.jitter < 1.0 or not 0.0 <= args.skip < 1.0 or args.seeds < 1:
+        parser.error("--jitter and --skip must be in [0, 1) and --seeds at least 1")
+    if sum((args.phases, args.jitter > 0, args.skip > 0)) > 1:
+        parser.error("--phases, --jitter and --skip are ways of placing the looks: give one")
     machine = describe(vars(args))  # when the run starts: write_result adds the load at its end
     gt_in, gt_out = gt_line_counts(data.default_clip().with_suffix(".gt.txt"), LINE)
     clip = cv2.VideoCapture(str(data.default_clip()))
@@ -146,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for name in args.mode or list(MODES):
         manifest, detect = MODES[name]
-        timings, placed = looks(detect, args.jitter, args.seeds, args.phases, frame_ns)
+        timings, placed = looks(detect, args.jitter, args.skip, args.seeds, args.phases, frame_ns)
         runs = [measure(manifest, detect, timing) for timing in timings]
         results[name] = {"manifest": str(manifest), "detect": detect} | placed | (
             runs[0] if len(runs) == 1 else {"runs": runs} | {k: [min(r[k] for r in runs), max(r[k] for r in runs)] for k in FIGURES}

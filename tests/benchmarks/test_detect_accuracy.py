@@ -1,11 +1,11 @@
-"""detect_accuracy's placing of the looks (--jitter, --phases): pure, on the scheduler's per-camera timing, no model."""
+"""detect_accuracy's placing of the looks (--jitter, --skip, --phases): pure, on the scheduler's per-camera timing, no model."""
 
 from __future__ import annotations
 
 from agent.core.units import NS_PER_S
 from agent.runtime.scheduler import CameraSchedule
 from agent.settings.detect import DetectSettings
-from benchmarks.detect_accuracy import jittered, looks, shifted
+from benchmarks.detect_accuracy import jittered, looks, shifted, skipping
 
 
 def _intervals_s(jitter: float, seed: int, count: int = 200) -> list[float]:
@@ -49,17 +49,34 @@ def test_a_shifted_camera_looks_periodically_one_offset_later_and_the_patch_is_u
     assert schedule.next_ns == 3 * frame
 
 
+def test_a_skipping_camera_looks_at_every_frame_but_the_skipped_ones_and_the_patch_is_undone():
+    frame = NS_PER_S // 10
+    schedule, pts, gaps = CameraSchedule(DetectSettings(fps=10.0)), 0, []
+    with skipping(0.1, frame, seed=0):
+        for _ in range(1000):
+            schedule.detected(pts, None)
+            gaps.append((schedule.next_ns - pts) // frame)
+            pts = schedule.next_ns
+    assert set(gaps) == {1, 2}  # the next frame, or the one after it: one frame skipped at a time
+    assert 0.07 < gaps.count(2) / len(gaps) < 0.13
+    schedule.detected(pts, None)
+    assert schedule.next_ns == pts + frame
+
+
 def test_a_mode_runs_once_per_phase_or_seed_and_once_without_a_rate():
     frame = NS_PER_S // 10
-    assert len(looks({"fps": 10 / 3}, 0.0, 1, True, frame)[0]) == 3
-    assert len(looks({"fps": 5.0}, 0.0, 1, True, frame)[0]) == 2
-    assert len(looks({"fps": 5.0}, 0.5, 6, False, frame)[0]) == 6
-    assert len(looks({"fps": 5.0}, 0.0, 6, False, frame)[0]) == 1  # seeds without jitter: the scheduler's own looks
-    assert len(looks(None, 0.5, 6, True, frame)[0]) == 1  # every frame: nothing to place
+    assert len(looks({"fps": 10 / 3}, 0.0, 0.0, 1, True, frame)[0]) == 3
+    assert len(looks({"fps": 5.0}, 0.0, 0.0, 1, True, frame)[0]) == 2
+    assert len(looks({"fps": 5.0}, 0.5, 0.0, 6, False, frame)[0]) == 6
+    assert len(looks({"fps": 10.0}, 0.0, 0.1, 4, False, frame)[0]) == 4
+    assert len(looks({"fps": 5.0}, 0.0, 0.0, 6, False, frame)[0]) == 1  # seeds alone: the scheduler's own looks
+    assert len(looks(None, 0.5, 0.0, 6, True, frame)[0]) == 1  # every frame: nothing to place
 
 
 def test_the_result_says_how_the_looks_were_placed_even_for_one_run():
     frame = NS_PER_S // 10
-    assert looks({"fps": 5.0}, 0.5, 1, False, frame)[1] == {"jitter": 0.5, "phases": False}  # one seed: still jittered
-    assert looks({"fps": 5.0}, 0.0, 1, True, frame)[1] == {"jitter": 0.0, "phases": True}
-    assert looks(None, 0.5, 6, True, frame)[1] == {"jitter": 0.0, "phases": False}
+    regular = {"jitter": 0.0, "skip": 0.0, "phases": False}
+    assert looks({"fps": 5.0}, 0.5, 0.0, 1, False, frame)[1] == regular | {"jitter": 0.5}  # one seed: still jittered
+    assert looks({"fps": 10.0}, 0.0, 0.1, 1, False, frame)[1] == regular | {"skip": 0.1}
+    assert looks({"fps": 5.0}, 0.0, 0.0, 1, True, frame)[1] == regular | {"phases": True}
+    assert looks(None, 0.5, 0.0, 6, True, frame)[1] == regular
