@@ -4,10 +4,12 @@ and GStreamer's own parser (Debian's interpreter) showing that no value can add 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+import cv2
 import pytest
 
 from agent.io.gst import (
@@ -116,8 +118,13 @@ def test_opencv_has_gstreamer_reads_the_build_information(info: str, expected: b
     assert opencv_has_gstreamer(info) is expected
 
 
-def test_opencv_has_gstreamer_on_this_box_answers() -> None:
-    assert isinstance(opencv_has_gstreamer(), bool)
+def test_opencv_has_gstreamer_reads_this_opencvs_own_line() -> None:
+    # the pip wheel installed here is built without GStreamer and says so in a line the parser must find:
+    # an answer from a missing line would be the default False, whatever the build
+    info = cv2.getBuildInformation()
+    assert [line.split(":")[1].strip() for line in info.splitlines() if line.split(":")[0].strip() == "GStreamer"] == ["NO"]
+    assert opencv_has_gstreamer() is False
+    assert opencv_has_gstreamer(re.sub(r"(GStreamer:\s*)NO", r"\1YES (1.22.0)", info)) is True
 
 
 def test_choose_backend(tmp_path: Path) -> None:

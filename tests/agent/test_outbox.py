@@ -56,7 +56,9 @@ def test_the_same_bytes_are_returned_until_acked(tmp_path):
 def test_wal_and_full_sync(tmp_path):
     Outbox(tmp_path / "o.sqlite", 10**6, 3600).close()
     db = sqlite3.connect(tmp_path / "o.sqlite")
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # kept in the file
+    with Outbox(tmp_path / "o.sqlite", 10**6, 3600) as ob:  # synchronous is per connection: the outbox's own
+        assert ob._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 def test_full_outbox_sheds_oldest_and_counts_and_the_count_survives_reopen(tmp_path):

@@ -28,7 +28,10 @@ WHOLE = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
 
 
 class ScriptedDetector:
-    """Finds nothing; records the seq of every frame it saw, raises on the `fail_on`-th call, notes where it closed."""
+    """Finds nothing; records the seq of every frame it saw, raises on the `fail_on`-th call, notes where it closed.
+
+    Not the model: the swap's order (which frame went to which detector, a failure at an exact call) must be
+    scripted to be asserted; the swap on the real yolox_nano is test_live.py's."""
 
     def __init__(self, fail_on: int | None = None) -> None:
         self.last_timings_s: dict[str, float] = {}

@@ -16,7 +16,10 @@ def rows(n, start=0):
 
 
 class Gated:
-    """A sink whose puts wait for `gate`; records each batch it was given."""
+    """A sink whose puts wait for `gate`; records each batch it was given.
+
+    Not the outbox: a commit must hang, or fail, at a moment the test chooses. The real outbox behind the
+    writer is the last test's, and the agent's on a real full disk tests/integration/test_disk_full.py's."""
 
     def __init__(self, fail: BaseException | None = None) -> None:
         self.gate = threading.Event()

@@ -11,7 +11,11 @@ from testbed.detections_cache import CachedDetector, cache_path
 
 
 class CountingDetector:
-    """Stands in for the model: one box per image, its x the number of images seen so far."""
+    """Stands in for the model: one box per image, its x the number of images seen so far.
+
+    Not the model: the cache is checked to serve each image its own stored answer, so the answers must tell
+    images apart, and the clip here is a few bytes, not video; the real model through the cache runs in
+    `make eval-alarms`."""
 
     def __init__(self) -> None:
         self.calls = 0

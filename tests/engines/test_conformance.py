@@ -48,12 +48,14 @@ def frames(media_dir):
 
 @pytest.fixture(scope="module")
 def references(manifests_dir, models_dir, frames):
-    """FP32 ONNX Runtime detections per model name (computed on first use)."""
+    """FP32 ONNX Runtime detections per model name, image by image on one session (computed on first use):
+    the reference each case runs against in its own way, batched and split between sessions (ONNX Runtime
+    FP32, so those cases check batching and the split), or on another backend or precision."""
     cache: dict[str, list] = {}
 
     def get(model: str):
         if model not in cache:
-            with Detector.open(manifests_dir / f"{model}.json", models_dir) as detector:
+            with Detector.open(manifests_dir / f"{model}.json", models_dir, max_batch=1, sessions=1) as detector:
                 cache[model] = detector.detect(frames)
         return cache[model]
 

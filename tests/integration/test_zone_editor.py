@@ -48,7 +48,10 @@ UI_TIMEOUT_MS = 10_000
 
 
 class FakeAgent:
-    """The agent's side of the editor: zones in force, saves checked like a zones update."""
+    """The agent's side of the editor: zones in force, saves checked like a zones update (the real checks).
+
+    Not the real agent: these tests drive the page through many saves and refusals in a browser, and what
+    they test is the editor; the editor in front of the real agent and its pipeline is test_zone_editor_live.py."""
 
     def __init__(self, config: AgentConfig, zones: ZonesDoc, frame: np.ndarray) -> None:
         self.config, self.zones, self.frame = config, zones, frame

@@ -11,7 +11,10 @@ BAGS = ClassSelector(["bag"], CLASSES, CMAP)
 
 
 class FakeStatic:
-    """Stands in for the static-foreground analyzer: a settable list of normalised boxes."""
+    """Stands in for the static-foreground analyzer: a settable list of normalised boxes.
+
+    The rule's timing and ownership are tested on boxes set frame by frame; the real analyzer on frames is
+    tests/agent/rules/test_frame_rules.py's, on ABODA the alarms evaluation's."""
 
     def __init__(self) -> None:
         self.boxes = np.zeros((0, 4), np.float32)

@@ -18,7 +18,10 @@ SEATED = [(455, 360, 495, 405), (440, 405, 510, 420), (490, 420, 510, 450)]
 
 
 class Silhouette:
-    """The silhouette analyzer's output as the rule reads it: a foreground mask at 1/10 of the frame."""
+    """The silhouette analyzer's output as the rule reads it: a foreground mask at 1/10 of the frame.
+
+    The rule's decision is tested on masks painted frame by frame; the real analyzer on frames is
+    test_silhouette.py's, on the Le2i clips test_eval_falls.py's."""
 
     def __init__(self) -> None:
         self.mask = np.zeros((SIZE_WH[1] // 10, SIZE_WH[0] // 10), bool)
