@@ -30,6 +30,11 @@ StatusCallback = Callable[[str, str, str], None]
 """on_status(camera_id, state, detail); state is connecting | online | offline | ended."""
 
 _FPS_WINDOW_S = 5.0
+# OpenCV says only that the open failed; FFmpeg's or GStreamer's reason is in the native_log lines just before
+_CANNOT_OPEN = (
+    "cannot open source: nothing answered at that address within open_timeout_s, it refused the connection, "
+    "or the path or credentials are wrong (the decoder's own reason is in the native_log lines before this)"
+)
 
 
 def backoff_s(attempt: int, min_s: float, max_s: float, u: float) -> float:
@@ -214,7 +219,7 @@ class CameraReader:
             self._publish("connecting", self.config.redacted_url)
             capture = self._open()
             if not capture.isOpened():
-                session = _Session("lost", "cannot open source")
+                session = _Session("lost", _CANNOT_OPEN)
             else:
                 try:
                     session = self._pump(capture)
@@ -294,9 +299,11 @@ class CameraReader:
     def _publish(self, state: str, detail: str, **log_fields: object) -> None:
         with self._lock:
             self._state = state
-        # offline is what a technician must notice (detail says why); the rest is the normal course
-        level = self._log.warning if state == "offline" else self._log.info
-        level(f"camera.{state}", detail=detail, **log_fields)
+        # offline is what a technician must notice, with the address and why; the rest is the normal course
+        if state == "offline":
+            self._log.warning(f"camera.{state}", url=self.config.redacted_url, detail=detail, **log_fields)
+        else:
+            self._log.info(f"camera.{state}", detail=detail, **log_fields)
         if self._on_status is None:
             return
         try:

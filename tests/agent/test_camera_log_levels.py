@@ -1,4 +1,4 @@
-"""A camera going offline is a warning with its reason; coming online is info."""
+"""A camera going offline is a warning with its address and reason, at every retry; coming online is info."""
 
 from __future__ import annotations
 
@@ -17,15 +17,23 @@ def _records_until(reader: CameraReader, event: str, logs: list[dict], timeout_s
     assert any(r["event"] == event for r in logs), logs
 
 
-def test_an_unreachable_camera_is_a_warning_with_its_reason(captured_logs: list[dict]) -> None:
-    url = f"rtsp://127.0.0.1:{free_port()}/cam"  # nothing listens: FFmpeg is refused at once
-    config = CameraConfig(id="door", url=url, reconnect_min_s=30.0, reconnect_max_s=60.0, open_timeout_s=2.0)
+def test_an_unreachable_camera_is_a_warning_with_its_address_and_reason_repeated_while_it_lasts(
+    captured_logs: list[dict],
+) -> None:
+    url = f"rtsp://admin:Secret@123@127.0.0.1:{free_port()}/cam"  # nothing listens: FFmpeg is refused at once
+    config = CameraConfig(id="door", url=url, reconnect_min_s=0.2, reconnect_max_s=0.4, open_timeout_s=2.0)
     logs = captured_logs
-    with CameraReader(config) as reader:
-        _records_until(reader, "camera.offline", logs)
-    offline = next(r for r in logs if r["event"] == "camera.offline")
-    assert offline["log_level"] == "warning" and offline["detail"] == "cannot open source"
-    assert offline["retry_in_s"] >= 15.0
+    with CameraReader(config):
+        deadline = time.monotonic() + 20.0
+        while sum(r["event"] == "camera.offline" for r in logs) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    offline = [r for r in logs if r["event"] == "camera.offline"]
+    assert len(offline) >= 3, logs  # at every failed retry, not once
+    for record in offline:
+        assert record["log_level"] == "warning" and record["camera_id"] == "door"
+        assert record["url"] == url.replace("Secret@123", "***")  # the address, never the password
+        assert record["detail"].startswith("cannot open source: nothing answered") and record["retry_in_s"] >= 0.2
+    assert "Secret" not in repr(logs)
     assert next(r for r in logs if r["event"] == "camera.connecting")["log_level"] == "info"
 
 
