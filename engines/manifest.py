@@ -1,8 +1,10 @@
 """Model manifests: every fact about a model file lives in its JSON manifest, never in code.
 
-A manifest is checked three times: its own fields at load (`load_manifest`), the
-file's bytes against its SHA-256 (`verify_sha256`), and the opened graph's
-tensors against its input/outputs (`check_engine_tensors`). Any failure raises
+A manifest is checked four times: its own fields at load (`load_manifest`), the
+file's bytes against its SHA-256 (`verify_sha256`), the input the ONNX file
+declares against its input size, read without a runtime (`check_graph_input`,
+so a config check catches it), and the opened graph's tensors against its
+input/outputs (`check_engine_tensors`). Any failure raises
 `ModelError` naming the file and what disagrees.
 """
 
@@ -154,7 +156,8 @@ def resolve_model_file(manifest: ModelManifest, models_dir: Path) -> Path:
             return folder / manifest.file
     raise ModelError(
         f"model file {manifest.file!r} of {manifest.name!r} not found in {' or '.join(map(str, folders))}: "
-        "point the models folder (models_dir, --models-dir or EDGE_AGENT_MODELS_DIR) at the folder holding it, "
+        "point the models folder (the config's models_dir or EDGE_AGENT_MODELS_DIR; calibrate's and provision's "
+        "--models-dir) at the folder holding it, "
         "or put it there with `edge-agent models fetch`"
     )
 
@@ -177,6 +180,37 @@ def verify_sha256(path: Path, expected: str) -> str:
             "or another model's; put the right one there (`edge-agent models fetch` with the model's manifest)"
         )
     return actual
+
+
+def check_graph_input(manifest: ModelManifest, model_path: Path) -> None:
+    """Refuse an ONNX file whose declared input is not (B, 3, H, W) at the manifest's graph size (its
+    `graph_size_wh`, else `size_wh`), read from the file alone (no runtime, no external weights); a
+    dimension the file leaves symbolic is not checked. ModelError saying which field to correct."""
+    import onnx  # only when a config is checked: the agent's settings load no ML runtime
+
+    try:
+        graph = onnx.load(str(model_path), load_external_data=False).graph
+    except Exception as e:  # onnx raises DecodeError, ValueError, OSError... on a file that is not ONNX
+        raise ModelError(f"{model_path}: not an ONNX model ({e}): put the right file there") from e
+    initializers = {t.name for t in graph.initializer}
+    inputs = {i.name: i for i in graph.input if i.name not in initializers}
+    expected_wh = manifest.input.graph_size_wh or manifest.input.size_wh
+    field = "input.graph_size_wh" if manifest.input.graph_size_wh else "input.size_wh"
+    if manifest.input.name not in inputs:
+        raise ModelError(
+            f"{model_path}: the graph's inputs are {sorted(inputs)}, manifest {manifest.name!r} says "
+            f"input.name {manifest.input.name!r}: correct input.name in the manifest"
+        )
+    dims = inputs[manifest.input.name].type.tensor_type.shape.dim
+    declared = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    wanted = (3, expected_wh[1], expected_wh[0])
+    if len(declared) != 4 or any(d is not None and d != w for d, w in zip(declared[1:], wanted)):
+        shown = ", ".join("?" if d is None else str(d) for d in declared)
+        raise ModelError(
+            f"{model_path}: the graph's input {manifest.input.name!r} is ({shown}), manifest {manifest.name!r} says "
+            f"(B, 3, {wanted[1]}, {wanted[2]}) from {field} {list(expected_wh)}: correct {field} in the manifest "
+            "(width, height of the graph's input)"
+        )
 
 
 def check_engine_tensors(

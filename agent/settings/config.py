@@ -34,7 +34,8 @@ from agent.settings import paths
 from agent.settings.camera import CameraConfig
 from agent.settings.trust import TrustStore
 from agent.settings.zones import ZonesDoc, load_zones
-from engines.manifest import ModelError, load_manifest, resolve_model_file, verify_sha256
+from engines.decoders import make_decoder
+from engines.manifest import ModelError, check_graph_input, load_manifest, resolve_model_file, verify_sha256
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -255,7 +256,10 @@ def load_config(path: Path) -> tuple[AgentConfig, ZonesDoc]:
             raise ConfigError(f"{config.zones_file}: not valid YAML: {e}") from e
     try:
         manifest = load_manifest(config.model.manifest)
-        verify_sha256(resolve_model_file(manifest, config.models_dir), manifest.sha256)  # a torn copy or another model
+        model_path = resolve_model_file(manifest, config.models_dir)
+        verify_sha256(model_path, manifest.sha256)  # a torn copy or another model
+        check_graph_input(manifest, model_path)  # a manifest written for another input size
+        make_decoder(manifest)  # a decoder family this agent does not have
     except ModelError as e:
         raise ConfigError(f"{path}: model: {e}") from e
     check_zones(config, zones, manifest.classes, manifest.class_map, where=str(config.zones_file))

@@ -60,6 +60,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     logs.configure(config.log_level)
     from agent.io.state_lock import StateDirUnavailable
     from agent.runtime.app import Agent
+    from engines.manifest import ModelError
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -69,6 +70,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         agent.run(stop, args.duration)
     except ConfigError as e:  # an unreadable OTA state: never guess what to serve
         print(f"config error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ModelError as e:  # the model cannot run as configured (e.g. a camera's input size its graph cannot take)
+        print(f"model error: {e}", file=sys.stderr)
         return EXIT_CONFIG
     except StateDirUnavailable as e:
         structlog.get_logger("agent").error("state_dir_unavailable", error=str(e))

@@ -37,5 +37,8 @@ def make_decoder(manifest: ModelManifest) -> Decoder:
     """The decoder of `manifest.decoder`, checked against the manifest; ModelError for an unknown family."""
     family = _FAMILIES.get(manifest.decoder)
     if family is None:
-        raise ModelError(f"model {manifest.name!r}: unknown decoder {manifest.decoder!r}, known: {sorted(_FAMILIES)}")
+        raise ModelError(
+            f"model {manifest.name!r}: unknown decoder {manifest.decoder!r}: set the manifest's decoder to one of "
+            f"{sorted(_FAMILIES)} (the family the graph's outputs come from)"
+        )
     return family(manifest)

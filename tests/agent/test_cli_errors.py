@@ -3,6 +3,7 @@ what to do; and the config is `--config FILE` everywhere, the positional form an
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -45,7 +46,33 @@ def test_a_missing_model_file_says_where_to_point(tmp_path: Path, capsys: pytest
             "--frames", str(media_dir / "vtest.avi"), "--out", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == EXIT_FAILURE
     err = capsys.readouterr().err
-    assert f"not found in {tmp_path}" in err and "--models-dir or EDGE_AGENT_MODELS_DIR" in err
+    assert f"not found in {tmp_path}" in err and "models_dir or EDGE_AGENT_MODELS_DIR" in err and "--models-dir" in err
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"input": {"size_wh": [640, 640]}}, "the graph's input 'images' is (1, 3, 416, 416), manifest 'yolox_nano' says "
+         "(B, 3, 640, 640) from input.size_wh [640, 640]: correct input.size_wh in the manifest"),
+        ({"decoder": "yolov99"}, "unknown decoder 'yolov99': set the manifest's decoder to one of ['nanodet', 'yolox']"),
+    ],
+    ids=["input size of another graph", "unknown decoder"],
+)
+def test_a_manifest_that_disagrees_with_its_graph_fails_the_config_check_not_the_run(
+    change: dict, said: str, tmp_path: Path, example_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = json.loads((REPO / "models/yolox_nano.json").read_text())
+    for key, value in change.items():
+        manifest[key] = manifest[key] | value if isinstance(value, dict) else value
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    config = (REPO / "examples/vtest.yaml").read_text().replace("../models/yolox_nano.json", str(tmp_path / "m.json"))
+    config = config.replace("vtest-zones.yaml", str(REPO / "examples/vtest-zones.yaml"))
+    (tmp_path / "agent.yaml").write_text(config.replace("../var/state", str(tmp_path / "state")))
+    for command in ("check-config", "run"):
+        assert main([command, "--config", str(tmp_path / "agent.yaml")]) == EXIT_CONFIG
+        err = capsys.readouterr().err
+        assert err.startswith("config error: ") and said in err and "Traceback" not in err, err
+    assert not (tmp_path / "state").exists()  # refused before anything was written
 
 
 def test_check_config_on_a_zones_file(capsys: pytest.CaptureFixture[str]) -> None:
