@@ -45,12 +45,12 @@ class LossLedger:
             raw = path.read_bytes() if path.exists() else b""
             if raw.strip(b"\0 \n"):
                 self._counts = {**_empty(), **json.loads(raw)}
-            if len(raw) < _FILE_BYTES:
-                self._write()  # made full size now, while (and if) there is room
         except (OSError, ValueError) as e:
-            # Unreadable (a torn write) or no room even for this file: count from zero, in memory
-            # until a write succeeds. Said loudly: the counts of an earlier boot may be lost.
+            # Unreadable (a torn write): count from zero. Said loudly: the counts of an earlier boot may be lost.
             log.error("loss_ledger_unreadable", path=str(path), error=str(e))
+            raw = b""
+        if len(raw) < _FILE_BYTES:
+            self._save()  # made full size now, while there is room; without room, in memory until a save succeeds
 
     @property
     def events_lost(self) -> int:

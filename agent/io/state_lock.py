@@ -9,6 +9,7 @@ so the kernel releases it when its holder ends, however it ends.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -16,10 +17,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 LOCK_FILE = "agent.lock"
+# what to do when the folder cannot be opened, by the reason the system gives
+_ADVICE = {
+    errno.EROFS: "the filesystem is read-only: give state_dir a folder on a writable one (e.g. /var/lib/edge-agent)",
+    errno.ENOTDIR: "a part of that path is a file, not a folder: give state_dir another path",
+    errno.EEXIST: "that path is a file, not a folder: give state_dir another path",
+    errno.ENOSPC: "its filesystem is full: free space there, or give state_dir a folder on a filesystem with room",
+}
+_PERMISSIONS = (
+    "run the agent as the user that owns the state folder (the service's user), or fix the folder's owner and permissions"
+)
 
 
 class StateDirUnavailable(Exception):
-    """Another agent holds the state folder, or this user cannot use it; the message says what to do."""
+    """Another agent holds the state folder, this user cannot use it, or a first start finds its disk full;
+    the message says what to do."""
 
 
 @contextmanager
@@ -32,8 +44,7 @@ def state_dir_lock(state_dir: Path) -> Iterator[None]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as e:
         raise StateDirUnavailable(
-            f"state_dir {state_dir}: cannot open {path} ({e.strerror or e}): run the agent as the user that owns "
-            "the state folder (the service's user), or fix the folder's owner and permissions"
+            f"state_dir {state_dir}: cannot open {path} ({e.strerror or e}): {_ADVICE.get(e.errno, _PERMISSIONS)}"
         ) from None
     try:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 
@@ -9,6 +10,9 @@ import pytest
 
 from agent.io.ledger import LossLedger
 from agent.io.outbox import LOW_DISK_BYTES, Outbox, OutboxDamaged
+from agent.io.state_lock import StateDirUnavailable
+from agent.runtime.app import open_outbox
+from agent.settings.config import OutboxSettings
 
 
 def rows(n, size=100, start=0):
@@ -171,6 +175,27 @@ def test_a_disk_filled_by_someone_else_costs_the_new_events_not_a_crash(small_di
     assert s.depth + s.dropped + s.lost == 600 and s.dropped + s.lost > 0
     # the disk still full: the count of lost events survives a restart
     assert LossLedger(small_disk / "losses.json").events_lost == s.lost
+
+
+def test_a_start_on_a_full_disk_is_refused_saying_so_and_leaves_nothing_half_made(small_disk):
+    ledger = LossLedger(small_disk / "losses.json")
+    with open_outbox(small_disk / "kept.sqlite", OutboxSettings(), ledger, lambda *_a, **_k: True) as kept:
+        kept.put(rows(5))
+    with open(small_disk / "hog", "wb", buffering=0) as hog:  # another process takes every last byte
+        with contextlib.suppress(OSError):
+            while hog.write(bytes(65536)):
+                pass
+    with pytest.raises(StateDirUnavailable) as refused:
+        open_outbox(small_disk / "new.sqlite", OutboxSettings(), ledger, lambda *_a, **_k: True)
+    assert str(refused.value).startswith(f"state_dir {small_disk}: the outbox new.sqlite cannot be made: its filesystem is full")
+    assert "free space there" in str(refused.value)
+    assert not list(small_disk.glob("new.sqlite*"))  # nothing left behind
+    # one closed while there was room needs room for its WAL index to open again: refused too, kept as it was
+    with pytest.raises(StateDirUnavailable, match="the outbox kept.sqlite cannot be opened: its filesystem is full"):
+        open_outbox(small_disk / "kept.sqlite", OutboxSettings(), ledger, lambda *_a, **_k: True)
+    (small_disk / "hog").unlink()
+    with open_outbox(small_disk / "kept.sqlite", OutboxSettings(), ledger, lambda *_a, **_k: True) as kept:
+        assert kept.stats().depth == 5
 
 
 def _damage_pages(path, rows_in=300):
