@@ -83,7 +83,11 @@ class DiskWatch:
         full = free < LOW_DISK_BYTES or lost != self._lost
         if full != self._full:
             if full:
-                log.warning("disk_full", folder=str(self._folder), free_bytes=free, events_lost=lost[0], audit_lost=lost[1])
+                log.warning(
+                    "disk_full", folder=str(self._folder), free_bytes=free, events_lost=lost[0], audit_lost=lost[1],
+                    hint="free space on that folder's filesystem (old logs, core dumps); meanwhile the oldest queued "
+                    "events are dropped and what cannot be written is counted in losses.json",
+                )  # fmt: skip
             else:
                 log.info("disk_ok", folder=str(self._folder), free_bytes=free)
         self._full, self._lost = full, lost

@@ -21,6 +21,8 @@ from typing import Any
 
 import structlog
 
+from agent.io.logs import Sparse
+
 __all__ = ["LossLedger"]
 
 log = structlog.get_logger(__name__)
@@ -38,6 +40,7 @@ class LossLedger:
     def __init__(self, path: Path | None) -> None:
         self._lock = threading.Lock()
         self._path = path
+        self._sparse = Sparse(log)  # a full disk fails every save: said every few seconds, not each time
         self._counts = _empty()
         if path is None:
             return
@@ -94,7 +97,7 @@ class LossLedger:
         try:
             self._write()
         except OSError as e:  # kept in memory; the next save writes it
-            log.error("loss_ledger_unsaved", error=str(e))
+            self._sparse("error", "loss_ledger_unsaved", path=str(self._path), error=str(e))
 
     def _write(self) -> None:
         data = json.dumps(self._counts, separators=(",", ":")).encode()

@@ -10,12 +10,37 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 import structlog
 
 _write_lock = threading.Lock()
 log = structlog.get_logger(__name__)
+SPARSE_EVERY_S = 10.0
+
+
+class Sparse:
+    """For a record that can come many times a second while a state lasts (a full disk: every event's write
+    fails): each event name is logged the first time, then at most once every `every_s`, with `repeats`,
+    how many of it were not logged since. Thread-safe."""
+
+    def __init__(self, logger: Any, every_s: float = SPARSE_EVERY_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self._logger, self._every_s, self._clock = logger, every_s, clock
+        self._lock = threading.Lock()
+        self._due: dict[str, tuple[float, int]] = {}  # event -> (when it may be logged again, repeats since)
+
+    def __call__(self, level: str, event: str, **fields: Any) -> None:
+        with self._lock:
+            now = self._clock()
+            due, repeats = self._due.get(event, (now, 0))
+            if now < due:
+                self._due[event] = (due, repeats + 1)
+                return
+            self._due[event] = (now + self._every_s, 0)
+        getattr(self._logger, level)(event, **fields, **({"repeats": repeats} if repeats else {}))
 
 
 class _Stderr:

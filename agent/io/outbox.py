@@ -27,6 +27,7 @@ from typing import Protocol
 import structlog
 
 from agent.io.ledger import LossLedger
+from agent.io.logs import Sparse
 
 log = structlog.get_logger(__name__)
 
@@ -116,6 +117,7 @@ class Outbox:
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._ledger = ledger if ledger is not None else LossLedger(None)
+        self._sparse = Sparse(log)  # a full disk fails every write: said every few seconds, not each time
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -228,7 +230,7 @@ class Outbox:
             except sqlite3.OperationalError as e:
                 if not _disk_full(e):
                     raise
-                log.error("outbox_clock_step_unapplied_disk_full", step_s=step_ms / 1000, rows=self._depth)
+                self._sparse("error", "outbox_clock_step_unapplied_disk_full", step_s=step_ms / 1000, rows=self._depth)
         return int(wall * 1000)
 
     def _insert(self, items: list[EventRow], now_ms: int, nbytes: int) -> None:
@@ -252,7 +254,7 @@ class Outbox:
         free_in_file = self._db.execute("PRAGMA freelist_count").fetchone()[0] * self._page_bytes
         if free_in_file < 2 * nbytes:
             shed = self._shed(lambda freed, _created: freed < max(2 * nbytes, self._size_bytes // 10))
-            log.warning("outbox_low_disk", shed_rows=shed, dropped_total=self._dropped)
+            self._sparse("warning", "outbox_low_disk", shed_rows=shed, dropped_total=self._dropped)
 
     def _make_room_and_retry(self, items: list[EventRow], now_ms: int, nbytes: int) -> None:
         """The disk filled anyway (another process wrote to it): shed the oldest tenth,
@@ -262,13 +264,13 @@ class Outbox:
         try:
             shed = self._shed(lambda freed, _created: freed < max(nbytes, self._size_bytes // 10))
             self._db.execute("PRAGMA wal_checkpoint(RESTART)")
-            log.warning("outbox_disk_full", shed_rows=shed)
+            self._sparse("warning", "outbox_disk_full", shed_rows=shed)
             self._insert(items, now_ms, nbytes)
         except sqlite3.OperationalError as e:
             if not _disk_full(e):
                 raise
             self._ledger.lost_events(len(items))
-            log.error("outbox_disk_full_lost_new", lost=len(items), lost_total=self._ledger.events_lost)
+            self._sparse("error", "outbox_disk_full_lost_new", lost=len(items), lost_total=self._ledger.events_lost)
 
     def _enforce_bounds(self, now_ms: int) -> None:
         cutoff_ms = now_ms - self._max_age_ms
@@ -298,7 +300,7 @@ class Outbox:
         except sqlite3.OperationalError as e:
             if not _disk_full(e):
                 raise
-            log.error("outbox_shed_failed_disk_full", rows=shed)
+            self._sparse("error", "outbox_shed_failed_disk_full", rows=shed)
             return 0
         self._dropped += shed
         self._dropped_saved = self._dropped

@@ -20,6 +20,7 @@ from agent.io import sdnotify
 from agent.io.audit import DAMAGED_ACTION, AuditLog, AuditLogError
 from agent.io.health import DiskWatch, HealthLoop, build_health
 from agent.io.ledger import LossLedger
+from agent.io.logs import Sparse
 from agent.io.metrics import ProcessUsage
 from agent.io.mqtt import BROKER_WARNING_EVERY_S, MqttLink
 from agent.io.outbox import LOW_DISK_BYTES, EventRow, Outbox, OutboxDamaged
@@ -84,6 +85,7 @@ class Agent:
         self.camera_states: dict[str, str] = {c.id: "new" for c in config.cameras}
         self.control: LiveControl | None = None
         self._file_zones = zones
+        self._sparse = Sparse(log)  # a full disk fails every audit record: said every few seconds, not each time
         self._link: MqttLink | None = None
         self._pipeline: Pipeline | None = None
         self._audit: AuditLog | None = None
@@ -119,7 +121,7 @@ class Agent:
         try:
             self._audit.append(actor, action, **details)
         except OSError as e:
-            log.warning("audit_record_lost", action=action, error=e.strerror or str(e))
+            self._sparse("warning", "audit_record_lost", action=action, error=e.strerror or str(e))
             return False
         return True
 

@@ -158,7 +158,7 @@ def test_a_full_disk_sheds_the_oldest_counts_them_and_never_raises(small_disk):
         assert ob.stats().dropped == s.dropped
 
 
-def test_a_disk_filled_by_someone_else_costs_the_new_events_not_a_crash(small_disk):
+def test_a_disk_filled_by_someone_else_costs_the_new_events_not_a_crash(small_disk, captured_logs):
     ledger = LossLedger(small_disk / "losses.json")
     with Outbox(small_disk / "o.sqlite", max_bytes=2**30, max_age_s=3600, ledger=ledger) as ob:
         ob.put(rows(100))
@@ -173,6 +173,9 @@ def test_a_disk_filled_by_someone_else_costs_the_new_events_not_a_crash(small_di
             ob.put(rows(10, size=300, start=100 + 10 * i))
         s = ob.stats()
     assert s.depth + s.dropped + s.lost == 600 and s.dropped + s.lost > 0
+    # said, not shouted: each kind of failure once in these few seconds, with how often it happened since
+    said = [r["event"] for r in captured_logs if r["event"].startswith(("outbox_", "loss_ledger_"))]
+    assert said and len(said) == len(set(said)), said
     # the disk still full: the count of lost events survives a restart
     assert LossLedger(small_disk / "losses.json").events_lost == s.lost
 
