@@ -8,6 +8,7 @@ variable without a default is an error.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from pathlib import Path
@@ -26,6 +27,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from agent.analytics.camera import build_rules
@@ -223,6 +225,17 @@ def format_validation_error(err: ValidationError) -> str:
     return f"{path or '(top level)'}: {first['msg']}"
 
 
+def _from_environment(err: ValidationError) -> str:
+    """Where the first error's value came from when an EDGE_AGENT_ variable set it (it overrides the file):
+    ' (from the environment variable NAME, ...)', else ''."""
+    names = [str(part) for part in itertools.takewhile(lambda p: not isinstance(p, int), err.errors()[0]["loc"])]
+    for end in range(len(names), 0, -1):  # the variable may set the field or a mapping above it
+        variable = "EDGE_AGENT_" + "__".join(names[:end]).upper()
+        if variable in os.environ:
+            return f" (from the environment variable {variable}, which overrides the file)"  # its value may be secret
+    return ""
+
+
 def load_config(path: Path) -> tuple[AgentConfig, ZonesDoc]:
     """Load, expand and validate the config and its zones; raise ConfigError naming the problem."""
     path = Path(path)
@@ -243,7 +256,15 @@ def load_config(path: Path) -> tuple[AgentConfig, ZonesDoc]:
         with paths.relative_to(path.parent):
             config = AgentConfig(**_expand(raw, ""))
     except ValidationError as e:
-        raise ConfigError(f"{path}: {format_validation_error(e)}") from e
+        raise ConfigError(f"{path}: {format_validation_error(e)}{_from_environment(e)}") from e
+    except SettingsError as e:  # an EDGE_AGENT_ variable for a list or mapping that is not JSON
+        field = re.search(r'field "(\w+)"', str(e))
+        variable = f"EDGE_AGENT_{field.group(1).upper()}" if field else "an EDGE_AGENT_ environment variable"
+        raise ConfigError(
+            f"{path}: {variable} is not valid JSON: a list or mapping set from the environment is JSON, e.g. "
+            "EDGE_AGENT_CAMERAS='[{\"id\": \"plaza\", \"url\": \"rtsp://...\"}]'; or unset it and set the value "
+            "in the file"
+        ) from e
     zones = ZonesDoc()
     if config.zones_file is not None:
         try:

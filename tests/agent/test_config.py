@@ -62,6 +62,21 @@ def test_environment_overrides_the_file(write_config, monkeypatch):
     assert config.broker.port == 18830 and config.site == "other-site"
 
 
+def test_a_bad_override_from_the_environment_is_named_as_such(write_config, monkeypatch):
+    monkeypatch.setenv("EDGE_AGENT_BROKER__PASSWORD", "s3cret")
+    monkeypatch.setenv("EDGE_AGENT_BROKER__PORT", "abc")
+    with pytest.raises(ConfigError) as refused:
+        load_config(write_config())
+    assert "broker.port: Input should be a valid integer" in str(refused.value)
+    assert str(refused.value).endswith("(from the environment variable EDGE_AGENT_BROKER__PORT, which overrides the file)")
+    monkeypatch.setenv("EDGE_AGENT_BROKER__PORT", "18830")
+    monkeypatch.setenv("EDGE_AGENT_CAMERAS", "notjson")  # a list from the environment is JSON
+    with pytest.raises(ConfigError) as refused:
+        load_config(write_config())
+    assert "EDGE_AGENT_CAMERAS is not valid JSON: a list or mapping set from the environment is JSON" in str(refused.value)
+    assert "s3cret" not in str(refused.value)
+
+
 def test_variables_are_expanded(write_config, monkeypatch, media_dir):
     monkeypatch.setenv("CLIPS", str(media_dir))
     path = write_config(lambda c, z: c["cameras"][0].update(url="${CLIPS}/vtest.avi"))
