@@ -33,8 +33,11 @@ from pydantic import ValidationError
 from agent.ota.canonical import canonical_json_bytes
 from agent.ota.manifest import MAX_MESSAGE_BYTES, Manifest, Signature, SignedManifest
 from agent.ota.report import DONE_STATES, FAILED_STATES
+from agent.settings.config import ConfigError
 from agent.settings.errors import describe_validation_error
+from agent.settings.patch import check_live_keys, check_patch_values
 from agent.settings.trust import TrustEntry, key_id_of, raw_public_bytes
+from agent.settings.zones import ZonesDoc
 
 
 class FleetError(ValueError):
@@ -114,10 +117,28 @@ def sign(manifest: Mapping[str, Any] | Path, key_path: Path) -> bytes:
         model = Manifest.model_validate(document)
     except ValidationError as exc:
         raise FleetError(f"invalid manifest: {describe_validation_error(exc)}") from exc
+    check_payload(model)
     envelope = sign_bytes(canonical_json_bytes(model.model_dump(mode="json")), load_private_key(key_path))
     if len(envelope) > MAX_MESSAGE_BYTES:
         raise FleetError(f"signed manifest is {len(envelope)} bytes; devices refuse more than {MAX_MESSAGE_BYTES}")
     return envelope
+
+
+def check_payload(manifest: Manifest) -> None:
+    """FleetError for a payload every device would refuse: a zones document its schema refuses (polygons,
+    keys, values), a config patch with a key that cannot change while running or a value its field refuses.
+    What depends on a device (its cameras, its model's classes, its config as patched) the device checks."""
+    payload = manifest.payload
+    try:
+        if payload.kind == "zones":
+            ZonesDoc.model_validate(payload.zones)
+        elif payload.kind == "config":
+            check_patch_values(payload.patch)
+            check_live_keys(payload.patch)
+    except ValidationError as exc:
+        raise FleetError(f"invalid zones document: {describe_validation_error(exc)}: every device would refuse it") from exc
+    except ConfigError as exc:
+        raise FleetError(f"{exc}: every device would refuse it") from exc
 
 
 def sign_bytes(manifest_bytes: bytes, private_key: Ed25519PrivateKey) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -30,6 +30,7 @@ from agent.ota.slots import (
 )
 from agent.runtime.pipeline import FrameDetector, Pipeline
 from agent.settings.config import AgentConfig, ConfigError, check_zones
+from agent.settings.patch import check_live_keys, patched_config
 from agent.settings.zones import ZonesDoc
 from engines.atomic import write_atomic
 from engines.detector import Detector
@@ -37,12 +38,6 @@ from engines.manifest import ModelManifest, load_manifest
 
 log = structlog.get_logger(__name__)
 
-# Top-level config keys an update may change while running (None: any sub-key); the rest
-# (broker, cameras, state_dir...) need a restart and are refused.
-LIVE_CONFIG_KEYS: dict[str, frozenset[str] | None] = {
-    "model": frozenset({"confidence", "nms_iou", "classes"}),
-    "tracker": None,
-}
 SWITCH_TIMEOUT_S = 30.0
 _POLL_S = 0.1
 
@@ -86,21 +81,6 @@ def open_detector(config: AgentConfig, ref: ModelRef, zones: ZonesDoc) -> tuple[
     return detector, LiveModel(ref, manifest, detector.model_sha256, classes)
 
 
-def patched_config(base: AgentConfig, patch: Mapping[str, Any]) -> AgentConfig:
-    """`base` with a JSON merge patch applied (mappings merge, anything else replaces), validated again."""
-    return AgentConfig.model_validate(_merge(base.model_dump(), patch))
-
-
-def _merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in patch.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 class Served(NamedTuple):
     """What a starting agent serves, and the zones document last committed (see `LiveControl`)."""
 
@@ -124,16 +104,6 @@ def served_setup(layout: SlotLayout | None, baseline: Baseline) -> Served:
         committed_zones(layout, state, baseline),
         served_config_patch(layout, state, baseline),
     )
-
-
-def check_live_keys(patch: Mapping[str, Any]) -> None:
-    """ConfigError unless every key of `patch` can be applied without a restart."""
-    for key, value in patch.items():
-        if key not in LIVE_CONFIG_KEYS:
-            raise ConfigError(f"config patch: {key!r} cannot change while running (live keys: {sorted(LIVE_CONFIG_KEYS)})")
-        allowed = LIVE_CONFIG_KEYS[key]
-        if allowed is not None and isinstance(value, Mapping) and set(value) - allowed:
-            raise ConfigError(f"config patch: {key}.{sorted(set(value) - allowed)} cannot change while running")
 
 
 class LiveControl:

@@ -13,10 +13,10 @@ import pytest
 from agent.core.tracker import TrackerConfig
 from agent.core.types import Detections
 from agent.io.sources import CameraReader
-from agent.runtime.live import check_live_keys, patched_config
 from agent.runtime.pipeline import Pipeline
 from agent.settings.camera import CameraConfig
 from agent.settings.config import AgentConfig, ConfigError
+from agent.settings.patch import check_live_keys, patched_config
 from agent.settings.zones import ZonesDoc
 from agent.wire.privacy import EnvelopeBuilder
 from agent.wire.topics import Topics

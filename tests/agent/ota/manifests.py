@@ -46,8 +46,8 @@ _MODEL_PAYLOAD: dict[str, Any] = {
 
 PAYLOADS: dict[str, dict[str, Any]] = {
     "model": _MODEL_PAYLOAD,
-    "zones": {"kind": "zones", "zones": {"cam1": [{"id": "door", "polygon": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.6]]}]}},
-    "config": {"kind": "config", "patch": {"outbox": {"max_rows": 50000}}},
+    "zones": {"kind": "zones", "zones": {"zones": [{"id": "door", "camera": "cam1", "polygon": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.6]], "intrusion": {}}]}},
+    "config": {"kind": "config", "patch": {"tracker": {"lost_timeout_s": 2.0}}},
 }
 
 

@@ -76,6 +76,34 @@ def test_sign_refuses_an_invalid_manifest(tmp_path: Path) -> None:
         sign(manifest_doc(version=0), key.private_key_path)
 
 
+@pytest.mark.parametrize(
+    ("kind", "payload", "said"),
+    [
+        ("zones", {"zones": [{"id": "z", "camera": "cam1", "polygon": [[0, 0], [1, 1], [1, 0], [0, 1]], "intrusion": {}}]},
+         "invalid zones document: zones.0.polygon: Value error, polygon is not simple"),
+        ("zones", {"zones": [{"id": "z", "camera": "cam1", "polygon": [[0, 0], [1, 0], [1, 1]], "intrusoin": {}}]},
+         "invalid zones document: zones.0.intrusoin: Extra inputs are not permitted"),
+        ("config", {"bogus_key": 1}, "config patch: bogus_key: not a config key"),
+        ("config", {"broker": {"port": 1884}}, "config patch: 'broker' cannot change while running"),
+        ("config", {"model": {"confidence": 2}}, "config patch: model.confidence: Input should be less than 1"),
+        ("config", {"tracker": {"high_score": "high"}}, "config patch: tracker.high_score: Input should be a valid number"),
+    ],
+    ids=["bow-tie polygon", "misspelled rule", "unknown key", "restart-only key", "out of bounds", "wrong type"],
+)
+def test_sign_refuses_a_payload_every_device_would_refuse(
+    kind: str, payload: dict, said: str, tmp_path: Path, cli: Callable[..., int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = keygen(tmp_path / "keys")
+    doc = manifest_doc(kind)
+    doc["payload"][{"zones": "zones", "config": "patch"}[kind]] = payload
+    (tmp_path / "update.json").write_text(json.dumps(doc))
+    out = tmp_path / "update.signed"
+    assert cli("sign", str(tmp_path / "update.json"), "--key", str(key.private_key_path), "--out", str(out)) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert said in err and err.rstrip().endswith("every device would refuse it"), err
+    assert not out.exists()
+
+
 def test_sign_refuses_a_non_ed25519_key(tmp_path: Path) -> None:
     rsa = generate_private_key(public_exponent=65537, key_size=2048)
     path = tmp_path / "rsa.pem"
