@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from agent.ota.manifest import Manifest, SignedManifest
 from agent.ota.report import DONE_STATES
+from agent.settings.errors import describe_validation_error
 from engines.progress import Progress
 from fleet.pki import PkiError, add_pki_parser
 from fleet.publish import (
@@ -103,9 +104,16 @@ def run_publish(args: argparse.Namespace) -> int:
     """Handler of `edge-fleet ota publish SIGNED --site S [--canary D]... [--device D]... [--group G]...`."""
     try:
         envelope = args.signed.read_bytes()
-        SignedManifest.model_validate_json(envelope)
-    except (OSError, ValidationError) as exc:
-        print(f"edge-fleet ota publish: {args.signed}: {exc}", file=sys.stderr)
+        Manifest.model_validate_json(SignedManifest.model_validate_json(envelope).manifest)
+    except OSError as exc:
+        print(f"edge-fleet ota publish: {args.signed}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValidationError as exc:
+        print(
+            f"edge-fleet ota publish: {args.signed}: not a signed manifest ({describe_validation_error(exc)}): a copy "
+            "cut short, edited, or not the output of `edge-fleet ota sign`; sign the manifest again",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     if not (args.canary or args.device or args.group):
         print("fleet publish: give at least one --canary, --device or --group", file=sys.stderr)

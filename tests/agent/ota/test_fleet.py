@@ -104,6 +104,17 @@ def test_sign_refuses_a_payload_every_device_would_refuse(
     assert not out.exists()
 
 
+def test_publish_refuses_a_signed_file_cut_short_before_touching_the_broker(
+    tmp_path: Path, cli: Callable[..., int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = keygen(tmp_path / "keys")
+    (tmp_path / "signed").write_bytes(sign(manifest_doc("zones"), key.private_key_path)[:100])
+    # port 1: nothing listens there, so a publish that got as far as the broker would fail another way
+    assert cli("publish", str(tmp_path / "signed"), "--site", "s", "--device", DEVICE_ID, "--port", "1") == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'signed'}: not a signed manifest (" in err and "sign the manifest again" in err, err
+
+
 def test_sign_refuses_a_non_ed25519_key(tmp_path: Path) -> None:
     rsa = generate_private_key(public_exponent=65537, key_size=2048)
     path = tmp_path / "rsa.pem"
