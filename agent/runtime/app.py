@@ -147,6 +147,9 @@ class Agent:
         layout = SlotLayout(cfg.state_dir / "ota") if cfg.ota is not None else None
         baseline = Baseline(ModelRef(cfg.model.manifest, cfg.models_dir), self._file_zones, {})
         served = served_setup(layout, baseline)
+        if not served.zones.zones and not served.zones.lines:  # an empty or cut-short zones file: nothing to watch
+            log.warning("no_zones", zones_file=str(cfg.zones_file), hint="no rule runs on any camera: give the "
+                        "zones file its zones and lines, by hand or in the zone editor (zone_editor.enabled)")  # fmt: skip
         offline = Status(state="offline", reason="lost", device_id=cfg.device_id, boot_id=self.boot_id, ts=now_ms())
         stopping = threading.Event()
         with ExitStack() as stack:

@@ -273,6 +273,8 @@ def load_config(path: Path) -> tuple[AgentConfig, ZonesDoc]:
             raise ConfigError(f"{path}: zones_file: cannot read {config.zones_file}: {e.strerror}") from e
         except ValidationError as e:
             raise ConfigError(f"{config.zones_file}: {format_validation_error(e)}") from e
+        except ValueError as e:  # not a mapping
+            raise ConfigError(f"{config.zones_file}: {e}") from e
         except yaml.YAMLError as e:
             raise ConfigError(f"{config.zones_file}: not valid YAML: {e}") from e
     try:
@@ -294,7 +296,10 @@ def check_zones(
     and for every zones update)."""
     unknown = sorted(zones.camera_ids() - {c.id for c in config.cameras})
     if unknown:
-        raise ConfigError(f"{where}: zones refer to unknown cameras {unknown}")
+        raise ConfigError(
+            f"{where}: zones refer to unknown cameras {unknown}; the config's cameras are "
+            f"{sorted(c.id for c in config.cameras)}: correct the zones' camera, or add the camera to the config"
+        )
     for camera in config.cameras:
         try:
             build_rules(zones, camera.id, class_names, class_map)

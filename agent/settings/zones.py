@@ -39,10 +39,12 @@ MAX_SHAPES = 128  # zones, and lines, per document
 
 
 def _simple_polygon(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    if len(points) >= 2 and points[0] == points[-1]:
+    given = len(points)
+    if given >= 2 and points[0] == points[-1]:
         points = points[:-1]
     if len(points) < 3:
-        raise ValueError(f"a polygon needs at least 3 points, got {len(points)}")
+        closing = f" ({given} given, the last repeating the first, which closes a polygon anyway)" if len(points) < given else ""
+        raise ValueError(f"a polygon needs at least 3 points, got {len(points)}{closing}")
     poly = np.asarray(points, dtype=np.float64)
     if not polygon_is_simple(poly):
         raise ValueError("polygon is not simple: two of its edges cross or touch, or a point repeats")
@@ -167,7 +169,11 @@ class ZonesDoc(_Strict):
 
 
 def load_zones(path: Path) -> ZonesDoc:
-    """Read and validate a zones YAML file (validation errors propagate with field paths)."""
+    """Read and validate a zones YAML file (validation errors propagate with field paths; ValueError for a
+    file that is not a mapping). An empty file is a document without zones."""
     with open(path, encoding="utf-8") as f:
-        return ZonesDoc.model_validate(yaml.safe_load(f) or {})
+        raw = yaml.safe_load(f)
+    if raw is not None and not isinstance(raw, dict):
+        raise ValueError(f"expected a mapping at the top level (zones:, lines:), got a YAML {type(raw).__name__}")
+    return ZonesDoc.model_validate(raw or {})
 

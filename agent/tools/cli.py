@@ -44,6 +44,9 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     config, zones = loaded
     print(f"{args.config}: ok ({len(config.cameras)} cameras, {len(zones.zones)} zones, {len(zones.lines)} lines)")
+    if not zones.zones and not zones.lines:
+        where = config.zones_file or "no zones_file"
+        print(f"warning: {where}: no zones or lines, so no rule runs on any camera", file=sys.stderr)
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ import yaml
 from agent.ota.control import ModelRef
 from agent.runtime.live import open_detector
 from agent.settings.config import ConfigError, load_config
+from agent.tools.cli import EXIT_OK, main
 from engines.onnxruntime_engine import cores
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,7 +93,10 @@ BAD = [
     ("self-intersecting polygon", lambda c, z: z["zones"][0].update(polygon=[[0, 0], [1, 1], [1, 0], [0, 1]]), "not simple"),
     ("missing model file", lambda c, z: c.update(models_dir="/nonexistent"), "model"),
     ("missing clip", lambda c, z: c["cameras"][0].update(url="/nonexistent/clip.avi"), "cameras[0].url"),
-    ("zone on unknown camera", lambda c, z: z["zones"][0].update(camera="cam9"), "unknown cameras ['cam9']"),
+    ("zone on unknown camera", lambda c, z: z["zones"][0].update(camera="cam9"),
+     "unknown cameras ['cam9']; the config's cameras are ['cam1']: correct the zones' camera"),
+    ("polygon of one point thrice", lambda c, z: z["zones"][0].update(polygon=[[0.2, 0.2]] * 3),
+     "a polygon needs at least 3 points, got 2 (3 given, the last repeating the first"),
     ("unset variable", lambda c, z: c.update(site="${NO_SUCH_VARIABLE_X}"), "NO_SUCH_VARIABLE_X"),
     ("no camera", lambda c, z: c.update(cameras=[]), "cameras"),
     ("unknown class", lambda c, z: z["lines"][0].update(classes=["unicorn"]), "unicorn"),
@@ -107,6 +111,23 @@ def test_bad_config_is_refused_naming_the_problem(write_config, what, edit, mess
     with pytest.raises(ConfigError, match=None) as err:
         load_config(write_config(edit))
     assert message in str(err.value)
+
+
+def test_a_zones_file_that_is_not_a_mapping_is_named(write_config):
+    path = write_config()
+    (path.parent / "zones.yaml").write_text("- zones\n- lines\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(refused.value).endswith("zones.yaml: expected a mapping at the top level (zones:, lines:), got a YAML list")
+
+
+def test_check_config_warns_when_no_rule_would_run(write_config, capsys):
+    path = write_config()
+    (path.parent / "zones.yaml").write_text("")  # empty, as a copy cut short leaves it
+    assert main(["check-config", str(path)]) == EXIT_OK
+    out = capsys.readouterr()
+    assert "ok (1 cameras, 0 zones, 0 lines)" in out.out
+    assert out.err == f"warning: {path.parent / 'zones.yaml'}: no zones or lines, so no rule runs on any camera\n"
 
 
 @pytest.mark.parametrize("what, edit, message", BAD[:4] + BAD[5:6], ids=[b[0] for b in BAD[:4] + BAD[5:6]])
