@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 import structlog
+from pydantic import ValidationError
 
 from agent.ota import steps
 from agent.ota.control import AgentControl, Baseline
@@ -25,6 +26,7 @@ from agent.ota.slots import SlotLayout, other_slot
 from agent.ota.state import PRE_SWITCH_STEPS, OtaState, Update
 from agent.ota.verifier import authenticate, verify
 from agent.settings.config import ConfigError
+from agent.settings.errors import describe_validation_error
 from agent.settings.trust import TrustStore
 from engines.manifest import ModelError
 
@@ -187,7 +189,8 @@ class Applier:
                 if not isinstance(exc, (ValueError, ModelError, ConfigError)):
                     log.exception("ota_step_crashed", step=step)
                 code = _VALIDATE_CODES[update.kind] if step == "validate" else _DEFAULT_CODES[step]
-                return self._rollback(state, OtaError(code, f"{type(exc).__name__}: {exc}"))
+                said = describe_validation_error(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+                return self._rollback(state, OtaError(code, said))
             self._on_step(f"{step}.done")
             state = self._advance(state, update)
             self._store.save(state)
@@ -217,8 +220,9 @@ class Applier:
     def _rollback(self, state: OtaState, error: OtaError) -> OtaStatus:
         update = state.update
         assert update is not None
-        log.warning("ota_rollback", kind=update.kind, version=update.version, step=update.step, code=error.code)
         if update.step in PRE_SWITCH_STEPS:
+            log.warning("ota_failed", kind=update.kind, version=update.version, step=update.step, code=error.code,
+                        error=error.message, hint="nothing was switched; the version serving goes on")  # fmt: skip
             # Nothing of the update ever served: forget it (and never retry this version).
             failed = max(update.version, state.of(update.kind).failed_version)
             state = state.with_kind(update.kind, failed_version=failed)
@@ -226,6 +230,8 @@ class Applier:
             status = self._status("failed", update.kind, update.version, error)
             self._report(status)
             return status
+        log.warning("ota_rollback", kind=update.kind, version=update.version, step=update.step, code=error.code,
+                    error=error.message)  # fmt: skip
         state = state.with_step("rollback", error_code=error.code, error_message=error.message)
         self._store.save(state)
         return self._finish_rollback(state)

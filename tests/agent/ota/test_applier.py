@@ -150,6 +150,20 @@ def test_refusal_leaves_the_live_model_and_zones(
         assert kind_state == expected, kind
 
 
+def test_a_zones_update_its_schema_refuses_is_reported_by_field_and_logged_with_the_reason(
+    device: Callable[..., Device], artifact_server: ArtifactServer, model_bytes: dict[str, bytes], golden: Golden,
+    fleet_key: Ed25519PrivateKey, stranger_key: Ed25519PrivateKey, tmp_path: Path, captured_logs: list[dict],
+) -> None:
+    dev = device(run_detector=False)
+    status = dev.applier.apply(_bad_zones(Ctx(artifact_server, model_bytes, golden, fleet_key, stranger_key, tmp_path)))
+    assert (status.state, status.error.code) == ("failed", "zones_invalid")
+    assert status.error.message.startswith("zones.0.polygon: Value error, polygon is not simple")
+    assert "pydantic" not in status.error.message and "ZonesDoc" not in status.error.message
+    (failed,) = [r for r in captured_logs if r["event"] == "ota_failed"]  # not a rollback: nothing was switched
+    assert failed["log_level"] == "warning" and failed["error"] == status.error.message
+    assert not [r for r in captured_logs if r["event"] == "ota_rollback"]
+
+
 def test_a_model_below_the_fps_floor_is_refused(device: Callable[..., Device], artifact_server: ArtifactServer,
                                                 model_bytes: dict[str, bytes], golden: Golden,
                                                 fleet_key: Ed25519PrivateKey) -> None:
