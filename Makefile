@@ -40,6 +40,8 @@ bench: setup
 	$(PY) -m benchmarks.latency_per_stream --source file --streams 1 2 4 8 --duration 30 --out benchmarks/results/latency_per_stream.json
 	$(PY) -m benchmarks.latency_per_stream --source rtsp --streams 1 --duration 30 --out benchmarks/results/latency_rtsp.json
 	$(PY) -m benchmarks.streams_per_box --source file --duration 30 --max-streams 16 --manifest models/yolox_nano.json --manifest models/light_person_detector.json --manifest var/int8/yolox_nano_int8.json --out benchmarks/results/streams_per_box.json
+	$(PY) -m benchmarks.streams_per_box --source file --duration 20 --start 4 --max-streams 16 --manifest models/yolox_nano.json --mode every --mode fps5 --mode fps5-320 --out benchmarks/results/streams_per_box_modes.json
+	$(PY) -m benchmarks.detect_accuracy --out benchmarks/results/detect_accuracy.json
 
 # fire / abandoned_object / person_down / weapon on the full hard-negative set (generated into var/) and every
 # shared clip (vtest, ABODA, FURG, the 62 Le2i): per clip and kind, the alarms and when (minutes; detections cached)
