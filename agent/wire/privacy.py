@@ -22,11 +22,18 @@ def subject_id(secret: bytes, camera_id: str, track_id: int, pts_ns: int, rotati
     return hashlib.blake2b(data, key=secret, digest_size=8).hexdigest()
 
 
+# open situations whose subject is held for their `ended` event; a situation whose end never comes (its
+# camera removed) is forgotten oldest first beyond this
+MAX_OPEN_SITUATIONS = 4096
+
+
 class EnvelopeBuilder:
     """Wraps rule events into envelopes with a per-boot sequence.
 
     `event_id` is `device:boot:seq`: a retry of the same envelope keeps it, so
-    subscribers can de-duplicate.
+    subscribers can de-duplicate. A situation's `ended` event carries the
+    subject its `started` event had, even when the subject rotated between
+    them, so a subscriber pairs the two by (camera, kind, zone, subject).
     """
 
     def __init__(self, device_id: str, boot_id: str, secret: bytes, rotation_s: int = 3600) -> None:
@@ -37,20 +44,31 @@ class EnvelopeBuilder:
         self._secret = secret
         self._rotation_s = rotation_s
         self._seq = 0
+        self._open: dict[tuple, str] = {}  # (camera, kind, zone, track) of a started situation -> its subject
 
     def build(self, event: Event) -> Envelope:
         self._seq += 1
-        subject = (
-            None
-            if event.track_id is None
-            else subject_id(self._secret, event.camera_id, event.track_id, event.pts_ns, self._rotation_s)
-        )
         return Envelope(
             event_id=f"{self.device_id}:{self.boot_id}:{self._seq}",
             device_id=self.device_id,
             camera_id=event.camera_id,
             seq=self._seq,
             ts=event.pts_ns // NS_PER_MS,
-            subject=subject,
+            subject=self._subject(event),
             body=event.body,
         )
+
+    def _subject(self, event: Event) -> str | None:
+        if event.track_id is None:
+            return None
+        subject = subject_id(self._secret, event.camera_id, event.track_id, event.pts_ns, self._rotation_s)
+        state = getattr(event.body, "state", None)
+        if state is None:  # not a situation (a crossing, a count)
+            return subject
+        key = (event.camera_id, event.body.kind, getattr(event.body, "zone_id", None), event.track_id)
+        if state == "ended":
+            return self._open.pop(key, subject)
+        self._open[key] = subject
+        if len(self._open) > MAX_OPEN_SITUATIONS:
+            del self._open[next(iter(self._open))]
+        return subject

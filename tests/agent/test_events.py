@@ -33,6 +33,23 @@ def test_subject_is_salted_rotated_and_per_camera():
     assert subject_id(b"t" * 32, "cam1", 7, 0, 3600) != a  # depends on the boot secret
 
 
+def test_a_situation_ends_with_the_subject_it_started_with_across_a_rotation():
+    b = EnvelopeBuilder("dev", "00ff00ff", b"k" * 32, rotation_s=60)
+    minute = 60 * 10**9
+
+    def intrusion(state: str, zone: str = "z") -> IntrusionBody:
+        return IntrusionBody(zone_id=zone, state=state, class_name="person", point=(0.1, 0.2), duration_ms=0)
+
+    started = b.build(Event("cam", minute - 10**9, intrusion("started"), 7)).subject
+    other_zone = b.build(Event("cam", minute - 10**9, intrusion("started", "y"), 7)).subject
+    crossing = b.build(Event("cam", minute + 10**9, BODY, 7)).subject  # not a situation: the rotated subject
+    assert crossing != started and other_zone == started
+    assert b.build(Event("cam", minute + 2 * 10**9, intrusion("ended"), 7)).subject == started  # paired
+    again = b.build(Event("cam", minute + 3 * 10**9, intrusion("started"), 7)).subject  # a new situation: rotated
+    assert again == crossing != started
+    assert b.build(Event("cam", 2 * minute + 10**9, intrusion("ended", "y"), 7)).subject == started
+
+
 def test_sequence_and_event_ids_increase():
     b = EnvelopeBuilder("dev", "00ff00ff", b"k" * 32)
     ids = [b.build(Event("cam", 0, BODY)).event_id for _ in range(3)]

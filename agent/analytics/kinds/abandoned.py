@@ -144,7 +144,9 @@ class AbandonedRule:
                 zone_id=self.rule_id, state=state, source=key[0], box=tuple(found[0]), duration_ms=ms, reasons=found[1]
             ),
             gone=[("detection", t) for t in tracks.ended.tolist()],
-            subject=lambda key: key[1] if key[0] == "detection" else None,
+            # a left region's subject too, so that its started and ended pair up: its ids count below zero,
+            # apart from the tracks' (a region is an object's pixels, not a person)
+            subject=lambda key: key[1] if key[0] == "detection" else -1 - key[1],
         )
 
     def _still_detections(self, tracks: Tracks) -> dict[tuple[str, int], tuple[np.ndarray, list[str]]]:

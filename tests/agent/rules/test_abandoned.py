@@ -48,22 +48,25 @@ def test_attended_or_moving_bags_never_fire():
 
 def static_run(person_at, region=(0.5, 0.5, 0.51, 0.51), frames=60):
     """A static region reported from frame 10 to 39 (its box wobbling by a pixel), and a person at
-    `person_at(t)` (x, y) or absent (None) in each frame. Returns the rule and the bodies."""
+    `person_at(t)` (x, y) or absent (None) in each frame. Returns the rule and the events."""
     fake = FakeStatic()
     r = rule(fake)
-    bodies = []
+    events = []
     for t in range(frames):
         box = [*region[:3], region[3] + 0.001 * (t % 2)]
         fake.boxes = np.array([box], np.float32) if 10 <= t < 40 else np.zeros((0, 4), np.float32)
         xy = person_at(t)
-        bodies += [e.body for e in r.update(tracks(t, [] if xy is None else [(1, *xy)]))]
-    return r, bodies
+        events += r.update(tracks(t, [] if xy is None else [(1, *xy)]))
+    return r, events
 
 
 def test_static_region_left_by_its_owner_keeps_its_key_and_fires_once():
     # the owner stands by the region while it appears, walks off from frame 12 and is gone at frame 20
-    r, bodies = static_run(lambda t: (0.52, 0.53) if t < 12 else (0.52 + 0.05 * (t - 11), 0.53) if t < 20 else None)
+    r, events = static_run(lambda t: (0.52, 0.53) if t < 12 else (0.52 + 0.05 * (t - 11), 0.53) if t < 20 else None)
+    bodies = [e.body for e in events]
     assert [(b.state, b.source) for b in bodies] == [("started", "foreground"), ("ended", "foreground")]
+    # the region is the situation's subject, so its started and ended pair up; never a person's track id (1)
+    assert events[0].track_id == events[1].track_id < 0
     assert bodies[0].reasons == ["static_region", "owner_left"]
     for t in range(60, 120):  # a while with nothing: the story and the recent persons are forgotten
         r.update(tracks(t, []))
@@ -80,6 +83,6 @@ def test_static_region_without_an_owner_who_left_never_fires():
 
 def test_person_sized_static_region_is_never_an_abandoned_object():
     # the person walks off, but the region is as big as the person's box: a person lying still, not luggage
-    r, bodies = static_run(lambda t: (0.52, 0.53) if t < 12 else (0.52 + 0.05 * (t - 11), 0.53) if t < 20 else None,
+    r, events = static_run(lambda t: (0.52, 0.53) if t < 12 else (0.52 + 0.05 * (t - 11), 0.53) if t < 20 else None,
                            region=(0.5, 0.5, 0.52, 0.53))  # fmt: skip
-    assert bodies == []
+    assert events == []
