@@ -83,8 +83,28 @@ def _add_broker_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _tls(args: argparse.Namespace) -> dict[str, Path] | None:
+    """The three TLS files, or None for plain TCP; FleetError for some of them only (never a silent fallback)."""
     files = {"ca_file": args.ca_file, "cert_file": args.cert_file, "key_file": args.key_file}
+    if any(files.values()) and not all(files.values()):
+        missing = [f"--{name.replace('_', '-')}" for name, path in files.items() if path is None]
+        raise FleetError(
+            f"TLS needs --ca-file, --cert-file and --key-file together; {', '.join(missing)} missing "
+            "(give none of them for plain TCP, on the loopback or a trusted network only)"
+        )
     return files if all(files.values()) else None
+
+
+def _recipients_outside_target(manifest: Manifest, args: argparse.Namespace) -> list[str]:
+    """The --canary/--device/--group the manifest's target certainly leaves out (a device may also match by a
+    group it is in, which the publisher does not know: only a target without groups, or without device ids,
+    tells)."""
+    target = manifest.target
+    outside = []
+    if not target.groups:
+        outside += [d for d in [*args.canary, *args.device] if d not in target.device_ids]
+    if not target.device_ids:
+        outside += [f"group {g}" for g in args.group if g not in target.groups]
+    return outside
 
 
 def format_table(outcomes: dict[str, DeviceOutcome], expected: list[str]) -> str:
@@ -104,7 +124,7 @@ def run_publish(args: argparse.Namespace) -> int:
     """Handler of `edge-fleet ota publish SIGNED --site S [--canary D]... [--device D]... [--group G]...`."""
     try:
         envelope = args.signed.read_bytes()
-        Manifest.model_validate_json(SignedManifest.model_validate_json(envelope).manifest)
+        manifest = Manifest.model_validate_json(SignedManifest.model_validate_json(envelope).manifest)
     except OSError as exc:
         print(f"edge-fleet ota publish: {args.signed}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -118,8 +138,20 @@ def run_publish(args: argparse.Namespace) -> int:
     if not (args.canary or args.device or args.group):
         print("fleet publish: give at least one --canary, --device or --group", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if outside := _recipients_outside_target(manifest, args):
+        print(
+            f"edge-fleet ota publish: {args.signed} targets {manifest.target.model_dump()}, not {', '.join(outside)}: "
+            "those devices would ignore it; publish to the devices it targets, or sign it for these",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     try:
-        client = connect(args.host, args.port, _tls(args))
+        tls = _tls(args)
+    except FleetError as exc:
+        print(f"edge-fleet ota publish: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        client = connect(args.host, args.port, tls)
     except FleetError as exc:
         print(f"edge-fleet ota publish: {exc}", file=sys.stderr)
         return EXIT_IO_ERROR
@@ -141,14 +173,20 @@ def run_publish(args: argparse.Namespace) -> int:
     if not _all_done(outcomes, args.canary):
         print("fleet publish: canary did not commit; the rest were not published", file=sys.stderr)
         return EXIT_ROLLOUT_FAILED
-    print(f"published to {len(args.device)} devices and {len(args.group)} groups")
+    committed = f"committed on {len(args.canary)} canaries; " if args.canary else ""
+    print(f"{committed}published to {len(args.device)} more devices and {len(args.group)} groups")
     return EXIT_OK
 
 
 def run_status(args: argparse.Namespace) -> int:
     """Handler of `edge-fleet ota status --site S --kind K --version V [--device D]...`: prints a table at the end."""
     try:
-        client = connect(args.host, args.port, _tls(args))
+        tls = _tls(args)
+    except FleetError as exc:
+        print(f"edge-fleet ota status: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        client = connect(args.host, args.port, tls)
     except FleetError as exc:
         print(f"edge-fleet ota status: {exc}", file=sys.stderr)
         return EXIT_IO_ERROR

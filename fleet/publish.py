@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,8 @@ def sign(manifest: Mapping[str, Any] | Path, key_path: Path) -> bytes:
     except ValidationError as exc:
         raise FleetError(f"invalid manifest: {describe_validation_error(exc)}") from exc
     check_payload(model)
+    if model.expires <= datetime.now(timezone.utc):
+        raise FleetError(f"the manifest expired at {model.expires.isoformat()}: every device would refuse it; set expires later")
     envelope = sign_bytes(canonical_json_bytes(model.model_dump(mode="json")), load_private_key(key_path))
     if len(envelope) > MAX_MESSAGE_BYTES:
         raise FleetError(f"signed manifest is {len(envelope)} bytes; devices refuse more than {MAX_MESSAGE_BYTES}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from agent.ota.manifest import SignedManifest
+from agent.ota.manifest import Manifest, SignedManifest
 from agent.ota.report import OtaStatus
 from agent.wire.envelope import Envelope
 from agent.wire.status import DoctorProbe, Health, Status
@@ -20,6 +20,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "health": Health,
     "ota_status": OtaStatus,
     "ota_manifest": SignedManifest,
+    "ota_manifest_body": Manifest,  # what `ota_manifest.manifest` holds as a string, and what an operator signs
     "doctor_probe": DoctorProbe,
 }
 # Topic suffix under `edge/v1/{site}/{device}/` -> the model its messages are; `+`

@@ -104,6 +104,32 @@ def test_sign_refuses_a_payload_every_device_would_refuse(
     assert not out.exists()
 
 
+def test_sign_refuses_a_manifest_already_expired(tmp_path: Path) -> None:
+    key = keygen(tmp_path)
+    with pytest.raises(FleetError, match="the manifest expired at 2020-02-01T00:00:00.*every device would refuse it"):
+        sign(manifest_doc("zones", issued_at="2020-01-01T00:00:00Z", expires="2020-02-01T00:00:00Z"), key.private_key_path)
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--canary", "other-box"], "not other-box: those devices would ignore it"),
+        (["--device", DEVICE_ID, "--device", "other-box"], "not other-box: those devices would ignore it"),
+        (["--device", DEVICE_ID, "--ca-file", "ca.crt"], "TLS needs --ca-file, --cert-file and --key-file together; "
+         "--cert-file, --key-file missing"),
+    ],
+    ids=["canary outside the target", "device outside the target", "TLS half given"],
+)
+def test_publish_refuses_what_could_not_work_before_touching_the_broker(
+    argv: list[str], said: str, tmp_path: Path, cli: Callable[..., int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = keygen(tmp_path / "keys")
+    (tmp_path / "signed").write_bytes(sign(manifest_doc("zones"), key.private_key_path))  # for DEVICE_ID only
+    # port 1: nothing listens there, so a publish that got as far as the broker would fail another way
+    assert cli("publish", str(tmp_path / "signed"), "--site", "s", "--port", "1", *argv) == EXIT_BAD_INPUT
+    assert said in capsys.readouterr().err
+
+
 def test_publish_refuses_a_signed_file_cut_short_before_touching_the_broker(
     tmp_path: Path, cli: Callable[..., int], capsys: pytest.CaptureFixture[str]
 ) -> None:
