@@ -8,6 +8,7 @@ import hashlib
 import sys
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
 from agent.ota.manifest import Manifest, SignedManifest
@@ -107,6 +108,20 @@ def _recipients_outside_target(manifest: Manifest, args: argparse.Namespace) -> 
     return outside
 
 
+def _connect(args: argparse.Namespace, command: str) -> mqtt.Client | int:
+    """The broker connection the arguments ask for, or the exit code after saying why there is none."""
+    try:
+        tls = _tls(args)
+    except FleetError as exc:
+        print(f"edge-fleet ota {command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return connect(args.host, args.port, tls)
+    except FleetError as exc:
+        print(f"edge-fleet ota {command}: {exc}", file=sys.stderr)
+        return EXIT_IO_ERROR
+
+
 def format_table(outcomes: dict[str, DeviceOutcome], expected: list[str]) -> str:
     """One line per device: id, state, error code and message; expected devices without news are `pending`."""
     rows = [outcomes.get(d, DeviceOutcome(d, "pending")) for d in dict.fromkeys([*expected, *sorted(outcomes)])]
@@ -145,16 +160,9 @@ def run_publish(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
-    try:
-        tls = _tls(args)
-    except FleetError as exc:
-        print(f"edge-fleet ota publish: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        client = connect(args.host, args.port, tls)
-    except FleetError as exc:
-        print(f"edge-fleet ota publish: {exc}", file=sys.stderr)
-        return EXIT_IO_ERROR
+    client = _connect(args, "publish")
+    if isinstance(client, int):
+        return client
     steps = rollout_steps(args.canary, args.device, args.group)
     try:
         with Progress(steps, "rollout (canaries committed, then devices and groups published)") as bar:
@@ -180,16 +188,9 @@ def run_publish(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     """Handler of `edge-fleet ota status --site S --kind K --version V [--device D]...`: prints a table at the end."""
-    try:
-        tls = _tls(args)
-    except FleetError as exc:
-        print(f"edge-fleet ota status: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        client = connect(args.host, args.port, tls)
-    except FleetError as exc:
-        print(f"edge-fleet ota status: {exc}", file=sys.stderr)
-        return EXIT_IO_ERROR
+    client = _connect(args, "status")
+    if isinstance(client, int):
+        return client
     try:
         watch = RolloutWatch(client, args.site, args.kind, args.version)
         outcomes = watch.wait(args.device, args.timeout_s)
