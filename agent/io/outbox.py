@@ -22,12 +22,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import structlog
 
 from agent.io.ledger import LossLedger
 from agent.io.logs import Sparse
+from agent.io.state_lock import FULL_DISK_ADVICE, StateDirUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -103,6 +104,19 @@ class OutboxStats:
     lost: int  # events never stored: the disk was full even after shedding (counted in the LossLedger)
 
 
+def _refuse_full_disk(path: Path, existed: bool, free: int) -> NoReturn:
+    """A start on a full disk (SQLite says "full" or "disk I/O error": no room for its WAL index). An outbox
+    open when the disk fills runs on through it; one that cannot be opened has nowhere to keep events. One
+    this start made is removed: nothing is left half made."""
+    if not existed:
+        for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+    raise StateDirUnavailable(
+        f"state_dir {path.parent}: the outbox {path.name} cannot be {'opened' if existed else 'made'}: its "
+        f"filesystem is full ({free} bytes free): {FULL_DISK_ADVICE}"
+    )
+
+
 class Outbox:
     """Thread-safe; `put` from the pipeline, `pending`/`ack` from the MQTT link."""
 
@@ -118,6 +132,7 @@ class Outbox:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._ledger = ledger if ledger is not None else LossLedger(None)
         self._sparse = Sparse(log)  # a full disk fails every write: said every few seconds, not each time
+        existed = path.exists()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -135,6 +150,9 @@ class Outbox:
             self._db.close()
             if _damaged(e):
                 raise OutboxDamaged(str(e)) from e
+            disk = os.statvfs(path.parent)
+            if (free := disk.f_bavail * disk.f_frsize) < LOW_DISK_BYTES:
+                _refuse_full_disk(path, existed, free)
             raise
         self._max_bytes = max_bytes
         self._max_age_ms = int(max_age_s * 1000)

@@ -17,12 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 LOCK_FILE = "agent.lock"
+FULL_DISK_ADVICE = "free space there (old logs, core dumps), or give state_dir a folder on a filesystem with room"
 # what to do when the folder cannot be opened, by the reason the system gives
 _ADVICE = {
     errno.EROFS: "the filesystem is read-only: give state_dir a folder on a writable one (e.g. /var/lib/edge-agent)",
     errno.ENOTDIR: "a part of that path is a file, not a folder: give state_dir another path",
     errno.EEXIST: "that path is a file, not a folder: give state_dir another path",
-    errno.ENOSPC: "its filesystem is full: free space there, or give state_dir a folder on a filesystem with room",
+    errno.ENOSPC: f"its filesystem is full: {FULL_DISK_ADVICE}",
 }
 _PERMISSIONS = (
     "run the agent as the user that owns the state folder (the service's user), or fix the folder's owner and permissions"

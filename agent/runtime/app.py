@@ -3,9 +3,7 @@ and, when configured, the OTA applier and the zone editor."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -23,12 +21,12 @@ from agent.io.ledger import LossLedger
 from agent.io.logs import Sparse
 from agent.io.metrics import ProcessUsage
 from agent.io.mqtt import BROKER_WARNING_EVERY_S, MqttLink
-from agent.io.outbox import LOW_DISK_BYTES, EventRow, Outbox, OutboxDamaged
+from agent.io.outbox import EventRow, Outbox, OutboxDamaged
 from agent.io.port_retry import PortRetry
 from agent.io.prometheus import HOST as PROMETHEUS_HOST
 from agent.io.prometheus import PrometheusServer
 from agent.io.sources import CameraReader
-from agent.io.state_lock import StateDirUnavailable, state_dir_lock
+from agent.io.state_lock import state_dir_lock
 from agent.io.status_socket import SOCKET_NAME, StatusSocket
 from agent.io.summary import SummaryLoop, warn_if_clock_unset
 from agent.io.write_behind import WriteBehind
@@ -356,23 +354,8 @@ def open_outbox(path: Path, settings: OutboxSettings, ledger: LossLedger, audit:
     """Open the outbox; a damaged one (a power cut on storage that lied about its writes) is set aside with
     its WAL, for a technician to recover what it held (`sqlite3 FILE .recover`), and a new one starts: the
     box goes on sending what it sees now rather than stopping on what it could not keep."""
-    existed = path.exists()
     try:
         return Outbox(path, settings.max_bytes, settings.max_age_s, ledger=ledger)
-    except sqlite3.OperationalError:
-        disk = os.statvfs(path.parent)
-        if (free := disk.f_bavail * disk.f_frsize) >= LOW_DISK_BYTES:
-            raise
-        # a start on a full disk (SQLite says "full" or "disk I/O error": no room for its WAL index). An outbox
-        # open when the disk fills runs on through it; one that cannot be opened has nowhere to keep events.
-        if not existed:  # nothing left behind
-            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-                leftover.unlink(missing_ok=True)
-        raise StateDirUnavailable(
-            f"state_dir {path.parent}: the outbox {path.name} cannot be {'opened' if existed else 'made'}: its "
-            f"filesystem is full ({free} bytes free): free space there (old logs, core dumps), or give state_dir "
-            "a folder on a filesystem with room"
-        ) from None
     except OutboxDamaged as e:
         aside = _set_aside(path)
         for suffix in ("-wal", "-shm"):  # its WAL goes with it: part of what it held, never the new file's

@@ -61,13 +61,13 @@ class EnvelopeBuilder:
     def _subject(self, event: Event) -> str | None:
         if event.track_id is None:
             return None
-        subject = subject_id(self._secret, event.camera_id, event.track_id, event.pts_ns, self._rotation_s)
-        state = getattr(event.body, "state", None)
-        if state is None:  # not a situation (a crossing, a count)
-            return subject
+        state = getattr(event.body, "state", None)  # None: not a situation (a crossing, a count)
         key = (event.camera_id, event.body.kind, getattr(event.body, "zone_id", None), event.track_id)
-        if state == "ended":
-            return self._open.pop(key, subject)
+        if state == "ended" and key in self._open:
+            return self._open.pop(key)
+        subject = subject_id(self._secret, event.camera_id, event.track_id, event.pts_ns, self._rotation_s)
+        if state != "started":
+            return subject
         self._open[key] = subject
         if len(self._open) > MAX_OPEN_SITUATIONS:
             del self._open[next(iter(self._open))]
