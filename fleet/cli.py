@@ -11,9 +11,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
+from agent.ota.errors import OtaError
 from agent.ota.manifest import Manifest, SignedManifest
 from agent.ota.report import DONE_STATES
+from agent.ota.verifier import signed_bytes
 from agent.settings.errors import describe_validation_error
+from agent.settings.trust import TrustFileError, TrustStore
 from engines.progress import Progress
 from fleet.pki import PkiError, add_pki_parser
 from fleet.publish import (
@@ -62,6 +65,9 @@ def add_fleet_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     publish_parser.add_argument("--canary", action="append", default=[], help="Canary device id (repeatable).")
     publish_parser.add_argument("--device", action="append", default=[], help="Device id to publish to (repeatable).")
     publish_parser.add_argument("--group", action="append", default=[], help="Group to publish to (repeatable).")
+    publish_parser.add_argument(
+        "--trust", type=Path, help="The devices' trust file: the signature is checked against it before publishing."
+    )
     publish_parser.set_defaults(func=run_publish)
 
     status_parser = commands.add_parser("status", help="Watch devices' ota/status for one update until done or failed.")
@@ -108,6 +114,20 @@ def _recipients_outside_target(manifest: Manifest, args: argparse.Namespace) -> 
     return outside
 
 
+def _untrusted(envelope: bytes, trust_file: Path) -> str | None:
+    """Why a device trusting `trust_file` would refuse the envelope's signatures, or None if it would not."""
+    try:
+        signed_bytes(envelope, TrustStore.from_file(trust_file))
+    except TrustFileError as exc:
+        return f"cannot check the signature: {exc}"
+    except OtaError as exc:
+        return (
+            f"{exc}; every device with the trust file {trust_file} would refuse it "
+            "(a copy edited after signing, or signed with another key): sign it again with a key in that file"
+        )
+    return None
+
+
 def _connect(args: argparse.Namespace, command: str) -> mqtt.Client | int:
     """The broker connection the arguments ask for, or the exit code after saying why there is none."""
     try:
@@ -149,6 +169,9 @@ def run_publish(args: argparse.Namespace) -> int:
             "cut short, edited, or not the output of `edge-fleet ota sign`; sign the manifest again",
             file=sys.stderr,
         )
+        return EXIT_BAD_INPUT
+    if args.trust is not None and (refusal := _untrusted(envelope, args.trust)):
+        print(f"edge-fleet ota publish: {args.signed}: {refusal}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if not (args.canary or args.device or args.group):
         print("fleet publish: give at least one --canary, --device or --group", file=sys.stderr)

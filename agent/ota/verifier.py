@@ -71,9 +71,13 @@ def authenticate(raw: bytes, trust: TrustStore, agent_version: str) -> Manifest:
     """Steps 1 to 3 of `verify`: the manifest in `raw` if it is well formed and signed by a
     trusted key, whatever the device's state. Cheap checks first (size, JSON, shape, then
     one signature check per trusted signature), so a flood of junk costs little."""
-    envelope = _parse_envelope(raw)
-    manifest_bytes = _check_signatures(envelope, trust)
-    return _parse_manifest(manifest_bytes, agent_version, semver_key(agent_version))
+    return _parse_manifest(signed_bytes(raw, trust), agent_version, semver_key(agent_version))
+
+
+def signed_bytes(raw: bytes, trust: TrustStore) -> bytes:
+    """Steps 1 and 2 of `verify`: the manifest's bytes in `raw` if a trusted key signed them (the
+    publisher's check before a rollout, with the devices' trust file)."""
+    return _check_signatures(_parse_envelope(raw), trust)
 
 
 def _parse_envelope(raw: bytes) -> SignedManifest:

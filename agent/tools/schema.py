@@ -39,7 +39,17 @@ INBOUND_TOPICS: dict[str, type[BaseModel]] = {"ota/+": SignedManifest, "+/ota/+"
 
 
 def schemas() -> dict[str, dict]:
-    return {name: model.model_json_schema(by_alias=True) for name, model in SCHEMAS.items()}
+    """Each message's JSON Schema (draft 2020-12, as pydantic writes it) with an `$id`. A message's
+    `schema` (its name and version) is required: the agent always sends it, and a subscriber
+    should refuse what lacks it (pydantic leaves it optional, having a default)."""
+    out = {}
+    for name, model in SCHEMAS.items():
+        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"urn:edge-agent:schema:{name}"}
+        schema |= model.model_json_schema(by_alias=True)
+        if "schema" in schema["properties"]:
+            schema["required"] = ["schema", *(f for f in schema.get("required", []) if f != "schema")]
+        out[name] = schema
+    return out
 
 
 def model_for_topic(topic: str, table: dict[str, type[BaseModel]] = TOPICS) -> type[BaseModel] | None:

@@ -24,6 +24,11 @@ def test_schema_writes_one_file_per_message(tmp_path: Path, capsys: pytest.Captu
     assert sorted(capsys.readouterr().out.split()) == [str(tmp_path / name) for name in written]  # each path said
     body = json.loads((tmp_path / "ota_manifest_body.schema.json").read_text())
     assert {"target", "version", "issued_at", "expires", "min_agent_version", "payload"} <= set(body["required"])
+    written_schemas = [json.loads(p.read_text()) for p in sorted(tmp_path.iterdir())]
+    assert len({s["$id"] for s in written_schemas}) == len(SCHEMAS)
+    # every message naming its schema must name it (the agent always does; a default would let a message lack it)
+    named = [s for s in written_schemas if "schema" in s["properties"]]
+    assert len(named) == 5 and all("schema" in s["required"] for s in named)
 
 
 def test_the_readme_manifest_example_is_a_manifest_sign_accepts() -> None:

@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 
-from agent.ota import Manifest, SignedManifest, TrustStore, verify
-from fleet.cli import EXIT_BAD_INPUT, EXIT_OK, add_fleet_parser
+from agent.ota import Manifest, OtaError, SignedManifest, TrustStore, verify
+from agent.ota.canonical import canonical_json_bytes
+from fleet.cli import EXIT_BAD_INPUT, EXIT_IO_ERROR, EXIT_OK, add_fleet_parser
 from fleet.publish import FleetError, keygen, sign
 from tests.agent.ota.manifests import (
     AGENT_VERSION,
@@ -139,6 +140,51 @@ def test_publish_refuses_a_signed_file_cut_short_before_touching_the_broker(
     assert cli("publish", str(tmp_path / "signed"), "--site", "s", "--device", DEVICE_ID, "--port", "1") == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert f"{tmp_path / 'signed'}: not a signed manifest (" in err and "sign the manifest again" in err, err
+
+
+def _tampered(envelope: bytes) -> bytes:
+    """The envelope with its manifest's version raised after signing (still canonical JSON, still parses)."""
+    doc = json.loads(envelope)
+    manifest = json.loads(doc["manifest"])
+    manifest["version"] += 1
+    doc["manifest"] = canonical_json_bytes(manifest).decode()
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(
+    ("signed_with", "edit", "said"),
+    [
+        ("fleet", _tampered, "bad_signature: no valid signature by trusted keys"),
+        ("other", lambda raw: raw, "unknown_key: signed only by keys not in the trust file"),
+    ],
+    ids=["edited after signing", "signed with a key the devices do not trust"],
+)
+def test_publish_with_the_trust_file_refuses_what_devices_would_refuse_before_touching_the_broker(
+    signed_with: str, edit: Callable[[bytes], bytes], said: str, tmp_path: Path, cli: Callable[..., int],
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = {name: keygen(tmp_path / name) for name in ("fleet", "other")}
+    signed = edit(sign(manifest_doc("zones"), keys[signed_with].private_key_path))
+    (tmp_path / "signed").write_bytes(signed)
+    trust = str(keys["fleet"].trust_entry_path)
+    # port 1: nothing listens there, so a publish that got as far as the broker would fail another way
+    argv = ["publish", str(tmp_path / "signed"), "--site", "s", "--device", DEVICE_ID, "--port", "1", "--trust", trust]
+    assert cli(*argv) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert said in err and f"every device with the trust file {trust} would refuse it" in err, err
+    with pytest.raises(OtaError, match=said.split(":")[0]):  # as the devices do
+        _verify_as_device(signed, TrustStore.from_file(keys["fleet"].trust_entry_path))
+
+
+def test_publish_checks_a_good_signature_then_goes_to_the_broker(
+    tmp_path: Path, cli: Callable[..., int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = keygen(tmp_path / "keys")
+    (tmp_path / "signed").write_bytes(sign(manifest_doc("zones"), key.private_key_path))
+    argv = ["publish", str(tmp_path / "signed"), "--site", "s", "--device", DEVICE_ID, "--port", "1"]
+    assert cli(*argv, "--trust", str(key.trust_entry_path)) == EXIT_IO_ERROR  # past the check: no broker on port 1
+    assert cli(*argv, "--trust", str(tmp_path / "missing.json")) == EXIT_BAD_INPUT
+    assert "cannot check the signature: " in capsys.readouterr().err
 
 
 def test_sign_refuses_a_non_ed25519_key(tmp_path: Path) -> None:
