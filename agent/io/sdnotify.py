@@ -7,8 +7,11 @@ and every call here is a no-op, so the same binary runs under a shell, in tests
 and under the unit.
 
 `Watchdog` ties `WATCHDOG=1` to real progress: the pipeline calls `beat()` per
-processed frame and the timer thread pings only if a beat happened since the
-last ping, so a hung pipeline stops the pings and systemd restarts the service.
+processed frame, and per turn of its loop that found no frame (every camera
+offline and retrying is waiting, not hung: a restart would not bring a camera
+back, and five of them in ten minutes would leave the service stopped); the
+timer thread pings only if a beat happened since the last ping, so a hung
+pipeline (inference or analysis stuck) stops the pings and systemd restarts it.
 """
 
 from __future__ import annotations
@@ -111,10 +114,11 @@ def watchdog_interval_s() -> float | None:
 
 
 class Watchdog:
-    """Pings `WATCHDOG=1` only while frames are being processed, and reports `STATUS=`.
+    """Pings `WATCHDOG=1` only while the pipeline makes progress, and reports `STATUS=`.
 
     Use as a context manager; it owns its timer thread. The pipeline calls
-    `beat()` for every processed frame (cheap: one integer increment, no lock).
+    `beat()` for every processed frame and every idle turn of its loop (cheap:
+    one integer increment, no lock).
     Every `interval_s` the thread sends one datagram: `WATCHDOG=1` if the
     watchdog is armed and at least one beat happened since the previous tick,
     plus `STATUS=<summary()>` when a summary callback is given.
@@ -139,7 +143,7 @@ class Watchdog:
         self._thread: threading.Thread | None = None
 
     def beat(self) -> None:
-        """Record progress. Called per frame from the pipeline thread."""
+        """Record progress. Called from the pipeline's threads."""
         # A lost increment under a race is harmless: the tick only asks "did it change?".
         self._beats += 1
 

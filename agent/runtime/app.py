@@ -170,7 +170,7 @@ class Agent:
             # LiveControl opens the detector and fills in the setup (detector, classes, class map, zones, tracker).
             make_pipeline = partial(
                 Pipeline, readers, envelopes=envelopes, topics=self.topics, sink=events_out,
-                on_frame=lambda frames: watchdog.beat(),
+                on_frame=lambda frames: watchdog.beat(), on_idle=watchdog.beat,  # waiting for cameras is not hung
                 aggregate_interval_s={cid: a.interval_s for cid, a in cfg.aggregates_only.items()},
             )  # fmt: skip
             self.control = LiveControl(

@@ -113,14 +113,18 @@ class Pipeline:
         sink: EventSink,
         on_frame: Callable[[list[Frame]], None] = lambda frames: None,
         aggregate_interval_s: dict[str, int] | None = None,
+        on_idle: Callable[[], None] = lambda: None,
     ) -> None:
-        """`aggregate_interval_s`: camera id -> interval, for the cameras in aggregates-only mode."""
+        """`on_frame`: called on the analytics thread with each batch analysed; `on_idle`: on the loop
+        thread each time it finds no frame (cameras quiet, or offline and retrying: waiting, not hung).
+        `aggregate_interval_s`: camera id -> interval, for the cameras in aggregates-only mode."""
         self._live = _Setup(detector, class_names, class_map, zones, tracker_config)
         self._analysed_names = class_names  # the analytics thread's: its batches' model, as installed in order
         self._envelopes = envelopes
         self._topics = topics
         self._sink = sink
         self._on_frame = on_frame
+        self._on_idle = on_idle
         intervals = aggregate_interval_s or {}
         self._cameras = {
             r.config.id: _Camera(
@@ -223,6 +227,7 @@ class Pipeline:
                 if not frames:
                     if all(c.reader.finished and len(c.reader.queue) == 0 for c in self._cameras.values()):
                         break
+                    self._on_idle()
                     continue
                 for batch in self._detect(frames):
                     self._hand_over(handoff, batch)

@@ -4,20 +4,19 @@ a subscriber on `edge/v1/#`."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 from agent.wire.envelope import Envelope
 from agent.wire.status import Status
-from testbed.agent_process import AgentProcess, base_config, write_config
+from testbed.agent_process import AgentProcess, base_config, whole_frame_zones, write_config
 from testbed.ground_truth import gt_line_counts
+from testbed.notify import NotifyListener
+from testbed.services import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -51,26 +50,10 @@ def test_file_camera_end_to_end_with_line_counts_against_ground_truth(
     sub = subscriber(mosquitto, "edge/v1/#")
     cameras = [{"id": "plaza", "url": str(media_dir / "vtest.avi"), "replay": "fast"}]
     config = write_config(tmp_path, base_config(models_dir, mosquitto.port, cameras), ZONES)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(str(tmp_path / "notify.sock"))
-        notify.settimeout(0.5)
-        notes: list[str] = []
-
-        def listen() -> None:  # like systemd: read datagrams as they come, one assignment per line
-            while agent.proc.poll() is None:
-                with contextlib.suppress(TimeoutError):
-                    notes.extend(notify.recv(4096).decode().splitlines())
-
-        env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
-        agent = AgentProcess(config, env=env)
-        listener = threading.Thread(target=listen, daemon=True)
-        listener.start()
+    with NotifyListener(tmp_path / "notify.sock") as systemd:
+        agent = AgentProcess(config, env=systemd.env())
         assert agent.wait(timeout_s=240) == 0, agent.log_tail()  # ends by itself after the clip
-        listener.join(timeout=5)
-        notify.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            while True:
-                notes.extend(notify.recv(4096).decode().splitlines())
+    notes = systemd.notes
     # systemd hears READY once the engine and cameras are up, pings while frames flow, and STOPPING
     assert notes.count("READY=1") == 1 and "WATCHDOG=1" in notes and "STOPPING=1" in notes
     assert notes.index("READY=1") < notes.index("WATCHDOG=1")
@@ -109,6 +92,29 @@ def test_file_camera_end_to_end_with_line_counts_against_ground_truth(
         [sys.executable, "-m", "agent.tools.cli", "audit", "verify", str(tmp_path / "state" / "audit.jsonl")]
     )
     assert verify.returncode == 0
+
+
+def test_an_agent_whose_only_camera_is_offline_keeps_pinging_the_watchdog(tmp_path, mosquitto, models_dir):
+    """Waiting for a camera is not hung: were the pings to stop, systemd would restart the agent every 30 s
+    (which brings no camera back) and, after five restarts in ten minutes, leave it stopped."""
+    url = f"rtsp://127.0.0.1:{free_port()}/cam"  # nothing listens: the camera stays offline, retrying
+    cameras = [{"id": "gate", "url": url, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5}]
+    config = write_config(tmp_path, base_config(models_dir, mosquitto.port, cameras), whole_frame_zones("gate"))
+    with NotifyListener(tmp_path / "notify.sock", watchdog_usec=400_000) as systemd:  # a ping due every 0.2 s
+        agent = AgentProcess(config, env=systemd.env())
+        try:
+            deadline = time.monotonic() + 120
+            while "READY=1" not in systemd.notes and agent.proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "READY=1" in systemd.notes, agent.log_tail()
+            start = time.monotonic()
+            time.sleep(3.0)
+            pings = systemd.since(start).count("WATCHDOG=1")
+        finally:
+            code = agent.stop()
+    assert pings >= 10, (pings, systemd.notes[-20:])
+    assert code == 0, agent.log_tail()
+    assert "camera.offline" in agent.log_tail(100_000)
 
 
 def test_rtsp_camera_dies_and_comes_back_while_a_file_camera_keeps_going(
