@@ -152,6 +152,8 @@ def engine_cache_entry(
     key = EngineKey(
         gpu_name=name,
         compute_capability=(int(props.major), int(props.minor)),
+        gpu_sms=int(props.multiProcessorCount),
+        gpu_memory_mib=int(props.totalGlobalMem) // 2**20,
         trt_version=trt.__version__,
         model_sha256=sha256_of(model_path),
         precision=precision,
@@ -201,13 +203,21 @@ class TensorRTEngine:
             self.max_batch = key.max_batch
             problem = cached_engine_problem(engine_path, key)
             if problem is None:
-                plan = engine_path.read_bytes()
-            else:
-                _log.info("engine_build", model=str(self._path), precision=precision, reason=problem)
-                timing = engine_path.parent / timing_cache_name(key.gpu_name, key.compute_capability, key.trt_version)
-                plan = self._build(key, Profile(1, key.opt_batch, key.max_batch), timing, workspace_bytes)
-                write_atomic(engine_path, plan)
-                write_atomic(engine_path.with_name(engine_path.name + KEY_SUFFIX), _json_bytes(key_record(key, plan)))
+                try:
+                    self._open(engine_path.read_bytes())
+                    return
+                except ModelError as exc:
+                    # Its key matched, yet this TensorRT cannot load it (a patch update under the same
+                    # version string, a damaged file rewritten with its hash): rebuilt once, never left
+                    # to fail every start until systemd gives up.
+                    _log.warning("engine_cache_rejected", engine=str(engine_path), error=str(exc))
+                    self.close()  # whatever the failed open made
+                    problem = "the cached engine does not load"
+            _log.info("engine_build", model=str(self._path), precision=precision, reason=problem)
+            timing = engine_path.parent / timing_cache_name(key)
+            plan = self._build(key, Profile(1, key.opt_batch, key.max_batch), timing, workspace_bytes)
+            write_atomic(engine_path, plan)
+            write_atomic(engine_path.with_name(engine_path.name + KEY_SUFFIX), _json_bytes(key_record(key, plan)))
             self._open(plan)
         except BaseException:
             self.close()

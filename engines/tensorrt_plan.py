@@ -111,6 +111,10 @@ class EngineKey:
 
     gpu_name: str
     compute_capability: tuple[int, int]
+    # Jetson Orin modules share a name and compute capability 8.7 (a cloned image boots on another one):
+    # their SM count and memory tell them apart
+    gpu_sms: int
+    gpu_memory_mib: int
     trt_version: str
     model_sha256: str
     precision: Precision
@@ -128,10 +132,11 @@ class EngineKey:
         return f"{safe}-{self.precision}-b{self.max_batch}-sm{major}{minor}-trt{self.trt_version}-{self.digest()[:16]}{ENGINE_SUFFIX}"
 
 
-def timing_cache_name(gpu_name: str, compute_capability: tuple[int, int], trt_version: str) -> str:
+def timing_cache_name(key: EngineKey) -> str:
     """Timing caches hold per-GPU kernel timings, shared by every model built on that GPU and TensorRT."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", gpu_name)
-    return f"timing-{safe}-sm{compute_capability[0]}{compute_capability[1]}-trt{trt_version}.cache"
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", key.gpu_name)
+    major, minor = key.compute_capability
+    return f"timing-{safe}-sm{major}{minor}-{key.gpu_sms}sms-{key.gpu_memory_mib}mib-trt{key.trt_version}.cache"
 
 
 def key_record(key: EngineKey, engine_bytes: bytes) -> dict:

@@ -108,8 +108,12 @@ def check_cuda() -> CheckResult:
         from cuda.bindings import runtime
     except ImportError as exc:
         return CheckResult("cuda", False, f"cuda-python (cuda.bindings, >= 12.6.2) is absent: {exc}", _CUDA_HINT)
-    _, driver = runtime.cudaDriverGetVersion()
-    _, built_for = runtime.cudaRuntimeGetVersion()
+    err, driver = runtime.cudaDriverGetVersion()
+    if int(err) != 0 or int(driver) == 0:  # 0: no driver loaded
+        return CheckResult("cuda", False, f"no CUDA driver answers ({err!r})", _CUDA_HINT)
+    err, built_for = runtime.cudaRuntimeGetVersion()
+    if int(err) != 0:
+        return CheckResult("cuda", False, f"cuda-python cannot tell its CUDA version ({err!r})", _CUDA_HINT)
     problem = cuda_problem(int(driver), int(built_for))
     if problem is not None:
         return CheckResult("cuda", False, problem, _CUDA_HINT)
@@ -215,8 +219,12 @@ def check_models(config: AgentConfig, images: list[np.ndarray], gpu_ready: bool)
     start = time.monotonic()
     try:
         trt = Detector.open(manifest_path, models_dir, backend="tensorrt", confidence=detector_confidence(reference))
-    except (ModelError, RuntimeError) as exc:
-        hint = "see the error: a manifest whose precision disagrees with its graph, or a GPU out of memory"
+    except (ModelError, RuntimeError, OSError) as exc:
+        hint = (
+            f"run selftest as the service's user (sudo -u edge-agent ...), who owns {engine_path.parent}"
+            if isinstance(exc, PermissionError)
+            else "see the error: a manifest whose precision disagrees with its graph, or a GPU out of memory"
+        )
         return results + [CheckResult("engine", False, str(exc), hint)] + [
             CheckResult(n, False, "not run: no engine", hint) for n in ("golden", "speed")]  # fmt: skip
     with trt:

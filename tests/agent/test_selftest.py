@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import pytest
 
 from agent.tools.cli import main
 from agent.tools.selftest import (
+    check_cuda,
     check_gstreamer,
     check_python,
     cuda_problem,
@@ -34,6 +37,24 @@ def test_cuda_versions():
     assert version_text(12060) == "12.6" and version_text(13000) == "13.0"
     assert cuda_problem(driver=12060, runtime=12090) is None  # minor version compatibility within a major
     assert cuda_problem(driver=12060, runtime=13000) == "the driver supports CUDA 12.6, cuda-python is built for CUDA 13.0"
+
+
+@pytest.mark.parametrize(
+    ("driver", "runtime_version", "says"),
+    [((35, 0), (0, 12060), "no CUDA driver answers"), ((0, 12060), (1, 0), "cuda-python cannot tell its CUDA version")],
+    ids=["no driver", "runtime error"],
+)
+def test_cuda_errors_are_said_not_taken_for_version_0(driver, runtime_version, says, monkeypatch):
+    """FAKE cuda.bindings.runtime (no GPU or driver here): the error codes a box without a working driver gives
+    (35: cudaErrorInsufficientDriver); the real call runs in the selftest on a Jetson."""
+    runtime = types.SimpleNamespace(cudaDriverGetVersion=lambda: driver, cudaRuntimeGetVersion=lambda: runtime_version)
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.runtime = runtime
+    monkeypatch.setitem(sys.modules, "cuda", types.ModuleType("cuda"))
+    monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", runtime)
+    result = check_cuda()
+    assert not result.ok and result.detail.startswith(says) and "CUDA 0.0" not in result.detail
 
 
 def test_venv_must_see_the_system_packages_on_a_jetson(tmp_path: Path):

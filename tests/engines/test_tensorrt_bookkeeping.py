@@ -9,14 +9,20 @@ everything. What TensorRT itself does runs in test_tensorrt_engine.py, on a real
 from __future__ import annotations
 
 import ctypes
+import json
 import sys
 import types
 
+import numpy as np
 import pytest
 
+from agent.settings.config import load_config
+from agent.tools.selftest import check_models
 from engines import tensorrt_engine
 from engines.detector import Detector
 from engines.manifest import ModelError
+from engines.tensorrt_plan import cached_engine_problem, key_record
+from tests.conftest import REPO
 
 
 class FakeCuda:
@@ -37,7 +43,8 @@ class FakeCuda:
         return 0, 0
 
     def cudaGetDeviceProperties(self, device):
-        return 0, types.SimpleNamespace(name=b"Fake Orin\x00", major=8, minor=7)
+        return 0, types.SimpleNamespace(name=b"Fake Orin\x00", major=8, minor=7, multiProcessorCount=8,
+                                        totalGlobalMem=7620 * 2**20)
 
     def cudaStreamCreate(self):
         return 0, self._new("stream")
@@ -69,7 +76,7 @@ class FakeCuda:
 
 def fake_tensorrt(version: str, log_error_during_build: str | None = None, build_fails: bool = False):
     """A `tensorrt` module with the calls the backend makes; records what it was asked."""
-    calls: dict[str, list] = {"loggers": [], "network_flags": [], "builder_flags": []}
+    calls: dict[str, list] = {"loggers": [], "network_flags": [], "builder_flags": [], "deserialized": []}
 
     class ILogger:
         INTERNAL_ERROR, ERROR, WARNING, INFO = "internal", "error", "warning", "info"
@@ -138,7 +145,8 @@ def fake_tensorrt(version: str, log_error_during_build: str | None = None, build
             calls["loggers"].append(logger)
 
         def deserialize_cuda_engine(self, plan):
-            return engine
+            calls["deserialized"].append(plan)
+            return None if plan == b"stale-engine" else engine
 
     module = types.SimpleNamespace(
         __version__=version, ILogger=ILogger, Builder=Builder, OnnxParser=OnnxParser, Runtime=Runtime,
@@ -218,3 +226,34 @@ def test_fixed_batch_graph_falls_back_to_batch_one(fakes, models_dir, tmp_path):
     assert (key.max_batch, key.opt_batch) == (1, 1) and path.parent == tmp_path
     assert path.name.startswith("light_person_detector-fp32-b1-sm87-trt10.3.0-")
 
+
+
+def test_a_cached_engine_that_does_not_load_is_rebuilt_once(fakes, models_dir, tmp_path):
+    """Its key and hash match, yet TensorRT refuses it (a patch update under the same version string):
+    rebuilt, where failing would fail every start until systemd gives up."""
+    calls, cuda = fakes()
+    path, key = tensorrt_engine.engine_cache_entry(models_dir / "yolox_nano.onnx", "fp32", 8, cache_dir=tmp_path)
+    path.write_bytes(b"stale-engine")
+    path.with_name(path.name + tensorrt_engine.KEY_SUFFIX).write_text(json.dumps(key_record(key, b"stale-engine")))
+    with tensorrt_engine.TensorRTEngine(models_dir / "yolox_nano.onnx", precision="fp32", cache_dir=tmp_path) as engine:
+        assert engine.max_batch == 8
+    assert calls["deserialized"] == [b"stale-engine", b"serialized-engine"] and len(calls["network_flags"]) == 1
+    assert path.read_bytes() == b"serialized-engine" and cached_engine_problem(path, key) is None
+    assert all(not live for live in cuda.live.values())
+
+
+def test_selftest_says_whose_engine_cache_it_could_not_write(fakes, models_dir, media_dir, tmp_path, monkeypatch):
+    """A technician's selftest as root-less login: the engine cache is the service user's (0750), so the build's
+    write is refused. A line with the fix, where it was a traceback."""
+    fakes()
+    for name, value in (("MODELS", models_dir), ("MEDIA", media_dir), ("STATE", tmp_path / "state")):
+        monkeypatch.setenv(f"EDGE_AGENT_{name}_DIR", str(value))
+    config, _ = load_config(REPO / "examples" / "vtest.yaml")
+
+    def refused(path, data):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(tensorrt_engine, "write_atomic", refused)
+    results = {r.name: r for r in check_models(config, [np.zeros((576, 768, 3), np.uint8)] * 2, gpu_ready=True)}
+    assert results["onnxruntime"].ok and not results["engine"].ok and "Permission denied" in results["engine"].detail
+    assert results["engine"].hint.startswith("run selftest as the service's user (sudo -u edge-agent ...)")

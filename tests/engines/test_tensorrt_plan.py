@@ -30,7 +30,7 @@ from engines.tensorrt_plan import (
     trt_major,
 )
 
-KEY = EngineKey("NVIDIA Orin (nvgpu)", (8, 7), "10.3.0", "ab" * 32, "int8", 8, 8)
+KEY = EngineKey("NVIDIA Orin (nvgpu)", (8, 7), 8, 7620, "10.3.0", "ab" * 32, "int8", 8, 8)
 
 
 @pytest.mark.parametrize(
@@ -38,6 +38,8 @@ KEY = EngineKey("NVIDIA Orin (nvgpu)", (8, 7), "10.3.0", "ab" * 32, "int8", 8, 8
     [
         {"gpu_name": "NVIDIA A2"},
         {"compute_capability": (8, 6)},
+        {"gpu_sms": 4},  # an Orin Nano 4GB's image cloned from an 8GB's
+        {"gpu_memory_mib": 15_600},  # an Orin NX 16GB's
         {"trt_version": "10.3.1"},
         {"model_sha256": "cd" * 32},
         {"precision": "fp16"},
@@ -52,7 +54,8 @@ def test_every_key_field_changes_the_file_name(change):
 def test_file_name_is_readable_and_safe():
     name = KEY.file_name("yolox nano/../x")
     assert name.startswith("yolox_nano_.._x-int8-b8-sm87-trt10.3.0-") and name.endswith(".plan") and "/" not in name
-    assert timing_cache_name("NVIDIA Orin (nvgpu)", (8, 7), "10.3.0") == "timing-NVIDIA_Orin__nvgpu_-sm87-trt10.3.0.cache"
+    assert timing_cache_name(KEY) == "timing-NVIDIA_Orin__nvgpu_-sm87-8sms-7620mib-trt10.3.0.cache"
+    assert timing_cache_name(replace(KEY, gpu_sms=4)) != timing_cache_name(KEY)
 
 
 def _cache(tmp_path, key=KEY, engine=b"engine-bytes"):
