@@ -29,9 +29,10 @@ readonly LOG_DIR=/var/log/edge-agent
 readonly UNIT_DIR=/etc/systemd/system
 readonly UNIT_NAME=edge-agent.service
 readonly APT_PACKAGES=(python3-venv python3-pip ffmpeg mosquitto-clients)
-# Jetson: RTSP depayloaders and parsers around JetPack's own NVDEC elements (nvidia-l4t-gstreamer);
+# Jetson: RTSP depayloaders and parsers around JetPack's own NVDEC elements (nvidia-l4t-gstreamer),
+# videoconvert and appsink (base), and gst-inspect-1.0 (tools), which selftest asks for the elements;
 # CUDA, TensorRT and OpenCV come with JetPack itself (apt install nvidia-jetpack).
-readonly JETSON_APT_PACKAGES=(gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+readonly JETSON_APT_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-tools)
 
 ROOT=""
 DRY_RUN=0
@@ -223,10 +224,11 @@ main() {
   install_manifests
   install_config
   install_unit
+  # as the service's user: what they write (the model, TensorRT's engine cache) the service must rewrite
   echo "done: edit $CONFIG_DIR/config.yaml (or run edge-agent provision), fetch the model with"
-  echo "  $VENV_DIR/bin/edge-agent models fetch --manifest $APP_DIR/models/yolox_nano.json --dest $STATE_DIR/models"
+  echo "  sudo -u $SERVICE_USER $VENV_DIR/bin/edge-agent models fetch --manifest $APP_DIR/models/yolox_nano.json --dest $STATE_DIR/models"
   echo "then: systemctl start $UNIT_NAME"
-  echo "and check the GPU path: $VENV_DIR/bin/edge-agent selftest --config $CONFIG_DIR/config.yaml"
+  echo "and check the GPU path: sudo -u $SERVICE_USER $VENV_DIR/bin/edge-agent selftest --config $CONFIG_DIR/config.yaml"
 }
 
 main "$@"

@@ -155,7 +155,9 @@ def test_jetson_venv_uses_jetpacks_python_tensorrt_and_cuda(tmp_path: Path, exam
     assert "-m venv --system-site-packages /opt/edge-agent/venv" in out
     shell_quoted = cuda_python.replace("*", "\\*")  # as printf %q prints it
     assert f"/opt/edge-agent/venv/bin/python -m pip install --upgrade {REPO} {shell_quoted}" in out
-    assert "mosquitto-clients gstreamer1.0-plugins-good gstreamer1.0-plugins-bad" in out
+    assert "mosquitto-clients gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-tools" in out
+    # the steps it prints run as the service's user, who must be able to rewrite what they write
+    assert "sudo -u edge-agent /opt/edge-agent/venv/bin/edge-agent selftest --config /etc/edge-agent/config.yaml" in out
 
 
 @pytest.mark.parametrize(
