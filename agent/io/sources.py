@@ -247,17 +247,19 @@ class CameraReader:
         self._log.info("camera.stopped", frames_read=self._seq, finished=self._finished)
 
     def _open(self) -> cv2.VideoCapture:
-        if self._backend == "gstreamer":
-            return cv2.VideoCapture(self._source, cv2.CAP_GSTREAMER)
         if self.config.is_file:
             return cv2.VideoCapture(self.config.url, cv2.CAP_FFMPEG)
-        # OpenCV's FFmpeg backend uses RTSP over TCP (interleaved) unless
-        # OPENCV_FFMPEG_CAPTURE_OPTIONS says otherwise; TCP survives the packet
-        # loss that corrupts H.264 over UDP. The timeouts are per capture.
+        # The timeouts are per capture, for both backends (GStreamer's since OpenCV 4.7, JetPack 6 has 4.8;
+        # without them a dead camera holds a read for OpenCV's default 30 s, systemd's watchdog period).
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.config.open_timeout_s * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.config.read_timeout_s * 1000),
         ]  # fmt: skip
+        if self._backend == "gstreamer":
+            return cv2.VideoCapture(self._source, cv2.CAP_GSTREAMER, params)
+        # OpenCV's FFmpeg backend uses RTSP over TCP (interleaved) unless
+        # OPENCV_FFMPEG_CAPTURE_OPTIONS says otherwise; TCP survives the packet
+        # loss that corrupts H.264 over UDP.
         return cv2.VideoCapture(self.config.url, cv2.CAP_FFMPEG, params)
 
     def _pump(self, capture: cv2.VideoCapture) -> _Session:

@@ -225,3 +225,35 @@ def test_close_interrupts_backoff_promptly(tmp_path: Path) -> None:
     reader.close()
     assert time.monotonic() - started < 1.0
     assert [s[1] for s in statuses] == ["connecting", "offline"] and not reader.finished
+
+
+def test_an_rtsp_camera_on_a_jetson_opens_with_its_timeouts_through_gstreamer(monkeypatch) -> None:
+    """FAKE VideoCapture and Jetson: this OpenCV has no GStreamer and this box is no Jetson. What is checked is
+    what the reader asks OpenCV for (the pipeline and its timeouts); NVDEC decoding runs on a Jetson only."""
+    from agent.io import sources
+
+    opened: list[tuple] = []
+
+    class Refusing:
+        def __init__(self, *args) -> None:
+            opened.append(args)
+
+        def isOpened(self) -> bool:
+            return False
+
+        def release(self) -> None: ...
+
+    monkeypatch.setattr(sources, "is_jetson", lambda: True)
+    monkeypatch.setattr(sources, "opencv_has_gstreamer", lambda: True)
+    monkeypatch.setattr(sources.cv2, "VideoCapture", Refusing)
+    config = CameraConfig(id="gate", url="rtsp://127.0.0.1:8554/gate", open_timeout_s=4.0, read_timeout_s=3.0)
+    with CameraReader(config) as reader:
+        deadline = time.monotonic() + 10
+        while not opened and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert reader.backend == "gstreamer"
+    source, api, params = opened[0]
+    assert source.startswith("rtspsrc location=") and "nvv4l2decoder" in source and api == sources.cv2.CAP_GSTREAMER
+    assert dict(zip(params[::2], params[1::2])) == {
+        sources.cv2.CAP_PROP_OPEN_TIMEOUT_MSEC: 4000, sources.cv2.CAP_PROP_READ_TIMEOUT_MSEC: 3000
+    }
