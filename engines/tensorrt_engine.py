@@ -248,8 +248,7 @@ class TensorRTEngine:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
         if settings.fp16_flag:
             config.set_flag(trt.BuilderFlag.FP16)
-        timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
-        config.set_timing_cache(timing, ignore_mismatch=False)
+        config.set_timing_cache(_timing_cache(config, timing_path), ignore_mismatch=False)
         image = network.get_input(0)
         if -1 in image.shape[:]:  # a fixed-shape graph needs no profile
             shapes = builder.create_optimization_profile()
@@ -340,6 +339,21 @@ class TensorRTEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _timing_cache(config: trt.IBuilderConfig, path: Path) -> trt.ITimingCache:
+    """The timing cache saved at `path`, or a new one when there is none or TensorRT refuses it (a damaged
+    file would otherwise fail every build until deleted by hand; the build rewrites it)."""
+    if path.is_file():
+        try:
+            cache = config.create_timing_cache(path.read_bytes())
+            if cache is not None:
+                return cache
+            error = "TensorRT made no cache of it"
+        except (RuntimeError, TypeError, OSError) as exc:
+            error = str(exc)
+        _log.warning("timing_cache_rejected", path=str(path), error=error)
+    return config.create_timing_cache(b"")
 
 
 def _onnx_for_batch(model: onnx.ModelProto, max_batch: int) -> bytes:

@@ -21,7 +21,7 @@ from agent.tools.selftest import check_models
 from engines import tensorrt_engine
 from engines.detector import Detector
 from engines.manifest import ModelError
-from engines.tensorrt_plan import cached_engine_problem, key_record
+from engines.tensorrt_plan import cached_engine_problem, key_record, timing_cache_name
 from tests.conftest import REPO
 
 
@@ -76,7 +76,7 @@ class FakeCuda:
 
 def fake_tensorrt(version: str, log_error_during_build: str | None = None, build_fails: bool = False):
     """A `tensorrt` module with the calls the backend makes; records what it was asked."""
-    calls: dict[str, list] = {"loggers": [], "network_flags": [], "builder_flags": [], "deserialized": []}
+    calls: dict[str, list] = {"loggers": [], "network_flags": [], "builder_flags": [], "deserialized": [], "timing_caches": []}
 
     class ILogger:
         INTERNAL_ERROR, ERROR, WARNING, INFO = "internal", "error", "warning", "info"
@@ -95,7 +95,8 @@ def fake_tensorrt(version: str, log_error_during_build: str | None = None, build
         def set_flag(self, flag):
             calls["builder_flags"].append(flag)
         def create_timing_cache(self, data):
-            return b"timing"
+            calls["timing_caches"].append(data)
+            return None if data == b"damaged-timing" else b"timing"
         def set_timing_cache(self, cache, ignore_mismatch): ...
         def add_optimization_profile(self, profile): ...
         def get_timing_cache(self):
@@ -257,3 +258,13 @@ def test_selftest_says_whose_engine_cache_it_could_not_write(fakes, models_dir, 
     results = {r.name: r for r in check_models(config, [np.zeros((576, 768, 3), np.uint8)] * 2, gpu_ready=True)}
     assert results["onnxruntime"].ok and not results["engine"].ok and "Permission denied" in results["engine"].detail
     assert results["engine"].hint.startswith("run selftest as the service's user (sudo -u edge-agent ...)")
+
+
+def test_a_damaged_timing_cache_is_replaced_not_fatal(fakes, models_dir, tmp_path):
+    calls, _ = fakes()
+    _, key = tensorrt_engine.engine_cache_entry(models_dir / "yolox_nano.onnx", "fp32", 8, cache_dir=tmp_path)
+    timing = tmp_path / timing_cache_name(key)
+    timing.write_bytes(b"damaged-timing")
+    with tensorrt_engine.TensorRTEngine(models_dir / "yolox_nano.onnx", precision="fp32", cache_dir=tmp_path):
+        pass
+    assert calls["timing_caches"] == [b"damaged-timing", b""] and timing.read_bytes() == b"timing"
