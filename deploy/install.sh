@@ -168,7 +168,7 @@ write_file() {
 
 install_venv() {
   local venv_args=()
-  # JetPack's TensorRT and CUDA Python bindings live in the system site-packages only.
+  # JetPack's TensorRT and GStreamer-enabled OpenCV live in the system site-packages only (cuda-python is pip's).
   is_jetson && venv_args+=(--system-site-packages)
   # Re-running venv on an existing one keeps its packages and rewrites pyvenv.cfg,
   # which also repairs a venv made without --system-site-packages on a Jetson.
