@@ -15,6 +15,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     create_model,
@@ -32,6 +33,31 @@ NormXY = Annotated[
     Field(description="normalised (x, y): 0..1 of the frame width and height"),
 ]
 RuleId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+
+def _fractions_of_the_frame(points: object) -> object:
+    """A shape's points outside 0..1, said once for the shape and with what they look like (pixels, or off the
+    frame), before the per-number errors; anything else is left to the type's own checks."""
+    pairs = points if isinstance(points, list | tuple) else []
+    outside = [
+        p for p in pairs
+        if isinstance(p, list | tuple) and any(isinstance(v, int | float) and not 0.0 <= v <= 1.0 for v in p)
+    ]  # fmt: skip
+    if not outside:
+        return points
+    first = tuple(outside[0])
+    if any(isinstance(v, int | float) and v > 2.0 for p in outside for v in p):
+        raise ValueError(
+            f"{len(outside)} of its points are outside 0..1, e.g. {first}, which looks like pixels: points are "
+            "fractions of the frame (x / width, y / height); divide by the frame's size, or draw it in the zone editor"
+        )
+    raise ValueError(
+        f"{len(outside)} of its points are off the frame, e.g. {first}: points are fractions of the frame, each "
+        "within 0..1 (x / width, y / height)"
+    )
+
+
+Shape = BeforeValidator(_fractions_of_the_frame)
 # Caps that bound the work of checking a document (the simplicity check is quadratic in
 # the vertices of a polygon): the zone editor, `check-config` and OTA all go through them.
 MAX_POLYGON_POINTS = 100
@@ -60,7 +86,7 @@ class _Strict(BaseModel):
 class _ZoneShape(_Strict):
     id: RuleId = Field(description="zone id, unique per camera; appears in events")
     camera: RuleId = Field(description="id of the camera the zone belongs to")
-    polygon: Annotated[list[NormXY], AfterValidator(_simple_polygon)] = Field(
+    polygon: Annotated[list[NormXY], Shape, AfterValidator(_simple_polygon)] = Field(
         max_length=MAX_POLYGON_POINTS,
         description=f"vertices in order, normalised 0..1; at least 3, at most {MAX_POLYGON_POINTS}, not self-intersecting",
     )
@@ -86,7 +112,7 @@ Zone = create_model(
 class Line(_Strict):
     id: RuleId = Field(description="line id, unique per camera; appears in events")
     camera: RuleId = Field(description="id of the camera the line belongs to")
-    points: tuple[NormXY, NormXY] = Field(
+    points: Annotated[tuple[NormXY, NormXY], Shape] = Field(
         description="from a to b, normalised; crossing from the left of a->b to its right (on screen) is `in`"
     )
     classes: list[str] = Field(["person"], min_length=1, description="class names or class-map categories counted")
@@ -111,7 +137,7 @@ class GroundCalibration(_Strict):
     camera can then be given in metres."""
 
     camera: RuleId = Field(description="id of the camera calibrated")
-    image_points: tuple[NormXY, NormXY, NormXY, NormXY] = Field(
+    image_points: Annotated[tuple[NormXY, NormXY, NormXY, NormXY], Shape] = Field(
         description="four points on the ground in the camera's frame, normalised; no three in a line"
     )
     ground_m: tuple[MetresXY, MetresXY, MetresXY, MetresXY] = Field(
@@ -163,6 +189,10 @@ class ZonesDoc(_Strict):
     def ground_plane(self, camera_id: str) -> GroundPlane | None:
         """The camera's ground plane, or None when the document does not calibrate it."""
         return next((g.plane() for g in self.ground if g.camera == camera_id), None)
+
+    def ruleless_zones(self) -> list[str]:
+        """Ids of the zones that turn on no rule (no `intrusion:`, `loitering:`, ... block): they watch nothing."""
+        return [z.id for z in self.zones if all(getattr(z, kind.field) is None for kind in ZONE_KINDS)]
 
     def camera_ids(self) -> set[str]:
         return {z.camera for z in self.zones} | {line.camera for line in self.lines} | {g.camera for g in self.ground}

@@ -40,13 +40,19 @@ def _load(path: Path) -> tuple | None:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    from agent.analytics.kinds import ZONE_KINDS
+
     if (loaded := _load(args.config)) is None:
         return EXIT_CONFIG
     config, zones = loaded
     print(f"{args.config}: ok ({len(config.cameras)} cameras, {len(zones.zones)} zones, {len(zones.lines)} lines)")
+    where = config.zones_file or "no zones_file"
     if not zones.zones and not zones.lines:
-        where = config.zones_file or "no zones_file"
         print(f"warning: {where}: no zones or lines, so no rule runs on any camera", file=sys.stderr)
+    if ruleless := zones.ruleless_zones():
+        kinds = ", ".join(f"{k.field}:" for k in ZONE_KINDS)
+        print(f"warning: {where}: zones {ruleless} turn on no rule, so they watch nothing: give each a rule block "
+              f"({kinds})", file=sys.stderr)  # fmt: skip
     return EXIT_OK
 
 

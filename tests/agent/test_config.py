@@ -89,7 +89,12 @@ BAD = [
     ("unknown key", lambda c, z: c.update(colour="blue"), "colour: Extra inputs are not permitted"),
     ("unknown nested key", lambda c, z: c["broker"].update(hots="x") if "broker" in c else c.update(broker={"hots": "x"}), "broker.hots"),
     ("polygon with 2 points", lambda c, z: z["zones"][0].update(polygon=[[0.1, 0.1], [0.2, 0.2]]), "zones[0].polygon"),
-    ("coordinate outside 0..1", lambda c, z: z["zones"][0].update(polygon=[[0.1, 0.1], [1.5, 0.1], [0.5, 0.9]]), "zones[0].polygon[1][0]"),
+    ("coordinate outside 0..1", lambda c, z: z["zones"][0].update(polygon=[[0.1, 0.1], [1.5, 0.1], [0.5, 0.9]]),
+     "zones[0].polygon: Value error, 1 of its points are off the frame, e.g. (1.5, 0.1): points are fractions"),
+    ("polygon in pixels", lambda c, z: z["zones"][0].update(polygon=[[420, 170], [700, 170], [700, 500]]),
+     "3 of its points are outside 0..1, e.g. (420, 170), which looks like pixels: points are fractions of the frame"),
+    ("line off the frame", lambda c, z: z["lines"][0].update(points=[[1.2, 0.5], [1.5, 0.5]]),
+     "lines[0].points: Value error, 2 of its points are off the frame, e.g. (1.2, 0.5)"),
     ("self-intersecting polygon", lambda c, z: z["zones"][0].update(polygon=[[0, 0], [1, 1], [1, 0], [0, 1]]), "not simple"),
     ("missing model file", lambda c, z: c.update(models_dir="/nonexistent"), "model"),
     ("missing clip", lambda c, z: c["cameras"][0].update(url="/nonexistent/clip.avi"), "cameras[0].url"),
@@ -130,13 +135,21 @@ def test_check_config_warns_when_no_rule_would_run(write_config, capsys):
     assert out.err == f"warning: {path.parent / 'zones.yaml'}: no zones or lines, so no rule runs on any camera\n"
 
 
-@pytest.mark.parametrize("what, edit, message", BAD[:4] + BAD[5:6], ids=[b[0] for b in BAD[:4] + BAD[5:6]])
+@pytest.mark.parametrize("what, edit, message", BAD[:5] + BAD[7:8], ids=[b[0] for b in BAD[:5] + BAD[7:8]])
 def test_check_config_exits_2_with_the_first_error(write_config, what, edit, message):
     proc = subprocess.run(
         [sys.executable, "-m", "agent.tools.cli", "check-config", str(write_config(edit))], capture_output=True, text=True
     )
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+def test_check_config_warns_of_a_zone_that_turns_on_no_rule(write_config, capsys):
+    path = write_config(lambda c, z: z["zones"].append({"id": "courtyard", "camera": "cam1", "polygon": [[0, 0], [1, 0], [1, 1]]}))
+    assert main(["check-config", str(path)]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: {path.parent / 'zones.yaml'}: zones ['courtyard'] turn on no rule, so they watch "
+                          "nothing: give each a rule block (intrusion:, "), err
 
 
 @pytest.mark.parametrize(("sessions", "split"), [(None, min(cores(), 4)), (1, 0), (2, 2)])
