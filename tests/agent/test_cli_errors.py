@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +120,19 @@ def test_status_without_a_running_agent(tmp_path: Path, example_env: None, capsy
     config.write_text(text)
     assert main(["status", "--config", str(config), "--once"]) == 1
     assert f"{tmp_path / 'state' / 'status.sock'} does not exist: is the agent running" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_start_up_is_a_line_and_130_not_a_traceback(example_env: None) -> None:
+    """SIGINT while the CLI is still importing (numpy loaded, which only the CLI's imports load): as a
+    technician's Ctrl-C in the first second of `edge-agent run`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.tools.entry", "run", "--config", str(REPO / "examples" / "vtest.yaml")],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "_multiarray_umath" not in Path(f"/proc/{proc.pid}/maps").read_text():
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (130, "edge-agent: interrupted\n")
+
