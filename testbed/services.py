@@ -169,6 +169,12 @@ class RtspServer:
         if self._proc is not None and self._proc.stdout is not None:
             self._proc.stdout.close()
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (to freeze it with SIGSTOP: a camera that hangs)."""
+        assert self._proc is not None
+        return self._proc.pid
+
 
 def gst_rtsp_missing() -> str | None:
     """Why the system interpreter cannot run the RTSP server, or None if it can."""

@@ -274,13 +274,19 @@ class CameraReader:
         width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self._publish("online", f"{width}x{height} @ {fps:.2f} fps")
         paced = self.config.is_file and self.config.replay == "realtime"
+        last_frame_mono = anchor_mono
         while not self._stop.is_set():
             ok, image = capture.read()
             if not ok or image is None:
-                stable = time.monotonic() - anchor_mono >= self.config.reconnect_max_s
+                now = time.monotonic()
+                stable = now - anchor_mono >= self.config.reconnect_max_s
                 if self.config.is_file:
                     return _Session("ended", "end of file", stable)
-                return _Session("lost", f"no frame within {self.config.read_timeout_s} s, or the stream ended", stable)
+                # as long as it was: the decoder may retry a stalled read (FFmpeg does, each for read_timeout_s)
+                waited_s = now - last_frame_mono
+                return _Session("lost", f"the stream ended, or no frame for {waited_s:.1f} s (read_timeout_s "
+                                f"{self.config.read_timeout_s})", stable)  # fmt: skip
+            last_frame_mono = time.monotonic()
             if self.config.is_file:
                 media_ns = int(capture.get(cv2.CAP_PROP_POS_MSEC) * 1e6)
                 pts_ns = max(anchor_ns + media_ns, self._last_pts_ns + 1)

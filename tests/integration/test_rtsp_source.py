@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -25,13 +28,15 @@ class Recorder:
     def __init__(self) -> None:
         self.frames: list[tuple[float, Frame]] = []
         self.states: list[str] = []
+        self.details: list[str] = []
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def on_status(self, _camera_id: str, state: str, _detail: str) -> None:
+    def on_status(self, _camera_id: str, state: str, detail: str) -> None:
         with self._cond:
             self.states.append(state)
+            self.details.append(detail)
             self._cond.notify_all()
 
     def drain(self, reader: CameraReader) -> None:
@@ -99,6 +104,31 @@ def test_rtsp_camera_reconnects_while_file_camera_keeps_its_rate(
     assert len(during) == pytest.approx(10.0 * outage_s, rel=0.15)
     assert max(np.diff(during)) < 0.3
     assert replay.states == ["connecting", "online"]
+
+
+def test_a_camera_that_hangs_is_offline_saying_how_long_it_gave_no_frame(
+    rtsp_server: Callable[..., RtspServer], media_dir: Path
+) -> None:
+    """A frozen camera (its server stopped with SIGSTOP: the connection stays open, nothing comes). The decoder
+    may retry a stalled read, so the detail gives the time it really waited, not only read_timeout_s."""
+    server = rtsp_server(media_dir / "vtest.avi", "frozen")
+    config = CameraConfig(id="frozen", url=server.url, reconnect_min_s=5.0, reconnect_max_s=10.0, read_timeout_s=1.0)
+    recorder = Recorder()
+    with CameraReader(config, recorder.on_status) as reader:
+        recorder.drain(reader)
+        recorder.wait(lambda: len(recorder.frames) >= 5, 30.0, "first frames")
+        os.kill(server.pid, signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        try:
+            recorder.wait(lambda: "offline" in recorder.states, 30.0, "offline")
+            said_at = time.monotonic()
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+    recorder.stop()
+    detail = recorder.details[recorder.states.index("offline")]
+    waited = re.fullmatch(r"the stream ended, or no frame for (\d+\.\d) s \(read_timeout_s 1\.0\)", detail)
+    assert waited is not None, detail
+    assert 1.0 <= float(waited.group(1)) <= said_at - frozen_at + 0.5
 
 
 def test_mp4_with_audio_serves_as_rtsp_camera(rtsp_server: Callable[..., RtspServer], media_dir: Path) -> None:
