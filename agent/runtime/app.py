@@ -107,7 +107,8 @@ class Agent:
             agent_version=__version__,
             model=ModelInfo(name=model.manifest.name, sha256=model.sha256) if model else None,
             zones_version=self.control.live_zones_version() if self.control else self.zones.version,
-            cameras=dict(self.camera_states),
+            # an agent going offline reads no camera: their last states would read as still true
+            cameras=dict(self.camera_states) if state == "online" else dict.fromkeys(self.camera_states, "stopped"),
             audit_head=self._audit.head() if self._audit else None,
         )
 

@@ -158,3 +158,4 @@ def test_rtsp_camera_dies_and_comes_back_while_a_file_camera_keeps_going(
     assert code == 0, agent.log_tail()
     final = statuses(sub.messages)[-1]
     assert final.state == "offline"  # a clean stop says so (the last will covers crashes)
+    assert final.cameras == {"gate": "stopped", "plaza": "stopped"}  # not their last states: nothing reads them now
