@@ -128,15 +128,17 @@ class Mosquitto:
 class RtspServer:
     """A clip served as an RTSP camera by testbed/rtsp_server.py (GStreamer).
 
-    url: rtsp://127.0.0.1:<port>/<name>; start() after stop() serves on the same port.
+    url: rtsp://127.0.0.1:<port>/<name>; start() after stop() serves on the same port. `login`: (user, password,
+    "digest" or "basic") a client must give, as a camera asks (the url has none: a test writes its own).
     """
 
-    def __init__(self, clip: Path, name: str, log_path: Path) -> None:
+    def __init__(self, clip: Path, name: str, log_path: Path, login: tuple[str, str, str] | None = None) -> None:
         self.clip = clip
         self.name = name
         self.port = free_port()
         self.url = f"rtsp://127.0.0.1:{self.port}/{name}"
         self.log_path = log_path
+        self.login = login
         self._proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -144,6 +146,8 @@ class RtspServer:
             return
         cmd = [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--clip", str(self.clip), "--port", str(self.port)]
         cmd += ["--name", self.name]
+        if self.login is not None:
+            cmd += ["--user", self.login[0], "--password", self.login[1], "--auth", self.login[2]]
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
         self._wait_ready()

@@ -16,12 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 import cv2
 import structlog
 
 from agent.core.types import Frame
 from agent.io.gst import choose_backend, is_jetson, opencv_has_gstreamer
+from agent.io.rtsp_probe import why_not_open
 from agent.settings.camera import CameraConfig
 
 __all__ = ["CameraReader", "FrameQueue", "ReaderStats", "StatusCallback", "backoff_s"]
@@ -30,11 +32,23 @@ StatusCallback = Callable[[str, str, str], None]
 """on_status(camera_id, state, detail); state is connecting | online | offline | ended."""
 
 _FPS_WINDOW_S = 5.0
-# OpenCV says only that the open failed; FFmpeg's or GStreamer's reason is in the native_log lines just before
+# OpenCV says only that the open failed: an RTSP camera is asked why (agent/io/rtsp_probe.py); these say the rest
 _CANNOT_OPEN = (
     "cannot open source: nothing answered at that address within open_timeout_s, it refused the connection, "
-    "or the path or credentials are wrong (the decoder's own reason is in the native_log lines before this)"
+    "or the path or credentials are wrong (the decoder's own reason is in the native_log lines around this)"
 )
+_SERVED_NOT_DECODED = (
+    "cannot open source: the camera serves the stream, but the decoder could not open it (a codec it lacks? "
+    "its own reason is in the native_log lines around this)"
+)
+
+
+def cannot_open(config: CameraConfig) -> str:
+    """Why `config`'s source did not open, as precisely as can be known (an RTSP camera is asked)."""
+    if config.is_file or urlsplit(config.url).scheme != "rtsp":  # rtsps (TLS) is not asked
+        return _CANNOT_OPEN
+    why = why_not_open(config.url, config.open_timeout_s)
+    return _SERVED_NOT_DECODED if why is None else f"cannot open source: {why}"
 
 
 def backoff_s(attempt: int, min_s: float, max_s: float, u: float) -> float:
@@ -219,7 +233,7 @@ class CameraReader:
             self._publish("connecting", self.config.redacted_url)
             capture = self._open()
             if not capture.isOpened():
-                session = _Session("lost", _CANNOT_OPEN)
+                session = _Session("lost", cannot_open(self.config))
             else:
                 try:
                     session = self._pump(capture)

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 import cv2
 
 from agent.core.units import EARLIEST_REAL_TIME_S
+from agent.io.sources import cannot_open
 from agent.settings.camera import CameraConfig
 from agent.settings.config import AgentConfig, ConfigError, load_config
 from agent.tools.args import DEFAULT_CONFIG, add_config_argument
@@ -84,26 +85,24 @@ class CameraProbe:
         return f"{self.width}x{self.height}, {rate}, codec {self.fourcc or '?'}"
 
 
-def probe_camera(
-    url: str, measure_s: float = CAMERA_MEASURE_S, open_timeout_s: float = 10.0, read_timeout_s: float = 5.0
-) -> CameraProbe:
-    """Open `url` with OpenCV's FFmpeg backend, decode one frame, then count frames for `measure_s`.
+def probe_camera(camera: CameraConfig, measure_s: float = CAMERA_MEASURE_S) -> CameraProbe:
+    """Open the camera's url with OpenCV's FFmpeg backend (its open and read timeouts), decode one frame, then
+    count frames for `measure_s`; one that does not open says why (`cannot_open`).
 
     Live streams: FFmpeg's stream probing at open buffers a few seconds of
     video, which then comes back at decode speed; those frames are drained
     first (until a read has to wait for the network), so the rate is the
     camera's, not the buffer's. Files are measured at decode speed.
     """
+    url, read_timeout_s = camera.url, camera.read_timeout_s
     params = [
-        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(camera.open_timeout_s * 1000),
         cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout_s * 1000),
     ]  # fmt: skip
     capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
     try:
         if not capture.isOpened():
-            return CameraProbe(
-                False, f"cannot open (refused, no such stream, or no answer within {open_timeout_s:g} s)"
-            )
+            return CameraProbe(False, cannot_open(camera))
         ok, image = capture.read()
         if not ok or image is None:
             return CameraProbe(False, f"opened, but no frame decoded within {read_timeout_s:g} s")
@@ -138,7 +137,7 @@ def probe_camera(
 
 def check_camera(camera: CameraConfig, measure_s: float = CAMERA_MEASURE_S) -> CheckResult:
     name = f"camera:{camera.id}"
-    probe = probe_camera(camera.url, measure_s, camera.open_timeout_s, camera.read_timeout_s)
+    probe = probe_camera(camera, measure_s)
     where = camera.redacted_url
     if not probe.opened:
         hint = (

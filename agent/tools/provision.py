@@ -169,7 +169,7 @@ def provision(args: argparse.Namespace, out: Callable[[str], None] = print) -> l
     probes: dict[str, CameraProbe] = {}
     for camera in cameras:
         out(f"probing {camera.id} ({camera.redacted_url}) ...")
-        probes[camera.id] = probe_camera(camera.url, args.probe_seconds, camera.open_timeout_s, camera.read_timeout_s)
+        probes[camera.id] = probe_camera(camera, args.probe_seconds)
         out(f"  {'ok' if probes[camera.id].opened else 'NOT REACHABLE'}: {probes[camera.id].describe()}")
     raw = {
         "device_id": device_id,

@@ -32,7 +32,7 @@ def test_an_unreachable_camera_is_a_warning_with_its_address_and_reason_repeated
     for record in offline:
         assert record["log_level"] == "warning" and record["camera_id"] == "door"
         assert record["url"] == url.replace("Secret@123", "***")  # the address, never the password
-        assert record["detail"].startswith("cannot open source: nothing answered") and record["retry_in_s"] >= 0.2
+        assert record["detail"].startswith("cannot open source: nothing listens at 127.0.0.1:") and record["retry_in_s"] >= 0.2
     assert "Secret" not in repr(logs)
     assert next(r for r in logs if r["event"] == "camera.connecting")["log_level"] == "info"
 

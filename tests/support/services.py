@@ -72,11 +72,11 @@ def _gst_rtsp_available() -> None:
 
 @pytest.fixture
 def rtsp_server(_gst_rtsp_available: None, tmp_path: Path) -> Iterator[Callable[..., RtspServer]]:
-    """Factory: rtsp_server(clip, name="cam") starts a camera serving `clip` and returns it."""
+    """Factory: rtsp_server(clip, name="cam", login=None) starts a camera serving `clip` and returns it."""
     servers: list[RtspServer] = []
 
-    def start(clip: Path, name: str = "cam") -> RtspServer:
-        server = RtspServer(Path(clip), name, tmp_path / f"rtsp-{name}-{len(servers)}.log")
+    def start(clip: Path, name: str = "cam", login: tuple[str, str, str] | None = None) -> RtspServer:
+        server = RtspServer(Path(clip), name, tmp_path / f"rtsp-{name}-{len(servers)}.log", login)
         servers.append(server)
         server.start()
         return server
