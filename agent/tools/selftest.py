@@ -153,9 +153,14 @@ def read_camera(camera: CameraConfig, seconds: float) -> tuple[CheckResult, list
     """Decode `seconds` of `camera` through the agent's own reader; the line and a few frames."""
     from agent.io.sources import CameraReader
 
-    frames, kept = 0, []
+    frames, kept, offline = 0, [], []
+
+    def on_status(_camera_id: str, state: str, detail: str) -> None:
+        if state == "offline":
+            offline.append(detail)
+
     start = time.monotonic()
-    with CameraReader(camera) as reader:
+    with CameraReader(camera, on_status) as reader:
         while time.monotonic() - start < seconds and not (reader.finished and not len(reader.queue)):
             frame = reader.queue.get(timeout_s=0.5)
             if frame is None:
@@ -167,8 +172,9 @@ def read_camera(camera: CameraConfig, seconds: float) -> tuple[CheckResult, list
     elapsed = time.monotonic() - start
     name = f"camera:{camera.id}"
     if not frames:
-        return CheckResult(name, False, f"{backend}: no frame in {seconds:g} s from {camera.redacted_url}",
-                           "run edge-agent doctor: it says why the camera does not answer"), kept  # fmt: skip
+        why = offline[-1] if offline else f"no frame in {seconds:g} s"
+        return CheckResult(name, False, f"{backend}: {camera.redacted_url}: {why}",
+                           "correct what it says; edge-agent doctor checks the camera further"), kept  # fmt: skip
     height, width = kept[0].shape[:2]
     detail = f"{backend}: {frames} frames of {width}x{height} in {elapsed:.1f} s ({frames / elapsed:.1f} fps)"
     return CheckResult(name, True, detail), kept
@@ -296,5 +302,5 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     """Print the report; 0 when every line passes, 1 otherwise."""
     from agent.io import logs
 
-    logs.configure("warning")  # engine chatter would mix with the table (or break --json)
+    logs.configure("error")  # engine chatter and the cameras' warnings (their lines say why) would mix with the table
     return print_report(run_selftest(args.config, args.camera_seconds), args.json)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.settings.camera import CameraConfig
 from agent.tools.cli import main
 from agent.tools.selftest import (
     check_cuda,
@@ -22,11 +23,13 @@ from agent.tools.selftest import (
     check_python,
     cuda_problem,
     golden_reference,
+    read_camera,
     run_selftest,
     venv_sees_system_packages,
     version_text,
 )
 from engines.types import Detections
+from testbed.services import free_port
 from tests.conftest import REPO
 
 LINES = ["python", "tensorrt", "cuda", "gstreamer", "camera:plaza", "onnxruntime", "engine", "golden", "speed"]
@@ -55,6 +58,15 @@ def test_cuda_errors_are_said_not_taken_for_version_0(driver, runtime_version, s
     monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", runtime)
     result = check_cuda()
     assert not result.ok and result.detail.startswith(says) and "CUDA 0.0" not in result.detail
+
+
+@pytest.mark.integration
+def test_a_camera_without_frames_says_why() -> None:
+    port = free_port()  # nothing listens there
+    line, frames = read_camera(CameraConfig(id="gate", url=f"rtsp://127.0.0.1:{port}/cam", reconnect_min_s=5.0), 1.0)
+    assert not line.ok and frames == []
+    assert line.detail == (f"ffmpeg: rtsp://127.0.0.1:{port}/cam: cannot open source: nothing listens at "
+                           f"127.0.0.1:{port} (connection refused): check the address, the port, and that the camera is on")
 
 
 def test_venv_must_see_the_system_packages_on_a_jetson(tmp_path: Path):
