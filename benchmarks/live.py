@@ -62,7 +62,8 @@ def cameras(source: Source, clip: Path, count: int, workdir: Path, loop: bool = 
     scheduled time, so end to end includes decode and queueing.
     rtsp: one GStreamer RTSP server per camera (each re-encodes the clip to
     H.264 on this same box, which costs CPU the agent then lacks); the reader
-    stamps a frame when OpenCV returns it, so end to end starts after decode.
+    stamps a frame when OpenCV returns it, so end to end starts after decode. A server
+    plays the clip once per connection (vtest: 80 s), then the camera reconnects.
     """
     if source == "file":
         yield [{"id": f"cam{i}", "url": str(clip), "replay": "realtime", "loop": loop} for i in range(count)]

@@ -8,8 +8,9 @@ It prints `READY rtsp://127.0.0.1:<port>/<name>` once the socket listens and
 exits 0 on SIGTERM or SIGINT. The clip is decoded, re-encoded as H.264
 (zero-latency, a key frame every `--key-int` frames so a client that
 (re)connects decodes within a second) and paced at its own frame rate by the
-pipeline clock, like a live camera. Each client gets its own pipeline, so a
-reconnect restarts the clip; AVI clips loop forever, other containers end.
+pipeline clock, like a live camera. Each client gets its own pipeline and the
+clip plays once (vtest.avi: 795 frames, 80 s), then the stream ends; a client
+that reconnects gets it from the start (the agent does, after `camera.offline`).
 
 `--user U --password P` asks for them as a camera does (`--auth digest`, most
 cameras' default, or `basic`); without, anyone may watch.
@@ -33,20 +34,13 @@ from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 def launch_line(clip: Path, key_int: int) -> str:
     """The media pipeline for one client, in gst-launch syntax."""
     location = str(clip.resolve()).replace('"', '\\"')
-    if clip.suffix.lower() == ".avi":
-        # multifilesrc re-reads the file at its end and avidemux (push mode)
-        # accepts the concatenated stream: a cheap endless camera.
-        source = f'multifilesrc location="{location}" loop=true ! avidemux'
-    else:
-        # qtdemux cannot parse a concatenated MP4, so other clips play once.
-        source = f'filesrc location="{location}"'
     # decodebin exposes every stream; only the video one links to videoconvert,
     # an audio track stays unlinked and is ignored. threads=1: zerolatency's sliced
     # threads cut every frame into several slices, and key frames then reached
     # the client with their lower part smeared (measured: every GOP damaged);
     # one slice per frame is what typical IP cameras send.
     return (
-        f"( {source} ! decodebin ! videoconvert ! video/x-raw,format=I420 "
+        f'( filesrc location="{location}" ! decodebin ! videoconvert ! video/x-raw,format=I420 '
         f"! x264enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max={key_int} "
         f"! rtph264pay name=pay0 pt=96 config-interval=-1 )"
     )
