@@ -8,9 +8,11 @@ variable without a default is an error.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,6 +36,7 @@ from agent.analytics.camera import build_rules
 from agent.core.tracker import TrackerConfig
 from agent.settings import paths
 from agent.settings.camera import CameraConfig
+from agent.settings.errors import describe_yaml_error
 from agent.settings.trust import TrustStore
 from agent.settings.zones import ZonesDoc, load_zones
 from engines.decoders import make_decoder
@@ -217,12 +220,33 @@ def _expand(value: Any, where: str) -> Any:
 
 
 def format_validation_error(err: ValidationError) -> str:
-    """The first error as `path.to[0].field: message`."""
+    """The first error as `path.to[0].field: message`; a misspelled key with the known key it is closest to."""
     first = err.errors()[0]
     path = ""
     for part in first["loc"]:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return f"{path or '(top level)'}: {first['msg']}"
+    hint = ""
+    if first["type"] == "extra_forbidden" and first["loc"]:
+        close = difflib.get_close_matches(str(first["loc"][-1]), _KNOWN_KEYS, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{path or '(top level)'}: {first['msg']}{hint}"
+
+
+def _keys_of(annotation: object, seen: set[type]) -> set[str]:
+    """Every field name (and alias) of the pydantic models inside `annotation` (lists, unions, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if annotation in seen:
+            return set()
+        seen.add(annotation)
+        keys: set[str] = set()
+        for name, field in annotation.model_fields.items():
+            keys |= {name, field.alias or name} | _keys_of(field.annotation, seen)
+        return keys
+    return set().union(*(_keys_of(arg, seen) for arg in typing.get_args(annotation)))
+
+
+# what a misspelled key is compared with: every key of a config or a zones document
+_KNOWN_KEYS = sorted(_keys_of(AgentConfig, set()) | _keys_of(ZonesDoc, set()))
 
 
 def _from_environment(err: ValidationError) -> str:
@@ -244,7 +268,7 @@ def load_config(path: Path) -> tuple[AgentConfig, ZonesDoc]:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        raise ConfigError(f"{path}: not valid YAML: {describe_yaml_error(e)}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     if "device_id" not in raw and {"zones", "lines"} & raw.keys():
@@ -276,7 +300,7 @@ def load_config(path: Path) -> tuple[AgentConfig, ZonesDoc]:
         except ValueError as e:  # not a mapping
             raise ConfigError(f"{config.zones_file}: {e}") from e
         except yaml.YAMLError as e:
-            raise ConfigError(f"{config.zones_file}: not valid YAML: {e}") from e
+            raise ConfigError(f"{config.zones_file}: not valid YAML: {describe_yaml_error(e)}") from e
     try:
         manifest = load_manifest(config.model.manifest)
         model_path = resolve_model_file(manifest, config.models_dir)

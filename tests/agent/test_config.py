@@ -87,6 +87,10 @@ def test_variables_are_expanded(write_config, monkeypatch, media_dir):
 
 BAD = [
     ("unknown key", lambda c, z: c.update(colour="blue"), "colour: Extra inputs are not permitted"),
+    ("misspelled key", lambda c, z: c.update(brokr={"host": "127.0.0.1"}),
+     "brokr: Extra inputs are not permitted (did you mean 'broker'?)"),
+    ("misspelled rule", lambda c, z: z["zones"][0].update(intrusoin={}),
+     "zones[0].intrusoin: Extra inputs are not permitted (did you mean 'intrusion'?)"),
     ("unknown nested key", lambda c, z: c["broker"].update(hots="x") if "broker" in c else c.update(broker={"hots": "x"}), "broker.hots"),
     ("polygon with 2 points", lambda c, z: z["zones"][0].update(polygon=[[0.1, 0.1], [0.2, 0.2]]), "zones[0].polygon"),
     ("coordinate outside 0..1", lambda c, z: z["zones"][0].update(polygon=[[0.1, 0.1], [1.5, 0.1], [0.5, 0.9]]),
@@ -118,6 +122,16 @@ def test_bad_config_is_refused_naming_the_problem(write_config, what, edit, mess
     assert message in str(err.value)
 
 
+def test_a_yaml_typo_is_said_on_one_line_with_where(write_config):
+    path = write_config()
+    path.write_text(path.read_text() + "cameras_extra: [1, 2\nsite: x\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: not valid YAML: line ") and "<unicode string>" not in message, message
+    assert "\n" not in message and "expected ',' or ']', but got ':' (while parsing a flow sequence)" in message
+
+
 def test_a_zones_file_that_is_not_a_mapping_is_named(write_config):
     path = write_config()
     (path.parent / "zones.yaml").write_text("- zones\n- lines\n")
@@ -135,7 +149,7 @@ def test_check_config_warns_when_no_rule_would_run(write_config, capsys):
     assert out.err == f"warning: {path.parent / 'zones.yaml'}: no zones or lines, so no rule runs on any camera\n"
 
 
-@pytest.mark.parametrize("what, edit, message", BAD[:5] + BAD[7:8], ids=[b[0] for b in BAD[:5] + BAD[7:8]])
+@pytest.mark.parametrize("what, edit, message", BAD[:7] + BAD[9:10], ids=[b[0] for b in BAD[:7] + BAD[9:10]])
 def test_check_config_exits_2_with_the_first_error(write_config, what, edit, message):
     proc = subprocess.run(
         [sys.executable, "-m", "agent.tools.cli", "check-config", str(write_config(edit))], capture_output=True, text=True
