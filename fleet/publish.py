@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import yaml
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
@@ -35,6 +34,7 @@ from agent.ota.canonical import canonical_json_bytes
 from agent.ota.manifest import MAX_MESSAGE_BYTES, Manifest, Signature, SignedManifest
 from agent.ota.report import DONE_STATES, FAILED_STATES
 from agent.settings.config import ConfigError
+from agent.settings.documents import read_document
 from agent.settings.errors import describe_validation_error
 from agent.settings.patch import check_live_keys, check_patch_values
 from agent.settings.trust import TrustEntry, key_id_of, raw_public_bytes
@@ -100,10 +100,9 @@ def load_manifest_document(path: Path) -> Any:
     """A manifest document from a file: JSON if it ends in .json, YAML otherwise."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise FleetError(f"{path}: cannot read manifest: {exc}") from exc
+        return read_document(path)
+    except ValueError as exc:
+        raise FleetError(f"{path}: manifest {exc}") from exc
 
 
 def sign(manifest: Mapping[str, Any] | Path, key_path: Path) -> bytes:

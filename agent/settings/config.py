@@ -220,33 +220,41 @@ def _expand(value: Any, where: str) -> Any:
 
 
 def format_validation_error(err: ValidationError) -> str:
-    """The first error as `path.to[0].field: message`; a misspelled key with the known key it is closest to."""
+    """The first error as `path.to[0].field: message`; a misspelled key with the key it is closest to there."""
     first = err.errors()[0]
     path = ""
     for part in first["loc"]:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     hint = ""
-    if first["type"] == "extra_forbidden" and first["loc"]:
-        close = difflib.get_close_matches(str(first["loc"][-1]), _KNOWN_KEYS, n=1, cutoff=0.75)
+    if first["type"] == "extra_forbidden" and first["loc"] and err.title in _ROOTS:
+        known = _keys_at(_ROOTS[err.title], first["loc"][:-1])
+        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1, cutoff=0.75)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"{path or '(top level)'}: {first['msg']}{hint}"
 
 
-def _keys_of(annotation: object, seen: set[type]) -> set[str]:
-    """Every field name (and alias) of the pydantic models inside `annotation` (lists, unions, Annotated)."""
+def _keys_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys (names and aliases) of the model that `loc` leads to from `model`; none where it leaves models."""
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an item of a list: the same model as the list's
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        inner = None if field is None else _model_in(field.annotation)
+        if inner is None:
+            return []
+        model = inner
+    return sorted({n for n in model.model_fields} | {f.alias for f in model.model_fields.values() if f.alias})
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The pydantic model inside `annotation` (itself, or in a list, an Optional, an Annotated), if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        if annotation in seen:
-            return set()
-        seen.add(annotation)
-        keys: set[str] = set()
-        for name, field in annotation.model_fields.items():
-            keys |= {name, field.alias or name} | _keys_of(field.annotation, seen)
-        return keys
-    return set().union(*(_keys_of(arg, seen) for arg in typing.get_args(annotation)))
+        return annotation
+    return next((m for arg in typing.get_args(annotation) if (m := _model_in(arg)) is not None), None)
 
 
-# what a misspelled key is compared with: every key of a config or a zones document
-_KNOWN_KEYS = sorted(_keys_of(AgentConfig, set()) | _keys_of(ZonesDoc, set()))
+# the documents whose misspelled keys are matched against their neighbours' (ValidationError.title -> model)
+_ROOTS: dict[str, type[BaseModel]] = {m.__name__: m for m in (AgentConfig, ZonesDoc, CameraConfig)}
 
 
 def _from_environment(err: ValidationError) -> str:

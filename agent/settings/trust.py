@@ -10,12 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
@@ -25,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from agent.settings.documents import read_document
 from agent.settings.errors import describe_validation_error
 
 KEY_ID_PATTERN = r"^[0-9a-f]{16}$"
@@ -110,10 +109,9 @@ class TrustStore:
         """Load a trust file: JSON if it ends in .json, YAML otherwise."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-            entries = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (OSError, ValueError, yaml.YAMLError) as exc:
-            raise TrustFileError(f"{path}: cannot read trust file: {exc}") from exc
+            entries = read_document(path)
+        except ValueError as exc:
+            raise TrustFileError(f"{path}: trust file {exc}") from exc
         return cls.from_entries(entries, source=str(path))
 
     @property

@@ -129,10 +129,14 @@ def test_ctrl_c_during_start_up_is_a_line_and_130_not_a_traceback(example_env: N
         [sys.executable, "-m", "agent.tools.entry", "run", "--config", str(REPO / "examples" / "vtest.yaml")],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and "_multiarray_umath" not in Path(f"/proc/{proc.pid}/maps").read_text():
-        time.sleep(0.001)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "_multiarray_umath" not in Path(f"/proc/{proc.pid}/maps").read_text():
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # whatever happened: no agent left running
+        proc.wait()
     assert (proc.returncode, err) == (130, "edge-agent: interrupted\n")
 

@@ -122,6 +122,12 @@ def test_bad_config_is_refused_naming_the_problem(write_config, what, edit, mess
     assert message in str(err.value)
 
 
+def test_a_key_of_another_block_is_not_suggested_where_it_would_be_refused(write_config):
+    with pytest.raises(ConfigError) as refused:
+        load_config(write_config(lambda c, z: c.update(hots="x")))  # `host` is a key of broker:, not here
+    assert str(refused.value).endswith("hots: Extra inputs are not permitted")
+
+
 def test_a_yaml_typo_is_said_on_one_line_with_where(write_config):
     path = write_config()
     path.write_text(path.read_text() + "cameras_extra: [1, 2\nsite: x\n")

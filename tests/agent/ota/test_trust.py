@@ -80,5 +80,8 @@ def test_refuses_an_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(TrustFileError, match="cannot read"):
         TrustStore.from_file(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(TrustFileError, match="cannot read"):
+    with pytest.raises(TrustFileError, match=r"bad.json: trust file not valid JSON: line 1, column 2: "):
         TrustStore.from_file(tmp_path / "bad.json")
+    (tmp_path / "bad.yaml").write_text("- [unclosed\n")
+    with pytest.raises(TrustFileError, match=r"bad.yaml: trust file not valid YAML: line \d+, column \d+: [^\n]*$"):
+        TrustStore.from_file(tmp_path / "bad.yaml")
