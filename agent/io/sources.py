@@ -32,23 +32,32 @@ StatusCallback = Callable[[str, str, str], None]
 """on_status(camera_id, state, detail); state is connecting | online | offline | ended."""
 
 _FPS_WINDOW_S = 5.0
+# Asking an RTSP camera why it did not open: within this, and once per offline spell, then at most this often
+# (each ask with the url's login is a login attempt, and cameras lock an account after a few failed ones).
+PROBE_TIMEOUT_S = 5.0
+PROBE_EVERY_S = 600.0
 # OpenCV says only that the open failed: an RTSP camera is asked why (agent/io/rtsp_probe.py); these say the rest
 _CANNOT_OPEN = (
     "cannot open source: nothing answered at that address within open_timeout_s, it refused the connection, "
     "or the path or credentials are wrong (the decoder's own reason is in the native_log lines around this)"
 )
-_SERVED_NOT_DECODED = (
+SERVED_NOT_DECODED = (
     "cannot open source: the camera serves the stream, but the decoder could not open it (a codec it lacks? "
     "its own reason is in the native_log lines around this)"
 )
 
 
 def cannot_open(config: CameraConfig) -> str:
-    """Why `config`'s source did not open, as precisely as can be known (an RTSP camera is asked)."""
-    if config.is_file or urlsplit(config.url).scheme != "rtsp":  # rtsps (TLS) is not asked
+    """Why `config`'s source did not open, as precisely as can be known: an rtsp:// camera is asked, within
+    PROBE_TIMEOUT_S (a courtesy to the reader: never an error of its own)."""
+    if urlsplit(config.url).scheme != "rtsp":  # a file, or rtsps (TLS): not asked
         return _CANNOT_OPEN
-    why = why_not_open(config.url, config.open_timeout_s)
-    return _SERVED_NOT_DECODED if why is None else f"cannot open source: {why}"
+    try:
+        why = why_not_open(config.url, min(config.open_timeout_s, PROBE_TIMEOUT_S))
+    except Exception as exc:  # noqa: BLE001 - the type only: a message could hold part of the url
+        structlog.get_logger(__name__).warning("camera.probe_failed", camera_id=config.id, error=type(exc).__name__)
+        return _CANNOT_OPEN
+    return SERVED_NOT_DECODED if why is None else f"cannot open source: {why}"
 
 
 def backoff_s(attempt: int, min_s: float, max_s: float, u: float) -> float:
@@ -180,6 +189,7 @@ class CameraReader:
         self._reconnects = 0
         self._recent_mono: collections.deque[float] = collections.deque()
         self._finished = False
+        self._why_offline: tuple[float, str] | None = None  # (when asked, the reason) for this offline spell
 
     def __enter__(self) -> CameraReader:
         self.start()
@@ -198,9 +208,14 @@ class CameraReader:
         self._stop.set()
         self.queue.close()
         if self._thread is not None:
-            self._thread.join(self.config.read_timeout_s + self.config.open_timeout_s + 1.0)
+            self._thread.join(self.config.read_timeout_s + self.config.open_timeout_s + PROBE_TIMEOUT_S + 1.0)
             if self._thread.is_alive():
                 self._log.warning("camera.close_timeout")
+
+    @property
+    def alive(self) -> bool:
+        """Whether the reader's thread runs (reading, or retrying a camera that is offline)."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def finished(self) -> bool:
@@ -233,7 +248,7 @@ class CameraReader:
             self._publish("connecting", self.config.redacted_url)
             capture = self._open()
             if not capture.isOpened():
-                session = _Session("lost", cannot_open(self.config))
+                session = _Session("lost", self._why_not_open())
             else:
                 try:
                     session = self._pump(capture)
@@ -276,6 +291,16 @@ class CameraReader:
         # loss that corrupts H.264 over UDP.
         return cv2.VideoCapture(self.config.url, cv2.CAP_FFMPEG, params)
 
+    def _why_not_open(self) -> str:
+        """Why the source did not open: asked at the first failure of an offline spell, then kept (see
+        PROBE_EVERY_S); not asked once the reader is stopping."""
+        now = time.monotonic()
+        if self._stop.is_set():
+            return _CANNOT_OPEN
+        if self._why_offline is None or now - self._why_offline[0] >= PROBE_EVERY_S:
+            self._why_offline = (now, cannot_open(self.config))
+        return self._why_offline[1]
+
     def _pump(self, capture: cv2.VideoCapture) -> _Session:
         """Read frames until the source ends, fails or the reader stops."""
         fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
@@ -287,6 +312,7 @@ class CameraReader:
         anchor_mono = time.monotonic()
         width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self._publish("online", f"{width}x{height} @ {fps:.2f} fps")
+        self._why_offline = None
         paced = self.config.is_file and self.config.replay == "realtime"
         last_frame_mono = anchor_mono
         while not self._stop.is_set():
@@ -298,8 +324,10 @@ class CameraReader:
                     return _Session("ended", "end of file", stable)
                 # as long as it was: the decoder may retry a stalled read (FFmpeg does, each for read_timeout_s)
                 waited_s = now - last_frame_mono
-                return _Session("lost", f"the stream ended, or no frame for {waited_s:.1f} s (read_timeout_s "
-                                f"{self.config.read_timeout_s})", stable)  # fmt: skip
+                if waited_s < self.config.read_timeout_s:
+                    return _Session("lost", "the stream ended", stable)
+                return _Session("lost", f"no frame for {waited_s:.1f} s (read_timeout_s {self.config.read_timeout_s})",
+                                stable)  # fmt: skip
             last_frame_mono = time.monotonic()
             if self.config.is_file:
                 media_ns = int(capture.get(cv2.CAP_PROP_POS_MSEC) * 1e6)

@@ -149,7 +149,8 @@ class Agent:
         if not served.zones.zones and not served.zones.lines:  # an empty or cut-short zones file: nothing to watch
             log.warning("no_zones", zones_file=str(cfg.zones_file), hint="no rule runs on any camera: give the "
                         "zones file its zones and lines, by hand or in the zone editor (zone_editor.enabled)")  # fmt: skip
-        offline = Status(state="offline", reason="lost", device_id=cfg.device_id, boot_id=self.boot_id, ts=now_ms())
+        offline = Status(state="offline", reason="lost", device_id=cfg.device_id, boot_id=self.boot_id, ts=now_ms(),
+                         cameras=dict.fromkeys((c.id for c in cfg.cameras), "stopped"))  # fmt: skip
         stopping = threading.Event()
         with ExitStack() as stack:
             ledger = LossLedger(cfg.state_dir / "losses.json")

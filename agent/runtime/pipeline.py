@@ -116,7 +116,8 @@ class Pipeline:
         on_idle: Callable[[], None] = lambda: None,
     ) -> None:
         """`on_frame`: called on the analytics thread with each batch analysed; `on_idle`: on the loop
-        thread each time it finds no frame (cameras quiet, or offline and retrying: waiting, not hung).
+        thread each time it finds no frame while every camera's reader runs (cameras quiet, or offline and
+        retrying: waiting, not hung).
         `aggregate_interval_s`: camera id -> interval, for the cameras in aggregates-only mode."""
         self._live = _Setup(detector, class_names, class_map, zones, tracker_config)
         self._analysed_names = class_names  # the analytics thread's: its batches' model, as installed in order
@@ -227,7 +228,10 @@ class Pipeline:
                 if not frames:
                     if all(c.reader.finished and len(c.reader.queue) == 0 for c in self._cameras.values()):
                         break
-                    self._on_idle()
+                    if self._failure is not None:  # the analytics thread died while no frame came
+                        raise self._failure
+                    if all(c.reader.alive or c.reader.finished for c in self._cameras.values()):
+                        self._on_idle()  # waiting on cameras whose readers run (a dead reader is not waited on)
                     continue
                 for batch in self._detect(frames):
                     self._hand_over(handoff, batch)

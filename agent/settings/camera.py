@@ -79,6 +79,14 @@ class CameraConfig(BaseModel):
         if scheme in _RTSP_SCHEMES:
             if not parts.hostname:
                 raise ValueError(f"RTSP URL has no host: {redact_urls(url)}")
+            try:
+                port = parts.port
+            except ValueError:  # not a number, or above 65535: never echoed, it may hold part of a password
+                port = 0
+            if port == 0:
+                raise ValueError(
+                    "the RTSP URL's port is not a number 1..65535 (a password holding # / ? is written %23 %2F %3F)"
+                )
             return url
         if scheme == "file":
             path = Path(url2pathname(parts.path))

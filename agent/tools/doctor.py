@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 import cv2
 
 from agent.core.units import EARLIEST_REAL_TIME_S
-from agent.io.sources import cannot_open
+from agent.io.sources import SERVED_NOT_DECODED, cannot_open
 from agent.settings.camera import CameraConfig
 from agent.settings.config import AgentConfig, ConfigError, load_config
 from agent.tools.args import DEFAULT_CONFIG, add_config_argument
@@ -140,12 +140,12 @@ def check_camera(camera: CameraConfig, measure_s: float = CAMERA_MEASURE_S) -> C
     probe = probe_camera(camera, measure_s)
     where = camera.redacted_url
     if not probe.opened:
-        hint = (
-            f"check that {camera.url if camera.is_file else 'the camera'} exists and is readable by the service user"
-            if camera.is_file
-            else "check the camera is powered and on this network (ping it), the URL path and the credentials, "
-            "and that RTSP over TCP (port 554 unless given) is not filtered"
-        )
+        if camera.is_file:
+            hint = f"check that {camera.url} exists and is readable by the service user"
+        elif probe.error == SERVED_NOT_DECODED:
+            hint = "the agent decodes H.264 and H.265: set the camera to one; on a Jetson, the camera's codec: names it"
+        else:
+            hint = "correct what it says; a camera behind a firewall also needs RTSP over TCP (554 unless given)"
         return CheckResult(name, False, f"{where}: {probe.error}", hint)
     detail = f"{where}: {probe.describe()}"
     if probe.nominal_fps and probe.measured_fps < MIN_FPS_RATIO * probe.nominal_fps:

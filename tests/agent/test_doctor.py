@@ -132,7 +132,9 @@ def test_broken_box_fails_the_right_lines_with_hints(
     capsys.readouterr()
     assert doctor_cli(config)() == 1
     table = capsys.readouterr().out
-    assert "FAIL  camera:door" in table and "fix: check the camera is powered" in table
+    assert "FAIL  camera:door" in table
+    assert f"{camera.url}: cannot open source: nothing listens at 127.0.0.1:{camera.port} (connection refused)" in table
+    assert "fix: correct what it says" in table
 
 
 def test_device_certificate_from_another_ca_is_refused_by_the_broker(

@@ -21,6 +21,7 @@ from agent.settings.zones import ZonesDoc
 from agent.wire.privacy import EnvelopeBuilder
 from agent.wire.topics import Topics
 from testbed.pipeline import ListSink
+from testbed.services import free_port
 
 CAMERA = "cam"
 FRAMES = 40
@@ -127,3 +128,27 @@ def test_a_config_patch_merges_and_only_live_keys_pass(tmp_path: Path, media_dir
     for refused in ({"broker": {"port": 1884}}, {"model": {"manifest": "x.json"}}, {"state_dir": str(tmp_path)}):
         with pytest.raises(ConfigError):
             check_live_keys(refused)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the reader made to die
+@pytest.mark.parametrize("reader_dies", [False, True], ids=["camera offline, retrying", "camera reader died"])
+def test_the_loop_beats_while_waiting_on_a_camera_only_while_its_reader_runs(reader_dies: bool, monkeypatch) -> None:
+    """An offline camera (nothing listens at its address) is waited on: the loop beats systemd's watchdog. A reader
+    whose thread died (here made to raise: no real fault does it on demand) is not: the beats stop, and systemd
+    restarts the agent."""
+    if reader_dies:
+        monkeypatch.setattr(CameraReader, "_open", lambda self: (_ for _ in ()).throw(RuntimeError("a reader bug")))
+    reader = CameraReader(CameraConfig(id=CAMERA, url=f"rtsp://127.0.0.1:{free_port()}/cam", reconnect_min_s=5.0))
+    beats: list[float] = []
+    pipeline = Pipeline(
+        [reader], ScriptedDetector(), ["person"], {}, ZonesDoc(), TrackerConfig(),
+        EnvelopeBuilder("dev", "0123456789abcdef", b"k" * 32), Topics("site", "dev"), ListSink(),
+        on_idle=lambda: beats.append(time.monotonic()),
+    )  # fmt: skip
+    with reader:
+        time.sleep(0.5)  # the reader has failed its first open (refused at once), or died
+        start = time.monotonic()
+        pipeline.run(threading.Event(), duration_s=1.0)
+    late = [t for t in beats if t >= start + 0.2]  # a dead reader may be seen alive for an instant at start
+    assert (len(late) == 0) if reader_dies else (len(late) > 10), len(late)
+    assert reader.alive is False  # closed

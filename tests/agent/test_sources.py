@@ -14,6 +14,7 @@ from agent.core.types import Frame
 from agent.io.sources import BEHIND_WAIT_S, CameraReader, FrameQueue, backoff_s
 from agent.settings import paths
 from agent.settings.camera import CameraConfig, redact_urls
+from testbed.services import free_port
 
 VTEST_FRAMES = 795
 VTEST_FRAME_NS = 100_000_000  # 10 fps
@@ -246,7 +247,8 @@ def test_an_rtsp_camera_on_a_jetson_opens_with_its_timeouts_through_gstreamer(mo
     monkeypatch.setattr(sources, "is_jetson", lambda: True)
     monkeypatch.setattr(sources, "opencv_has_gstreamer", lambda: True)
     monkeypatch.setattr(sources.cv2, "VideoCapture", Refusing)
-    config = CameraConfig(id="gate", url="rtsp://127.0.0.1:8554/gate", open_timeout_s=4.0, read_timeout_s=3.0)
+    url = f"rtsp://127.0.0.1:{free_port()}/gate"  # nothing listens: the probe after the refused open is refused too
+    config = CameraConfig(id="gate", url=url, open_timeout_s=4.0, read_timeout_s=3.0)
     with CameraReader(config) as reader:
         deadline = time.monotonic() + 10
         while not opened and time.monotonic() < deadline:

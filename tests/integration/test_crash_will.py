@@ -44,6 +44,7 @@ def test_an_agent_that_crashes_is_announced_offline_with_the_reason_and_its_exit
     assert rc == EXIT_CRASH_ANNOUNCED, agent.log_tail()
     final = statuses(sub.messages)[-1]
     assert (final.state, final.reason, final.boot_id) == ("offline", "crashed", online.boot_id)
+    assert online.cameras == {"plaza": "online"} and final.cameras == {"plaza": "stopped"}
     late = subscriber(mosquitto, "edge/v1/site-1/box-1/status")  # retained for whoever looks later
     assert statuses(late.wait_for(lambda ms: len(ms) >= 1, timeout_s=5))[-1].reason == "crashed"
 
@@ -79,6 +80,7 @@ def test_a_crash_the_broker_cannot_hear_at_once_leaves_it_the_last_will(
     assert rc == EXIT_CRASH_WILL, agent.log_tail()
     got = sub.wait_for(lambda ms: statuses(ms)[-1].reason == "lost", timeout_s=30)
     assert statuses(got)[-1].boot_id == statuses(online)[-1].boot_id
+    assert statuses(got)[-1].cameras == {"plaza": "stopped"}  # the will too: a box that is gone reads no camera
 
 
 def test_an_agent_that_dies_without_a_word_is_announced_by_its_last_will(
