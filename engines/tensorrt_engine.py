@@ -36,6 +36,7 @@ from engines.tensorrt_plan import (
     host_view,
     key_record,
     plan_buffers,
+    superseded_engines,
     timing_cache_name,
 )
 
@@ -218,6 +219,9 @@ class TensorRTEngine:
             plan = self._build(key, Profile(1, key.opt_batch, key.max_batch), timing, workspace_bytes)
             write_atomic(engine_path, plan)
             write_atomic(engine_path.with_name(engine_path.name + KEY_SUFFIX), _json_bytes(key_record(key, plan)))
+            for stale in superseded_engines(engine_path.parent, key):
+                stale.unlink(missing_ok=True)
+                _log.info("engine_superseded_removed", path=str(stale))
             self._open(plan)
         except BaseException:
             self.close()

@@ -168,6 +168,27 @@ def cached_engine_problem(engine_path: Path, key: EngineKey) -> str | None:
     return None
 
 
+# What a box's own engines of one model differ in only when its GPU or TensorRT changed
+_BOX_FIELDS = ("gpu_name", "compute_capability", "gpu_sms", "gpu_memory_mib", "trt_version")
+
+
+def superseded_engines(cache_dir: Path, key: EngineKey) -> list[Path]:
+    """The cached engines (with their key files) of `key`'s model, precision and batches built for another GPU
+    or TensorRT: never loadable again once `key`'s is built (a TensorRT upgrade, a cloned image), each tens of
+    MB on a box's flash. Engines of other models (an OTA update's, a rollback's) are kept."""
+    expected = json.loads(json.dumps(asdict(key)))
+    stale = []
+    for sidecar in sorted(cache_dir.glob(f"*{ENGINE_SUFFIX}{KEY_SUFFIX}")):
+        try:
+            recorded = json.loads(sidecar.read_text(encoding="utf-8")).get("key", {})
+        except (OSError, ValueError, AttributeError):
+            continue  # not ours to judge
+        same_engine = all(recorded.get(k) == v for k, v in expected.items() if k not in _BOX_FIELDS)
+        if same_engine and recorded != expected:
+            stale += [sidecar.with_name(sidecar.name.removesuffix(KEY_SUFFIX)), sidecar]
+    return stale
+
+
 @dataclass(frozen=True, slots=True)
 class Profile:
     """One optimization profile's batch range; the kernels are tuned for `opt`."""

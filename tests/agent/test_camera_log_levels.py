@@ -44,3 +44,21 @@ def test_a_camera_coming_online_is_info(media_dir: Path, captured_logs: list[dic
         _records_until(reader, "camera.online", logs)
     online = next(r for r in logs if r["event"] == "camera.online")
     assert online["log_level"] == "info" and online["detail"] == "768x576 @ 10.00 fps"
+
+
+def test_the_camera_is_asked_why_once_per_offline_spell(captured_logs: list[dict], monkeypatch) -> None:
+    """Each ask with the url's login is a login attempt, and cameras lock an account after a few: the reason
+    found at the first failure is kept for the spell (the real probe, counted)."""
+    from agent.io import sources
+
+    asked: list[str] = []
+    real = sources.why_not_open
+    monkeypatch.setattr(sources, "why_not_open", lambda url, timeout_s: asked.append(url) or real(url, timeout_s))
+    url = f"rtsp://127.0.0.1:{free_port()}/cam"
+    with CameraReader(CameraConfig(id="door", url=url, reconnect_min_s=0.2, reconnect_max_s=0.4)):
+        deadline = time.monotonic() + 20.0
+        while sum(r["event"] == "camera.offline" for r in captured_logs) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    offline = [r for r in captured_logs if r["event"] == "camera.offline"]
+    assert len(offline) >= 3 and asked == [url]
+    assert len({r["detail"] for r in offline}) == 1 and "nothing listens at" in offline[0]["detail"]

@@ -108,6 +108,8 @@ BAD = [
      "a polygon needs at least 3 points, got 2 (3 given, the last repeating the first"),
     ("unset variable", lambda c, z: c.update(site="${NO_SUCH_VARIABLE_X}"), "NO_SUCH_VARIABLE_X"),
     ("no camera", lambda c, z: c.update(cameras=[]), "cameras"),
+    ("a # in an RTSP password", lambda c, z: c["cameras"][0].update(url="rtsp://admin:Secret#9@127.0.0.1/cam"),
+     "the RTSP URL's port is not a number 1..65535 (a password holding # / ? is written %23 %2F %3F)"),
     ("unknown class", lambda c, z: z["lines"][0].update(classes=["unicorn"]), "unicorn"),
     ("no ONNX Runtime session", lambda c, z: c["model"].update(onnxruntime_sessions=0), "model.onnxruntime_sessions"),
     ("ONNX Runtime sessions for TensorRT", lambda c, z: c["model"].update(backend="tensorrt", onnxruntime_sessions=2),
@@ -120,6 +122,12 @@ def test_bad_config_is_refused_naming_the_problem(write_config, what, edit, mess
     with pytest.raises(ConfigError, match=None) as err:
         load_config(write_config(edit))
     assert message in str(err.value)
+
+
+def test_a_refused_rtsp_url_is_not_echoed(write_config):
+    with pytest.raises(ConfigError) as refused:
+        load_config(write_config(lambda c, z: c["cameras"][0].update(url="rtsp://admin:Secret#9@127.0.0.1/cam")))
+    assert "Secret" not in str(refused.value)
 
 
 def test_a_key_of_another_block_is_not_suggested_where_it_would_be_refused(write_config):

@@ -268,3 +268,15 @@ def test_a_damaged_timing_cache_is_replaced_not_fatal(fakes, models_dir, tmp_pat
     with tensorrt_engine.TensorRTEngine(models_dir / "yolox_nano.onnx", precision="fp32", cache_dir=tmp_path):
         pass
     assert calls["timing_caches"] == [b"damaged-timing", b""] and timing.read_bytes() == b"timing"
+
+
+def test_a_build_removes_the_same_engine_built_for_another_tensorrt(fakes, models_dir, tmp_path):
+    fakes("10.3.0")
+    with tensorrt_engine.TensorRTEngine(models_dir / "yolox_nano.onnx", precision="fp32", cache_dir=tmp_path):
+        pass
+    old = sorted(p.name for p in tmp_path.glob("*.plan*"))
+    fakes("10.4.0")  # TensorRT upgraded: the 10.3 engine can never load again
+    with tensorrt_engine.TensorRTEngine(models_dir / "yolox_nano.onnx", precision="fp32", cache_dir=tmp_path):
+        pass
+    now = sorted(p.name for p in tmp_path.glob("*.plan*"))
+    assert len(old) == len(now) == 2 and "trt10.4.0" in now[0] and not set(old) & set(now)

@@ -26,6 +26,7 @@ from engines.tensorrt_plan import (
     plan_buffers,
     select_profile,
     split_batches,
+    superseded_engines,
     timing_cache_name,
     trt_major,
 )
@@ -63,6 +64,22 @@ def _cache(tmp_path, key=KEY, engine=b"engine-bytes"):
     path.write_bytes(engine)
     path.with_name(path.name + KEY_SUFFIX).write_text(json.dumps(key_record(key, engine)))
     return path
+
+
+def test_engines_of_the_same_model_for_another_gpu_or_tensorrt_are_superseded(tmp_path):
+    old_trt = _cache(tmp_path, replace(KEY, trt_version="10.2.0"))
+    other_module = _cache(tmp_path, replace(KEY, gpu_sms=4, gpu_memory_mib=3400))
+    kept = [
+        _cache(tmp_path, KEY),  # its own
+        _cache(tmp_path, replace(KEY, model_sha256="cd" * 32)),  # another model: an update's, or a rollback's
+        _cache(tmp_path, replace(KEY, precision="fp16")),
+        _cache(tmp_path, replace(KEY, max_batch=4)),
+    ]
+    (tmp_path / "foreign.plan.key.json").write_text("[not a record]")
+    stale = superseded_engines(tmp_path, KEY)
+    assert sorted(stale) == sorted([old_trt, old_trt.with_name(old_trt.name + KEY_SUFFIX),
+                                    other_module, other_module.with_name(other_module.name + KEY_SUFFIX)])  # fmt: skip
+    assert not set(stale) & set(kept)
 
 
 def test_cached_engine_accepted_only_for_its_exact_key(tmp_path):
