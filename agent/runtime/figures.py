@@ -41,10 +41,11 @@ class CountingSink:
         with self._lock:
             self._counts.update(keys)
 
-    def counts(self) -> list[dict[str, Any]]:
+    def counts(self) -> tuple[int, list[dict[str, Any]]]:
+        """The events passed so far and their split by camera, kind and area, read together (consistent)."""
         with self._lock:
             items = sorted(self._counts.items())
-        return [{"camera": c, "kind": k, "area": a, "events": n} for (c, k, a), n in items]
+        return sum(n for _, n in items), [{"camera": c, "kind": k, "area": a, "events": n} for (c, k, a), n in items]
 
 
 class LiveFigures:
@@ -73,6 +74,7 @@ class LiveFigures:
 
     def snapshot(self) -> dict[str, Any]:
         stats, outbox, link = self._pipeline.stats, self._outbox.stats(), self._link
+        events, rules = self._sink.counts()
         return {
             "device_id": self._config.device_id,
             "boot_id": self._boot_id,
@@ -100,9 +102,11 @@ class LiveFigures:
                 for s in (r.stats() for r in self._readers)
             },
             "frames": stats.frames,
-            "events": stats.events,
+            # what reached the outbox, with its split by rule: the pipeline's own count runs ahead by the
+            # events still waiting for the outbox's writer (agent/io/write_behind.py)
+            "events": events,
             "errors": stats.errors,
-            "rules": self._sink.counts(),
+            "rules": rules,
             "outbox": {
                 "depth": outbox.depth,
                 "oldest_age_s": round(outbox.oldest_age_s, 1),
