@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,8 +44,14 @@ GOLDEN_FRAMES_PER_CAMERA = 2
 NVIDIA_ELEMENTS = ("nvv4l2decoder", "nvvidconv")
 _TRT_HINT = (
     "Jetson: JetPack's TensorRT (apt install python3-libnvinfer) in a venv made with --system-site-packages "
-    "(deploy/install.sh); x86: pip install '.[tensorrt]' and the NVIDIA driver; or model.backend: onnxruntime"
+    "(deploy/install.sh); x86: pip install '.[tensorrt]' and the NVIDIA driver"
 )
+# before the tensorrt and cuda lines' hints, by the config's model.backend
+_BACKEND_HINTS = {
+    "onnxruntime": "this config runs on ONNX Runtime (model.backend: onnxruntime), which needs neither: "
+    "edge-agent doctor checks the box as configured; for the GPU path, ",
+    "tensorrt": "or run on the CPU (model.backend: onnxruntime); for this config, ",
+}
 _CUDA_HINT = (
     "install the cuda-python matching the box's CUDA in the venv (JetPack 6: 'cuda-python>=12.6.2,<12.7', "
     "JetPack 7: 13.x; deploy/install.sh does it), check the driver (nvidia-smi / tegrastats) and that the "
@@ -265,7 +272,8 @@ def run_selftest(config_path: Path, camera_seconds: float = CAMERA_SECONDS) -> l
     except ConfigError as exc:
         return [CheckResult("config", False, str(exc), f"fix the file, then: edge-agent check-config {config_path}")]
     on_jetson = is_jetson()
-    tensorrt, cuda = check_tensorrt(), check_cuda()
+    before = _BACKEND_HINTS[config.model.backend]
+    tensorrt, cuda = (r if r.ok else replace(r, hint=before + r.hint) for r in (check_tensorrt(), check_cuda()))
     has_gst = opencv_has_gstreamer()
     missing = [e for e in NVIDIA_ELEMENTS if not gst_element_exists(e)] if on_jetson and has_gst else []
     python = check_python(sys.version_info, on_jetson, venv_sees_system_packages(Path(sys.prefix), Path(sys.base_prefix)))

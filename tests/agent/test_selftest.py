@@ -136,6 +136,9 @@ def test_real_run_reports_tensorrt_absent_and_runs_the_rest(vtest_env):
     assert list(results) == LINES
     assert not results["tensorrt"].ok and results["tensorrt"].detail == "TensorRT is absent: No module named 'tensorrt'"
     assert "apt install python3-libnvinfer" in results["tensorrt"].hint
+    for name in ("tensorrt", "cuda"):  # the example runs on ONNX Runtime: the hints say it needs neither
+        assert results[name].hint.startswith("this config runs on ONNX Runtime (model.backend: onnxruntime), which "
+                                             "needs neither: edge-agent doctor checks the box as configured; ")
     assert not results["cuda"].ok and "cuda-python (cuda.bindings, >= 12.6.2) is absent" in results["cuda"].detail
     assert results["python"].ok and results["gstreamer"].ok  # not a Jetson: FFmpeg decodes, as the agent does
     assert results["camera:plaza"].ok and results["camera:plaza"].detail.startswith("ffmpeg: ")
