@@ -139,6 +139,11 @@ def timing_cache_name(key: EngineKey) -> str:
     return f"timing-{safe}-sm{major}{minor}-{key.gpu_sms}sms-{key.gpu_memory_mib}mib-trt{key.trt_version}.cache"
 
 
+def _as_stored(key: EngineKey) -> dict:
+    """The key as its sidecar JSON holds it (tuples read back as lists)."""
+    return json.loads(json.dumps(asdict(key)))
+
+
 def key_record(key: EngineKey, engine_bytes: bytes) -> dict:
     """The sidecar JSON stored beside an engine file: its key and the engine's own SHA-256."""
     return {"key": asdict(key), "engine_sha256": hashlib.sha256(engine_bytes).hexdigest()}
@@ -159,7 +164,7 @@ def cached_engine_problem(engine_path: Path, key: EngineKey) -> str | None:
     except (OSError, ValueError) as exc:
         return f"unreadable key file {sidecar.name}: {exc}"
     recorded = record.get("key", {})
-    expected = json.loads(json.dumps(asdict(key)))  # tuples -> lists, as stored
+    expected = _as_stored(key)
     if recorded != expected:
         differing = sorted(k for k in expected if recorded.get(k) != expected[k])
         return f"engine built for another {', '.join(differing) or 'key'}"
@@ -176,7 +181,7 @@ def superseded_engines(cache_dir: Path, key: EngineKey) -> list[Path]:
     """The cached engines (with their key files) of `key`'s model, precision and batches built for another GPU
     or TensorRT: never loadable again once `key`'s is built (a TensorRT upgrade, a cloned image), each tens of
     MB on a box's flash. Engines of other models (an OTA update's, a rollback's) are kept."""
-    expected = json.loads(json.dumps(asdict(key)))
+    expected = _as_stored(key)
     stale = []
     for sidecar in sorted(cache_dir.glob(f"*{ENGINE_SUFFIX}{KEY_SUFFIX}")):
         try:

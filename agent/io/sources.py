@@ -47,6 +47,16 @@ SERVED_NOT_DECODED = (
 )
 
 
+def capture_timeouts(config: CameraConfig) -> list[int]:
+    """OpenCV's open parameters for the camera's open and read timeouts, per capture, for both backends
+    (GStreamer's since OpenCV 4.7, JetPack 6 has 4.8; without them a dead camera holds a read for OpenCV's
+    default 30 s, systemd's watchdog period)."""
+    return [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(config.open_timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(config.read_timeout_s * 1000),
+    ]  # fmt: skip
+
+
 def cannot_open(config: CameraConfig) -> str:
     """Why `config`'s source did not open, as precisely as can be known: an rtsp:// camera is asked, within
     PROBE_TIMEOUT_S (a courtesy to the reader: never an error of its own)."""
@@ -278,18 +288,12 @@ class CameraReader:
     def _open(self) -> cv2.VideoCapture:
         if self.config.is_file:
             return cv2.VideoCapture(self.config.url, cv2.CAP_FFMPEG)
-        # The timeouts are per capture, for both backends (GStreamer's since OpenCV 4.7, JetPack 6 has 4.8;
-        # without them a dead camera holds a read for OpenCV's default 30 s, systemd's watchdog period).
-        params = [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.config.open_timeout_s * 1000),
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.config.read_timeout_s * 1000),
-        ]  # fmt: skip
         if self._backend == "gstreamer":
-            return cv2.VideoCapture(self._source, cv2.CAP_GSTREAMER, params)
+            return cv2.VideoCapture(self._source, cv2.CAP_GSTREAMER, capture_timeouts(self.config))
         # OpenCV's FFmpeg backend uses RTSP over TCP (interleaved) unless
         # OPENCV_FFMPEG_CAPTURE_OPTIONS says otherwise; TCP survives the packet
         # loss that corrupts H.264 over UDP.
-        return cv2.VideoCapture(self.config.url, cv2.CAP_FFMPEG, params)
+        return cv2.VideoCapture(self.config.url, cv2.CAP_FFMPEG, capture_timeouts(self.config))
 
     def _why_not_open(self) -> str:
         """Why the source did not open: asked at the first failure of an offline spell, then kept (see

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 import cv2
 
 from agent.core.units import EARLIEST_REAL_TIME_S
-from agent.io.sources import SERVED_NOT_DECODED, cannot_open
+from agent.io.sources import SERVED_NOT_DECODED, cannot_open, capture_timeouts
 from agent.settings.camera import CameraConfig
 from agent.settings.config import AgentConfig, ConfigError, load_config
 from agent.tools.args import DEFAULT_CONFIG, add_config_argument
@@ -95,11 +95,7 @@ def probe_camera(camera: CameraConfig, measure_s: float = CAMERA_MEASURE_S) -> C
     camera's, not the buffer's. Files are measured at decode speed.
     """
     url, read_timeout_s = camera.url, camera.read_timeout_s
-    params = [
-        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(camera.open_timeout_s * 1000),
-        cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout_s * 1000),
-    ]  # fmt: skip
-    capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+    capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, capture_timeouts(camera))
     try:
         if not capture.isOpened():
             return CameraProbe(False, cannot_open(camera))
