@@ -183,17 +183,29 @@ class RolloutWatch:
     """Follows `edge/v1/{site}/+/ota/status` for one (kind, version) on a connected paho v2 client.
 
     Subscribe before publishing, so that no status is missed; statuses of
-    other updates (another kind or version) are ignored.
+    other updates (another kind or version) are ignored. The subscription is made
+    again whenever the client reconnects: a broker restarted during a rollout keeps
+    the devices' retained statuses but not this client's subscription.
     """
 
     def __init__(self, client: mqtt.Client, site: str, kind: str, version: int, timeout_s: float = 10.0) -> None:
         self._site, self._kind, self._version = site, kind, version
         self._cond = threading.Condition()
         self.outcomes: dict[str, DeviceOutcome] = {}
+        topic = f"edge/v1/{site}/+/ota/status"
         subscribed = threading.Event()
         client.on_subscribe = lambda *_: subscribed.set()
-        client.message_callback_add(f"edge/v1/{site}/+/ota/status", self._on_status)
-        client.subscribe(f"edge/v1/{site}/+/ota/status", qos=1)
+        client.message_callback_add(topic, self._on_status)
+        connected = client.on_connect
+
+        def resubscribe(c: mqtt.Client, userdata: object, flags: object, reason: Any, properties: object) -> None:
+            if connected is not None:
+                connected(c, userdata, flags, reason, properties)
+            if not reason.is_failure:
+                c.subscribe(topic, qos=1)
+
+        client.on_connect = resubscribe
+        client.subscribe(topic, qos=1)
         if not subscribed.wait(timeout_s):
             raise FleetError(f"broker did not acknowledge the subscription to {site}'s ota/status in {timeout_s} s")
 

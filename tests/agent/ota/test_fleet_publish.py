@@ -20,7 +20,7 @@ from agent.ota.worker import OtaWorker
 from agent.settings.trust import TrustStore
 from agent.settings.zones import ZonesDoc
 from fleet.cli import EXIT_OK, EXIT_ROLLOUT_FAILED, add_fleet_parser
-from fleet.publish import keygen, ota_topic, sign
+from fleet.publish import RolloutWatch, connect, keygen, ota_topic, sign
 from testbed.services import Mosquitto, Subscriber
 from tests.agent.ota.device import make_applier
 from tests.agent.ota.docs import YOLOX_JSON, zones_doc, zones_manifest_doc
@@ -124,3 +124,25 @@ def test_a_failing_canary_stops_the_rollout(fleet: tuple, mosquitto: Mosquitto, 
     assert groups.messages == []  # the group never got it
     assert devices["box-0002"].live.control.live_zones_version() == 1
     assert devices["box-0002"].worker.resumed.is_set()
+
+
+def test_the_watch_subscribes_again_after_the_broker_restarts(mosquitto: Mosquitto) -> None:
+    # a broker restarted during a rollout: the canary's retained `committed` comes after it; the watch must read it
+    client = connect(mosquitto.host, mosquitto.port)
+    try:
+        watch = RolloutWatch(client, SITE, "zones", 3)
+        mosquitto.kill()
+        mosquitto.start()
+        status = OtaStatus(device_id="box-0001", ts=1, state="committed", kind="zones", version=3,
+                           model_sha256="0" * 64, zones_version=3)
+        device = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        device.connect(mosquitto.host, mosquitto.port)
+        device.loop_start()
+        device.publish(f"edge/v1/{SITE}/box-0001/ota/status", status.to_bytes(), qos=1, retain=True).wait_for_publish(10)
+        device.disconnect()
+        device.loop_stop()
+        outcomes = watch.wait(["box-0001"], timeout_s=30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert outcomes["box-0001"].state == "committed"
