@@ -11,12 +11,15 @@ back after `max_resumes` starts.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 
 import structlog
 from pydantic import ValidationError
 
+from agent.io.state_lock import FULL_DISK_ADVICE
 from agent.ota import steps
 from agent.ota.control import AgentControl, Baseline
 from agent.ota.errors import ErrorCode, OtaError
@@ -120,7 +123,7 @@ class Applier:
         try:
             self._store.save(state)
         except OSError as exc:  # a full disk: nothing was started, nothing changed; the fleet hears why
-            error = OtaError(ErrorCode.STORAGE_FAILED, f"cannot record the update's state: {exc.strerror or exc}")
+            error = _unrecorded(exc, self._layout.root)
             log.error("ota_storage_failed", kind=kind, version=manifest.version, error=error.message)
             status = self._status("failed", kind, manifest.version, error)
             self._report(status)
@@ -185,17 +188,26 @@ class Applier:
                 getattr(work, step)(manifest, update)
             except OtaError as exc:
                 return self._rollback(state, exc)
-            except Exception as exc:  # a bad candidate (ValidationError, ModelError, ConfigError) or a bug: undo
-                if not isinstance(exc, (ValueError, ModelError, ConfigError)):
-                    log.exception("ota_step_crashed", step=step)
-                code = _VALIDATE_CODES[update.kind] if step == "validate" else _DEFAULT_CODES[step]
-                said = describe_validation_error(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
-                return self._rollback(state, OtaError(code, said))
+            except Exception as exc:  # a full disk, a bad candidate (ValidationError, ModelError, ...) or a bug: undo
+                return self._rollback(state, _full_disk(exc, self._layout.root) or self._crashed(step, update.kind, exc))
             self._on_step(f"{step}.done")
-            state = self._advance(state, update)
-            self._store.save(state)
+            following = self._advance(state, update)
+            try:
+                self._store.save(following)
+            except OSError as exc:  # done but not recorded: undone as a failed step
+                return self._rollback(state, _unrecorded(exc, self._layout.root))
+            state = following
             if step == "switch":
                 self._control.publish_status()
+
+    @staticmethod
+    def _crashed(step: str, kind: Kind, exc: Exception) -> OtaError:
+        """A bad candidate (ValidationError, ModelError, ConfigError) or a bug in a step, under the step's code."""
+        if not isinstance(exc, (ValueError, ModelError, ConfigError)):
+            log.error("ota_step_crashed", step=step, exc_info=exc)
+        code = _VALIDATE_CODES[kind] if step == "validate" else _DEFAULT_CODES[step]
+        said = describe_validation_error(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+        return OtaError(code, said)
 
     def _advance(self, state: OtaState, update: Update) -> OtaState:
         following = steps.NEXT_STEP[update.step]
@@ -221,19 +233,29 @@ class Applier:
         update = state.update
         assert update is not None
         if update.step in PRE_SWITCH_STEPS:
+            # Nothing of the update ever served: forget it, and what was staged of it (its space too). A version
+            # that failed is never tried again, unless the box's disk failed it: then the same version may come again.
+            self._layout.clear(update.kind, update.slot)
+            storage = error.code == ErrorCode.STORAGE_FAILED
+            failed = state.of(update.kind).failed_version if storage else max(update.version, state.of(update.kind).failed_version)
+            try:
+                self._store.save(state.with_kind(update.kind, failed_version=failed).model_copy(update={"update": None}))
+                retry = "publish it again" if storage else f"version {update.version} is not tried again: sign a higher one"
+            except OSError as exc:
+                retry = f"cannot record that either ({exc.strerror or exc}): the next start tries it again"
+            error = OtaError(error.code, f"{error.message}; {retry}")
             log.warning("ota_failed", kind=update.kind, version=update.version, step=update.step, code=error.code,
                         error=error.message, hint="nothing was switched; the version serving goes on")  # fmt: skip
-            # Nothing of the update ever served: forget it (and never retry this version).
-            failed = max(update.version, state.of(update.kind).failed_version)
-            state = state.with_kind(update.kind, failed_version=failed)
-            self._store.save(state.model_copy(update={"update": None}))
             status = self._status("failed", update.kind, update.version, error)
             self._report(status)
             return status
         log.warning("ota_rollback", kind=update.kind, version=update.version, step=update.step, code=error.code,
                     error=error.message)  # fmt: skip
         state = state.with_step("rollback", error_code=error.code, error_message=error.message)
-        self._store.save(state)
+        try:
+            self._store.save(state)
+        except OSError:  # switched back all the same; the record stays at the step before (told below)
+            pass
         return self._finish_rollback(state)
 
     def _finish_rollback(self, state: OtaState) -> OtaStatus:
@@ -258,7 +280,12 @@ class Applier:
             active_version=update.previous_version,
             failed_version=max(update.version, kind_state.failed_version),
         )
-        self._store.save(state.model_copy(update={"update": None}))
+        try:
+            self._store.save(state.model_copy(update={"update": None}))
+            retry = f"version {update.version} is not tried again: sign a higher one"
+        except OSError as exc:
+            retry = f"cannot record that ({exc.strerror or exc}): free space; the next start may resume the update"
+        error = OtaError(error.code, f"{error.message}; {retry}")
         self._control.publish_status()
         status = self._status("rolled_back", update.kind, update.version, error)
         self._report(status)
@@ -266,3 +293,14 @@ class Applier:
 
     def _status(self, state: str, kind: Kind | None, version: int | None, error: OtaError | None = None) -> OtaStatus:
         return OtaStatus.make(self._identity.device_id, state, kind, version, error, self._control)
+
+
+def _full_disk(exc: BaseException, root: Path) -> OtaError | None:
+    """A step failed by the box's disk, not by the update (whatever the step: downloading, staging, ...)."""
+    if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    return OtaError(ErrorCode.STORAGE_FAILED, f"the disk of {root} is full: {FULL_DISK_ADVICE}")
+
+
+def _unrecorded(exc: OSError, root: Path) -> OtaError:
+    return _full_disk(exc, root) or OtaError(ErrorCode.STORAGE_FAILED, f"cannot record the update's state: {exc.strerror or exc}")

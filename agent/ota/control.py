@@ -10,7 +10,7 @@ over a file camera: tests/support/live_agent.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,6 +41,7 @@ class HealthSample:
 
     frames: int
     errors: int
+    not_streaming: dict[str, str] = field(default_factory=dict)  # camera id -> its state (offline, connecting, ...)
 
 
 class AgentControl(Protocol):

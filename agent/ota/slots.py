@@ -43,10 +43,14 @@ class SlotLayout:
     def slot_dir(self, kind: Kind, slot: Slot) -> Path:
         return self.root / kind / slot
 
+    def clear(self, kind: Kind, slot: Slot) -> None:
+        """Remove a slot's files (it must not be serving), as far as the disk lets."""
+        shutil.rmtree(self.slot_dir(kind, slot), ignore_errors=True)
+
     def reset(self, kind: Kind, slot: Slot) -> Path:
         """Empty a slot (it must not be serving) and return its folder."""
+        self.clear(kind, slot)
         folder = self.slot_dir(kind, slot)
-        shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         fsync_dir(folder.parent)
         return folder

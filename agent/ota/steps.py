@@ -129,12 +129,14 @@ class Steps:
             now = self._control.health()
             if now.errors > start.errors:
                 raise OtaError(ErrorCode.UNHEALTHY, f"{now.errors - start.errors} errors after the switch")
-        frames = self._control.health().frames - start.frames
+        end = self._control.health()
+        frames = end.frames - start.frames
         if frames < s.health_min_frames:
-            raise OtaError(
-                ErrorCode.UNHEALTHY,
-                f"{frames} frames in the {s.health_window_s:g} s window, need {s.health_min_frames}",
-            )
+            said = f"{frames} frames in the {s.health_window_s:g} s window, need {s.health_min_frames}"
+            if end.not_streaming:  # the operator should know before blaming the update
+                down = ", ".join(f"{cid} ({state})" for cid, state in sorted(end.not_streaming.items()))
+                said += f"; cameras not streaming: {down}, so the update itself may be sound"
+            raise OtaError(ErrorCode.UNHEALTHY, said)
 
     def _switch_to(self, update: Update, slot: Slot | None) -> None:
         if update.kind == "model":

@@ -154,9 +154,9 @@ def _check_applicable(
         raise OtaError(ErrorCode.WRONG_TARGET, f"not for device {device_id!r} nor its groups")
     last = last_versions.get(manifest.kind, 0)
     if manifest.version < last:
-        raise OtaError(ErrorCode.OLD_VERSION, f"{manifest.kind} version {manifest.version} < applied {last}")
+        raise OtaError(ErrorCode.OLD_VERSION, f"{manifest.kind} version {manifest.version} < {last}, the last applied or failed")
     if manifest.version == last:
-        raise OtaError(ErrorCode.SAME_VERSION, f"{manifest.kind} version {manifest.version} is already applied")
+        raise OtaError(ErrorCode.SAME_VERSION, f"{manifest.kind} version {manifest.version} was already applied or failed")
     if now >= manifest.expires:
         raise OtaError(ErrorCode.EXPIRED, f"expired at {manifest.expires.isoformat()}")
     if manifest.issued_at > now + clock_skew:

@@ -243,7 +243,8 @@ class LiveControl:
         return self.zones.version
 
     def health(self) -> HealthSample:
-        return HealthSample(frames=self.pipeline.stats.frames, errors=self.pipeline.stats.errors)
+        stats = self.pipeline.stats
+        return HealthSample(frames=stats.frames, errors=stats.errors, not_streaming=self.pipeline.not_streaming())
 
     def publish_status(self) -> None:
         self._publish_status()

@@ -284,6 +284,11 @@ class Pipeline:
         self._sink.put(rows)
         self.stats.events += len(rows)
 
+    def not_streaming(self) -> dict[str, str]:
+        """The cameras whose reader is not online now, with its state (offline, connecting, ended, ...)."""
+        states = {cid: camera.reader.stats().state for cid, camera in self._cameras.items()}
+        return {cid: state for cid, state in states.items() if state != "online"}
+
     def _apply_pending(self) -> _Swap | None:
         """The frame boundary on the loop thread: detect with the requested setup from the next batch on.
         Returns the swap, which the analytics thread installs in turn (`_install`)."""

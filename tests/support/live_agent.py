@@ -1,5 +1,5 @@
 """The agent's owner of what is live, running, without a broker: the real LiveControl over a
-real Pipeline, on a looping file camera ("fast" replay: the reader blocks instead of dropping,
+real Pipeline, on a looping file camera (or the camera at a url) ("fast" replay: the reader blocks instead of dropping,
 so a lost frame shows as a gap in `seq`) and the real model.
 
 A thin adapter for the tests that drive the owner (the OTA applier, the zone-editor save): it
@@ -81,7 +81,7 @@ class LiveAgent:
 
     def __init__(
         self,
-        clip: Path,
+        clip: Path | str,
         baseline: Baseline,
         layout: SlotLayout | None = None,
         zones_file: Path | None = None,
@@ -97,7 +97,7 @@ class LiveAgent:
             model={"manifest": baseline.model.manifest_path},
             models_dir=baseline.model.models_dir,
             zones_file=zones_file,
-            cameras=[{"id": CAMERA_ID, "url": str(clip), "replay": "fast", "loop": True}],
+            cameras=[{"id": CAMERA_ID, "url": str(clip), **({} if "://" in str(clip) else {"replay": "fast", "loop": True})}],
         )
         self.run_detector, self.bad_sha256, self.frame_interval_s = run_detector, bad_sha256, frame_interval_s
         self.processed: list[Processed] = []

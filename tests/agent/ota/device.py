@@ -85,14 +85,15 @@ def make_applier(
 def device(
     tmp_path: Path, media_dir: Path, models_dir: Path, trust: TrustStore, golden: Golden
 ) -> Iterator[Callable[..., Device]]:
-    """Factory: device(run_detector=True, **step settings) -> a running Device serving yolox_nano and zones v1."""
+    """Factory: device(run_detector=True, camera=vtest.avi, **step settings) -> a running Device serving yolox_nano
+    and zones v1."""
     agents: list[LiveAgent] = []
 
-    def make(run_detector: bool = True, bad_sha256: str = "", **steps: Any) -> Device:
+    def make(run_detector: bool = True, bad_sha256: str = "", camera: str | None = None, **steps: Any) -> Device:
         zones = ZonesDoc.model_validate(zones_doc(1))
         baseline = Baseline(ModelRef(YOLOX_JSON, models_dir), zones, {})
         root = tmp_path / "state" / "ota"
-        live = LiveAgent(media_dir / "vtest.avi", baseline, SlotLayout(root), tmp_path / "zones.yaml",
+        live = LiveAgent(camera or str(media_dir / "vtest.avi"), baseline, SlotLayout(root), tmp_path / "zones.yaml",
                          run_detector, bad_sha256)  # fmt: skip
         agents.append(live.__enter__())
         reports: list[OtaStatus] = []

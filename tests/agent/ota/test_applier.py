@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from onnx import TensorProto, helper
 from agent.ota.errors import ErrorCode
 from agent.ota.state import KindState
 from agent.settings.zones import ZonesDoc
+from testbed.services import free_port
 from tests.agent.ota.device import Device, Golden
 from tests.agent.ota.docs import (
     LIGHT_JSON,
@@ -33,6 +35,7 @@ from tests.agent.ota.docs import (
 )
 from tests.agent.ota.http_server import ArtifactServer, Served
 from tests.agent.ota.manifests import sign_doc
+from tests.support.services import tmpfs
 
 YOLOX_SHA = json.loads(YOLOX_JSON.read_text())["sha256"]
 LIGHT_SHA = json.loads(LIGHT_JSON.read_text())["sha256"]
@@ -223,6 +226,17 @@ def test_frames_must_flow_during_the_health_window(device: Callable[..., Device]
     dev = device(run_detector=False, health_min_frames=10_000)
     status = dev.applier.apply(sign_doc(zones_manifest_doc(zones_doc(7), 3), fleet_key))
     assert (status.state, status.error.code, status.zones_version) == ("rolled_back", "unhealthy", 1)
+    assert "not streaming" not in status.error.message
+    assert status.error.message.endswith("version 3 is not tried again: sign a higher one")
+
+
+def test_an_update_rolled_back_for_want_of_frames_names_the_cameras_not_streaming(
+    device: Callable[..., Device], fleet_key: Ed25519PrivateKey
+) -> None:
+    dev = device(run_detector=False, camera=f"rtsp://127.0.0.1:{free_port()}/cam")  # nothing listens there
+    status = dev.applier.apply(sign_doc(zones_manifest_doc(zones_doc(7), 3), fleet_key))
+    assert (status.state, status.error.code, status.zones_version) == ("rolled_back", "unhealthy", 1)
+    assert "0 frames in the 0.4 s window, need 2; cameras not streaming: cam1 (offline)" in status.error.message
 
 
 def test_a_rollback_returns_to_the_technicians_save_and_the_file_keeps_matching(
@@ -251,3 +265,27 @@ def test_a_committed_zones_update_is_written_to_the_zones_file(
     assert (status.state, status.zones_version) == ("committed", 7)
     on_disk = ZonesDoc.model_validate(yaml.safe_load(dev.live.config.zones_file.read_text()))
     assert on_disk == dev.live.control.zones == ZonesDoc.model_validate(zones_doc(7))
+
+
+def test_a_disk_that_fills_during_the_download_fails_the_update_says_so_and_it_may_come_again(
+    device: Callable[..., Device], artifact_server: ArtifactServer, model_bytes: dict[str, bytes], golden: Golden,
+    fleet_key: Ed25519PrivateKey, tmp_path: Path,
+) -> None:
+    # the state folder on a real 8 MiB disk with 1 MiB left: room for the update's record, not for its 3.6 MB model
+    with tmpfs(tmp_path / "state", "8m") as disk:
+        dev = device()
+        hog = disk / "hog"
+        hog.write_bytes(bytes(shutil.disk_usage(disk).free - 1024 * 1024))
+        url = artifact_server.serve("l.onnx", Served(model_bytes["light_person_detector.onnx"]))
+        raw = sign_doc(model_manifest_doc(LIGHT_JSON, url, golden.light, 3), fleet_key)
+        status = dev.applier.apply(raw)
+        assert (status.state, status.error and status.error.code) == ("failed", "storage_failed"), status
+        assert f"the disk of {disk / 'ota'} is full: free space" in status.error.message
+        assert status.error.message.endswith("publish it again")
+        assert dev.live.control.live_model_sha256() == YOLOX_SHA
+        state = dev.state()  # recorded: nothing in progress, and not a version used up
+        assert state.update is None and state.of("model").failed_version == 0
+        assert shutil.disk_usage(disk).free > 900 * 1024  # what was downloaded of it is gone
+        hog.unlink()  # space again: the same update applies
+        assert dev.applier.apply(raw).state == "committed"
+        assert dev.live.control.live_model_sha256() == LIGHT_SHA
