@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import yaml
 from pydantic import ValidationError
 
+from agent import __version__
 from agent.ota.errors import OtaError
 from agent.ota.manifest import Manifest, SignedManifest
 from agent.ota.report import DONE_STATES
@@ -18,6 +20,7 @@ from agent.ota.verifier import signed_bytes
 from agent.settings.errors import describe_validation_error
 from agent.settings.trust import TrustFileError, TrustStore
 from engines.progress import Progress
+from fleet.model_update import model_manifest
 from fleet.pki import PkiError, add_pki_parser
 from fleet.publish import (
     DeviceOutcome,
@@ -44,7 +47,7 @@ def add_fleet_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     Each subcommand sets `func`, a handler taking the parsed args and
     returning the exit code. New fleet subcommands go on `commands` below.
     """
-    fleet = subparsers.add_parser("ota", help="Fleet signing keys and signed OTA manifests: keygen, sign, publish, status.")
+    fleet = subparsers.add_parser("ota", help="Fleet signing keys and signed OTA manifests: keygen, model-manifest, sign, publish, status.")
     commands = fleet.add_subparsers(dest="fleet_command", required=True, metavar="COMMAND")
 
     keygen_parser = commands.add_parser("keygen", help="Create an Ed25519 fleet signing key pair and its trust entry.")
@@ -56,6 +59,25 @@ def add_fleet_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     sign_parser.add_argument("--key", type=Path, required=True, help="Fleet private key (PEM) from `edge-fleet ota keygen`.")
     sign_parser.add_argument("--out", type=Path, required=True, help="Where to write the signed manifest (JSON).")
     sign_parser.set_defaults(func=run_sign)
+
+    model_parser = commands.add_parser(
+        "model-manifest", help="Write a model update's manifest (unsigned, YAML) with its golden reference, for `sign`."
+    )
+    model_parser.add_argument("model", type=Path, help="The model's engine manifest (JSON), as in models/.")
+    model_parser.add_argument("--models-dir", type=Path, required=True, help="Folder holding the model's file.")
+    model_parser.add_argument("--url", required=True, help="Where devices download the model's file (http or https).")
+    model_parser.add_argument(
+        "--golden-dir", type=Path, required=True, help="The golden frames (PNG) the devices hold as ota.golden_dir."
+    )
+    model_parser.add_argument("--version", type=int, required=True, help="Above the last model update's version.")
+    model_parser.add_argument("--device", action="append", default=[], help="Target device id (repeatable).")
+    model_parser.add_argument("--group", action="append", default=[], help="Target group (repeatable).")
+    model_parser.add_argument("--valid-days", type=float, default=7.0, help="Days until the manifest expires (7).")
+    model_parser.add_argument(
+        "--min-agent-version", default=__version__, help=f"Oldest agent that may apply it (this one's: {__version__})."
+    )
+    model_parser.add_argument("--out", type=Path, required=True, help="Where to write the manifest (YAML).")
+    model_parser.set_defaults(func=run_model_manifest)
 
     publish_parser = commands.add_parser(
         "publish", help="Publish a signed manifest (retained): canary devices first, then the other devices and groups."
@@ -239,6 +261,28 @@ def run_keygen(args: argparse.Namespace) -> int:
     print(f"private key (keep secret) {key.private_key_path}")
     print(f"public key {key.public_key_path}")
     print(f"trust entry for devices {key.trust_entry_path}")
+    return EXIT_OK
+
+
+def run_model_manifest(args: argparse.Namespace) -> int:
+    """Handler of `edge-fleet ota model-manifest MODEL_JSON --models-dir D --url U --golden-dir G --version N --out F`."""
+    try:
+        document = model_manifest(
+            args.model, args.models_dir, args.url, args.golden_dir, version=args.version, device_ids=args.device,
+            groups=args.group, valid_days=args.valid_days, min_agent_version=args.min_agent_version,
+        )  # fmt: skip
+    except FleetError as exc:
+        print(f"edge-fleet ota model-manifest: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        args.out.write_text(yaml.safe_dump(document, sort_keys=False))
+    except OSError as exc:
+        print(f"edge-fleet ota model-manifest: {exc}", file=sys.stderr)
+        return EXIT_IO_ERROR
+    golden = document["payload"]["golden"]["frames"]
+    boxes = sum(len(f["boxes"]) for f in golden)
+    print(f"model {document['payload']['model']['name']} version {args.version}: {boxes} reference detections on "
+          f"{len(golden)} golden frames -> {args.out}; next: edge-fleet ota sign {args.out} --key ... --out ...")  # fmt: skip
     return EXIT_OK
 
 

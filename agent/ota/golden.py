@@ -14,13 +14,14 @@ after class-wise NMS at GOLDEN_NMS_IOU, over all classes.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from agent.ota.errors import ErrorCode, OtaError
-from agent.ota.manifest import GoldenReference
+from agent.ota.manifest import MAX_GOLDEN_BOXES, GoldenFrame, GoldenReference
 from engines.detector import Detector
 from engines.nms import iou_matrix
 from engines.types import Detections
@@ -28,6 +29,20 @@ from engines.types import Detections
 GOLDEN_CONFIDENCE = 0.3
 GOLDEN_NMS_IOU = 0.45
 FPS_FRAMES = 8
+
+
+def reference_of(found: Sequence[Detections], names: Sequence[str]) -> GoldenReference:
+    """A model's detections on the golden frames `names` (one Detections each, found at GOLDEN_CONFIDENCE and
+    GOLDEN_NMS_IOU) as the reference a model update carries and OTA validation checks against."""
+    frames = []
+    for name, detections in zip(names, found, strict=True):
+        boxes = []
+        for xyxy, class_id, score in zip(detections.xyxy, detections.class_id, detections.confidence):
+            x1, y1, x2, y2 = (round(max(0.0, float(v)), 2) for v in xyxy)
+            if x2 > x1 and y2 > y1:
+                boxes.append((x1, y1, x2, y2, int(class_id), round(float(score), 4)))
+        frames.append(GoldenFrame(frame=name, boxes=boxes[:MAX_GOLDEN_BOXES]))
+    return GoldenReference(frames=frames)
 
 
 def load_golden_frames(golden: GoldenReference, golden_dir: Path) -> list[np.ndarray]:

@@ -23,7 +23,6 @@ import argparse
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,10 +33,8 @@ from agent.tools.args import DEFAULT_CONFIG, add_config_argument
 from agent.tools.checks import CheckResult, print_report
 
 if TYPE_CHECKING:
-    from agent.ota.manifest import GoldenReference
     from agent.settings.camera import CameraConfig
     from agent.settings.config import AgentConfig
-    from engines.types import Detections
 
 CAMERA_SECONDS = 3.0
 GOLDEN_FRAMES_PER_CAMERA = 2
@@ -187,25 +184,17 @@ def read_camera(camera: CameraConfig, seconds: float) -> tuple[CheckResult, list
     return CheckResult(name, True, detail), kept
 
 
-def golden_reference(found: Sequence[Detections]) -> GoldenReference:
-    """ONNX Runtime's detections (one Detections per frame) as the reference OTA validation checks against."""
-    from agent.ota.manifest import MAX_GOLDEN_BOXES, GoldenFrame, GoldenReference
-
-    frames = []
-    for i, detections in enumerate(found):
-        boxes = []
-        for xyxy, class_id, score in zip(detections.xyxy, detections.class_id, detections.confidence):
-            x1, y1, x2, y2 = (max(0.0, float(v)) for v in xyxy)
-            if x2 > x1 and y2 > y1:
-                boxes.append((x1, y1, x2, y2, int(class_id), float(score)))
-        frames.append(GoldenFrame(frame=f"frame-{i:02d}.png", boxes=boxes[:MAX_GOLDEN_BOXES]))
-    return GoldenReference(frames=frames)
-
-
 def check_models(config: AgentConfig, images: list[np.ndarray], gpu_ready: bool) -> list[CheckResult]:
     """onnxruntime, engine, golden and speed lines for the configured model on `images`."""
     from agent.ota.errors import OtaError
-    from agent.ota.golden import GOLDEN_CONFIDENCE, GOLDEN_NMS_IOU, check_golden, detector_confidence, measure_fps
+    from agent.ota.golden import (
+        GOLDEN_CONFIDENCE,
+        GOLDEN_NMS_IOU,
+        check_golden,
+        detector_confidence,
+        measure_fps,
+        reference_of,
+    )
     from engines.detector import Detector
     from engines.manifest import ModelError, load_manifest, resolve_model_file
     from engines.tensorrt_engine import engine_cache_entry
@@ -217,7 +206,7 @@ def check_models(config: AgentConfig, images: list[np.ndarray], gpu_ready: bool)
     manifest_path, models_dir = config.model.manifest, config.models_dir
     try:
         with Detector.open(manifest_path, models_dir, confidence=GOLDEN_CONFIDENCE, nms_iou=GOLDEN_NMS_IOU) as ort:
-            reference = golden_reference(ort.detect(images))
+            reference = reference_of(ort.detect(images), [f"frame-{i:02d}.png" for i in range(len(images))])
             ort_fps = measure_fps(ort, images)
     except ModelError as exc:
         return [CheckResult(n, False, str(exc), "run edge-agent doctor") for n in ("onnxruntime", "engine", "golden", "speed")]

@@ -12,7 +12,6 @@ import sys
 import types
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from agent.settings.camera import CameraConfig
@@ -22,13 +21,11 @@ from agent.tools.selftest import (
     check_gstreamer,
     check_python,
     cuda_problem,
-    golden_reference,
     read_camera,
     run_selftest,
     venv_sees_system_packages,
     version_text,
 )
-from engines.types import Detections
 from testbed.services import free_port
 from tests.conftest import REPO
 
@@ -106,19 +103,6 @@ def test_check_python(version, on_jetson, system_packages, ok, says):
 def test_check_gstreamer(on_jetson, has_gst, missing, ok, says):
     result = check_gstreamer(on_jetson, has_gst, missing)
     assert result.ok is ok and says in result.detail
-
-
-def test_golden_reference_from_detections():
-    found = Detections(
-        np.array([[-3.0, 5, 40, 90], [10, 10, 10, 20], [1, 2, 3, 4]], np.float32),
-        np.array([0.9, 0.8, 0.4], np.float32),
-        np.array([0, 2, 0], np.int32),
-    )
-    reference = golden_reference([found, Detections.empty()])
-    assert [f.frame for f in reference.frames] == ["frame-00.png", "frame-01.png"]
-    # clipped to the frame, the degenerate box dropped; the OTA defaults (IoU 0.5, score within 0.1)
-    assert reference.frames[0].boxes == [(0.0, 5.0, 40.0, 90.0, 0, pytest.approx(0.9)), (1.0, 2.0, 3.0, 4.0, 0, pytest.approx(0.4))]
-    assert reference.frames[1].boxes == [] and (reference.iou_min, reference.score_abs_tol) == (0.5, 0.1)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 
 import cv2
 
-from agent.ota.golden import GOLDEN_CONFIDENCE, GOLDEN_NMS_IOU
+from agent.ota.golden import GOLDEN_CONFIDENCE, GOLDEN_NMS_IOU, reference_of
 from engines.detector import Detector
 from tests.agent.ota.manifests import manifest_doc
 
@@ -38,17 +38,10 @@ def write_golden_frames(clip: Path, folder: Path) -> list[str]:
 
 
 def golden_reference(model_json: Path, models_dir: Path, golden_dir: Path, names: list[str]) -> dict[str, Any]:
-    """The reference the fleet's build machine signs: the model's own detections on the golden frames."""
-    frames = []
+    """The reference the fleet signs (as `edge-fleet ota model-manifest` makes it): the model's own detections."""
     with Detector.open(model_json, models_dir, confidence=GOLDEN_CONFIDENCE, nms_iou=GOLDEN_NMS_IOU) as detector:
-        for name in names:
-            (found,) = detector.detect([cv2.imread(str(golden_dir / name))])
-            boxes = [
-                [*map(float, xyxy.round(2)), int(c), round(float(s), 4)]
-                for xyxy, c, s in zip(found.xyxy, found.class_id, found.confidence)
-            ]
-            frames.append({"frame": name, "boxes": boxes})
-    return {"frames": frames, "iou_min": 0.5, "score_abs_tol": 0.1}
+        found = [detector.detect([cv2.imread(str(golden_dir / name))])[0] for name in names]
+    return reference_of(found, names).model_dump(mode="json")
 
 
 def model_manifest_doc(

@@ -24,6 +24,7 @@ from onnx import TensorProto, helper
 from agent.ota.errors import ErrorCode
 from agent.ota.state import KindState
 from agent.settings.zones import ZonesDoc
+from fleet.cli import main as fleet_main
 from testbed.services import free_port
 from tests.agent.ota.device import Device, Golden
 from tests.agent.ota.docs import (
@@ -34,7 +35,7 @@ from tests.agent.ota.docs import (
     zones_manifest_doc,
 )
 from tests.agent.ota.http_server import ArtifactServer, Served
-from tests.agent.ota.manifests import sign_doc
+from tests.agent.ota.manifests import DEVICE_ID, sign_doc
 from tests.support.services import tmpfs
 
 YOLOX_SHA = json.loads(YOLOX_JSON.read_text())["sha256"]
@@ -289,3 +290,33 @@ def test_a_disk_that_fills_during_the_download_fails_the_update_says_so_and_it_m
         hog.unlink()  # space again: the same update applies
         assert dev.applier.apply(raw).state == "committed"
         assert dev.live.control.live_model_sha256() == LIGHT_SHA
+
+
+def test_a_model_update_made_by_the_fleet_tool_from_the_golden_frames_commits(
+    device: Callable[..., Device], artifact_server: ArtifactServer, model_bytes: dict[str, bytes], golden: Golden,
+    fleet_key: Ed25519PrivateKey, models_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the operator's path: `edge-fleet ota model-manifest` (the golden reference computed here), `sign`, and a
+    # device holding the same golden frames applies it
+    url = artifact_server.serve("light.onnx", Served(model_bytes["light_person_detector.onnx"]))
+    out = tmp_path / "model.yaml"
+    code = fleet_main(["ota", "model-manifest", str(LIGHT_JSON), "--models-dir", str(models_dir), "--url", url,
+                       "--golden-dir", str(golden.folder), "--version", "3", "--device", DEVICE_ID, "--out", str(out),
+                       "--valid-days", "3650"])  # the test device's clock reads 2030
+    assert code == 0, capsys.readouterr().err
+    document = yaml.safe_load(out.read_text())
+    assert document["payload"]["golden"] == golden.light  # what the devices' own check expects
+    dev = device(run_detector=False)
+    status = dev.applier.apply(sign_doc(document, fleet_key))
+    assert status.state == "committed", status
+    assert dev.live.control.live_model_sha256() == LIGHT_SHA
+
+
+def test_the_fleet_tool_refuses_a_golden_folder_without_frames(models_dir: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "golden").mkdir()
+    code = fleet_main(["ota", "model-manifest", str(LIGHT_JSON), "--models-dir", str(models_dir), "--url",
+                       "https://example.net/m.onnx", "--golden-dir", str(tmp_path / "golden"), "--version", "3",
+                       "--device", DEVICE_ID, "--out", str(tmp_path / "m.yaml")])
+    assert code == 2 and not (tmp_path / "m.yaml").exists()
+    assert "no golden frames (*.png)" in capsys.readouterr().err
