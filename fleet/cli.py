@@ -12,7 +12,6 @@ import paho.mqtt.client as mqtt
 import yaml
 from pydantic import ValidationError
 
-from agent import __version__
 from agent.ota.errors import OtaError
 from agent.ota.manifest import Manifest, SignedManifest
 from agent.ota.report import DONE_STATES
@@ -73,9 +72,7 @@ def add_fleet_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     model_parser.add_argument("--device", action="append", default=[], help="Target device id (repeatable).")
     model_parser.add_argument("--group", action="append", default=[], help="Target group (repeatable).")
     model_parser.add_argument("--valid-days", type=float, default=7.0, help="Days until the manifest expires (7).")
-    model_parser.add_argument(
-        "--min-agent-version", default=__version__, help=f"Oldest agent that may apply it (this one's: {__version__})."
-    )
+    model_parser.add_argument("--min-agent-version", default="0.1.0", help="Oldest agent that may apply it (0.1.0).")
     model_parser.add_argument("--out", type=Path, required=True, help="Where to write the manifest (YAML).")
     model_parser.set_defaults(func=run_model_manifest)
 
