@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.core.events import Body, ClassName, Direction, Event, Id
 from agent.core.units import NS_PER_MS, NS_PER_S
@@ -42,7 +42,19 @@ class AggregateBody(Body):
     kind: Literal["aggregate"] = "aggregate"
     start_ms: int = Field(ge=0, description="interval start, UTC milliseconds")
     interval_ms: int = Field(gt=0, description="interval length")
+    covered_ms: int = Field(
+        ge=0, description="how much of the interval the camera's frames covered: all of it but in the interval where it "
+        "started, stopped or came back after a gap (from its first frame there, or to its last)"
+    )
+    part: int = Field(1, ge=1, description="an interval with more tallies than fit one message comes in parts: which")
+    parts: int = Field(1, ge=1, description="how many messages this interval's tallies came in")
     tallies: list[ZoneTally] = Field(max_length=MAX_TALLIES, description="empty: nothing happened")
+
+    @model_validator(mode="after")
+    def _part_of_parts(self) -> AggregateBody:
+        if self.part > self.parts or self.covered_ms > self.interval_ms:
+            raise ValueError("part must not exceed parts, nor covered_ms interval_ms")
+        return self
 
 
 @dataclass
@@ -63,18 +75,25 @@ class Aggregator:
     def __init__(self, interval_s: int) -> None:
         self._interval_ns = interval_s * NS_PER_S
         self._index: int | None = None
+        self._from_ns = self._last_ns = 0  # the span of the interval the frames covered
         self._tallies: dict[tuple[str, str, str | None, Direction | None], _Tally] = {}
 
     def update(self, events: list[Event], pts_ns: int) -> list[AggregateBody]:
         index = pts_ns // self._interval_ns
-        closed = self.flush() if self._index is not None and index != self._index else []
-        self._index = index
+        closed: list[AggregateBody] = []
+        if index != self._index:
+            following = self._index is not None and index == self._index + 1  # the frames ran on across the bound
+            if self._index is not None:
+                closed = self.flush(self._interval_ns * index if following else self._last_ns)
+            self._index, self._from_ns = index, self._interval_ns * index if following else pts_ns
+        self._last_ns = pts_ns
         for event in events:
             self._add(event.body)
         return closed
 
-    def flush(self) -> list[AggregateBody]:
-        """The bodies of the current interval (several if it has many tallies); then empty."""
+    def flush(self, until_ns: int | None = None) -> list[AggregateBody]:
+        """The bodies of the current interval (several if it has many tallies), covered up to `until_ns` (its
+        last frame unless told); then empty."""
         if self._index is None:
             return []
         tallies = [
@@ -84,9 +103,14 @@ class Aggregator:
         ]  # fmt: skip
         start_ms = self._index * self._interval_ns // NS_PER_MS
         interval_ms = self._interval_ns // NS_PER_MS
+        covered_ms = ((self._last_ns if until_ns is None else until_ns) - self._from_ns) // NS_PER_MS
         self._index, self._tallies = None, {}
         chunks = [tallies[i : i + MAX_TALLIES] for i in range(0, len(tallies), MAX_TALLIES)] or [[]]
-        return [AggregateBody(start_ms=start_ms, interval_ms=interval_ms, tallies=c) for c in chunks]
+        return [
+            AggregateBody(start_ms=start_ms, interval_ms=interval_ms, covered_ms=covered_ms, part=i, parts=len(chunks),
+                          tallies=c)
+            for i, c in enumerate(chunks, start=1)
+        ]  # fmt: skip
 
     def _add(self, body: Body) -> None:
         t = body.tally()

@@ -29,7 +29,8 @@ def test_an_interval_becomes_counts_and_durations_without_subjects():
     agg.update([ev(ZoneOccupancyBody(zone_id="door", class_name="person", count=3, previous=1), 603)], 603 * S)
     agg.update([ev(intrusion("ended", 4000), 604, track=1)], 604 * S)
     (body,) = agg.update([], 660 * S)  # the first frame of the next interval closes this one
-    assert (body.start_ms, body.interval_ms) == (600_000, 60_000)
+    # its first frame came half a second in: the interval's 60 s less that were covered, in one part
+    assert (body.start_ms, body.interval_ms, body.covered_ms, body.part, body.parts) == (600_000, 60_000, 59_500, 1, 1)
     assert body.tallies == [
         ZoneTally(area_id="door", event_kind="intrusion", class_name="person", count=1, duration_ms=4000),
         ZoneTally(area_id="door", event_kind="zone_occupancy", class_name="person", count=0, duration_ms=0, peak=3),
@@ -42,9 +43,20 @@ def test_an_interval_becomes_counts_and_durations_without_subjects():
 def test_quiet_intervals_say_zero_and_flush_closes_the_last_one():
     agg = Aggregator(interval_s=10)
     agg.update([], 5 * S)
-    assert [b.tallies for b in agg.update([], 15 * S)] == [[]]
-    assert [b.start_ms for b in agg.flush()] == [10_000]
+    assert [(b.tallies, b.covered_ms) for b in agg.update([], 15 * S)] == [([], 5_000)]  # started at 5 s
+    assert [(b.start_ms, b.covered_ms) for b in agg.flush()] == [(10_000, 5_000)]  # stopped at 15 s
     assert agg.flush() == []
+
+
+def test_an_interval_after_a_gap_covers_only_what_the_frames_did():
+    agg = Aggregator(interval_s=10)
+    agg.update([], 1 * S)
+    agg.update([], 3 * S)
+    (before,) = agg.update([], 35 * S)  # the camera was away from 3 s to 35 s
+    assert (before.start_ms, before.covered_ms) == (0, 2_000)
+    agg.update([], 39 * S)
+    (after,) = agg.update([], 41 * S)
+    assert (after.start_ms, after.covered_ms) == (30_000, 5_000)
 
 
 def test_many_zones_are_split_under_the_payload_cap():
@@ -53,6 +65,7 @@ def test_many_zones_are_split_under_the_payload_cap():
     agg.update([ev(b, 1) for b in bodies], 1 * S)
     out = agg.flush()
     assert [len(b.tallies) for b in out] == [MAX_TALLIES] * 3 + [45 - 3 * MAX_TALLIES]
+    assert [(b.part, b.parts, b.start_ms) for b in out] == [(1, 4, 0), (2, 4, 0), (3, 4, 0), (4, 4, 0)]
 
 
 def test_an_aggregate_is_an_event_on_the_wire_under_the_cap():
