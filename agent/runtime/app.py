@@ -3,6 +3,7 @@ and, when configured, the OTA applier and the zone editor."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -32,6 +33,7 @@ from agent.io.summary import SummaryLoop, warn_if_clock_unset
 from agent.io.write_behind import WriteBehind
 from agent.io.zone_editor import ZONE_EDITOR_TOKEN_FILE, ZoneEditor
 from agent.ota.applier import Applier
+from agent.ota.canonical import canonical_json_bytes
 from agent.ota.control import Baseline, ModelRef
 from agent.ota.report import DeviceIdentity, OtaStatus, StepSettings
 from agent.ota.slots import SlotLayout
@@ -106,7 +108,8 @@ class Agent:
             ts=now_ms(),
             agent_version=__version__,
             model=ModelInfo(name=model.manifest.name, sha256=model.sha256) if model else None,
-            zones_version=self.control.live_zones_version() if self.control else self.zones.version,
+            zones_version=self.zones.version,
+            zones_sha256=hashlib.sha256(canonical_json_bytes(self.zones.model_dump(mode="json"))).hexdigest(),
             # an agent going offline reads no camera: their last states would read as still true
             cameras=dict(self.camera_states) if state == "online" else dict.fromkeys(self.camera_states, "stopped"),
             audit_head=self._audit.head() if self._audit else None,

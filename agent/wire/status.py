@@ -35,7 +35,10 @@ class Status(_Msg):
     ts: int = Field(ge=0, description="UTC milliseconds")
     agent_version: Annotated[str, Field(max_length=32)] | None = None
     model: ModelInfo | None = None
-    zones_version: int | None = Field(None, ge=0)
+    zones_version: int | None = Field(None, ge=0, description="the zones document's own version, as its author set it")
+    zones_sha256: Hex | None = Field(
+        None, description="SHA-256 of the zones in force (canonical JSON): changes with any edit, whatever the version"
+    )
     cameras: dict[Id, CameraState] = Field({}, max_length=64)
     audit_head: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
         None, description="hash of the last audit-log record: the centre notices a rewritten log"
