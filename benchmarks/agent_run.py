@@ -17,6 +17,8 @@ an operator would; decode is probed beside the agent (benchmarks.decode).
 from __future__ import annotations
 
 import json
+import signal
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -77,6 +79,12 @@ def zones_for(camera_ids: list[str]) -> dict:
                       "wrong_way": {"direction": [1.0, 0.0]}})  # fmt: skip
         lines.append({"id": "mid", "camera": cam, "points": [[0.5, 0.2], [0.5, 0.8]]})
     return {"version": 1, "zones": zones, "lines": lines}
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM (a `kill`, `timeout`) ends a benchmark as Ctrl-C does: its agent, broker and cameras are stopped
+    and its temporary folder removed (they outlived it)."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
 
 def _detect_block(spec: RunSpec) -> dict:

@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 from engines.manifest import load_manifest, resolve_model_file, sha256_of
@@ -80,5 +81,41 @@ def describe(settings: dict) -> dict:
         "load_average_1_5_15": list(os.getloadavg()),
         "libraries": library_versions(),
         "git": git_revision(),
+        "command": sys.argv,
         "settings": settings,
     }
+
+
+def which_machines(folder: Path) -> list[list[object]]:
+    """Per result JSON in `folder`: the CPU flags that move inference figures, onnxruntime, commit, dirty, load."""
+    import json
+
+    rows: list[list[object]] = []
+    for path in sorted(folder.glob("*.json")):
+        machine = json.loads(path.read_text()).get("machine") if path.stat().st_size else None
+        if not isinstance(machine, dict):
+            rows.append([path.name, "-", "-", "-", "-", "-", "-"])
+            continue
+        flags, git = machine["cpu"]["flags"], machine.get("git", {})
+        vector = "AVX-512 VNNI" if flags.get("avx512_vnni") else "AVX-512" if flags.get("avx512f") else "AVX2"
+        rows.append([path.name, vector, machine["libraries"].get("onnxruntime"), (git.get("commit") or "-")[:8],
+                     "dirty" if git.get("dirty") else "clean", machine["load_average_1_5_15"][0],
+                     " ".join(machine["command"][1:]) if "command" in machine else "-"])  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from benchmarks.report import print_table
+
+    parser = argparse.ArgumentParser(description="Which machine, library and checkout each result JSON comes from.")
+    parser.add_argument("folder", type=Path, nargs="?", default=REPO / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    print_table(f"results in {args.folder}", ["file", "CPU", "onnxruntime", "commit", "tree", "load at start", "command"],
+                which_machines(args.folder))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

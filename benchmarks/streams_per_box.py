@@ -6,8 +6,10 @@
 
 Per backend and model manifest (a manifest fixes the precision: give an INT8
 QDQ manifest from `edge-agent calibrate` to measure INT8), N doubles from
---start until a run fails, then bisects between the last N that held and the
-first that failed. A run holds when its p99 end to end is within the budget,
+--start (its last step --max-streams itself) until a run fails, then bisects
+between the last N that held and the first that failed. The result is written
+after each configuration (a configuration that cannot run here, such as
+TensorRT without it, is noted and the others go on), the plot at the end. A run holds when its p99 end to end is within the budget,
 at most --max-drop of the frames read were dropped, and every camera kept at
 least 90% of its frame rate (a reader that falls behind an RTSP stream drops
 nothing but stamps late frames as new).
@@ -28,9 +30,9 @@ from itertools import product
 from pathlib import Path
 
 from benchmarks import data
-from benchmarks.agent_run import run_agent
-from benchmarks.latency_per_stream import add_run_arguments, print_runs, spec_for
-from benchmarks.machine import describe, model_info
+from benchmarks.agent_run import exit_on_sigterm, run_agent
+from benchmarks.latency_per_stream import BACKENDS, add_run_arguments, check_run_arguments, print_runs, spec_for
+from benchmarks.machine import describe
 from benchmarks.plot import latency_figure
 from benchmarks.report import print_table, write_result
 
@@ -82,11 +84,11 @@ def search(
         return not runs[n]["fails"]
 
     good, bad, n = 0, None, start
-    while n <= max_streams:
+    while good < max_streams:
         if not holds(n):
             bad = n
             break
-        good, n = n, n * 2
+        good, n = n, min(n * 2, max_streams)  # the last step is --max-streams itself
     while bad is not None and bad - good > 1:
         mid = (good + bad) // 2
         good, bad = (mid, bad) if holds(mid) else (good, mid)
@@ -100,23 +102,29 @@ def _run(args: argparse.Namespace, manifest: Path, backend: str, mode: str, sess
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", type=Path, action="append", help="model manifest (repeat; default yolox_nano)")
-    parser.add_argument("--backend", action="append", help="inference backend (repeat; default onnxruntime)")
+    parser.add_argument("--backend", action="append", choices=BACKENDS, help="inference backend (repeat; default onnxruntime)")
     parser.add_argument("--mode", action="append", choices=sorted(DETECT_MODES), help="detect mode (repeat; default every)")
     parser.add_argument(
         "--sessions", action="append", type=int,
         help="each configuration with model.onnxruntime_sessions N (repeat; default: the agent's)",
     )  # fmt: skip
-    parser.add_argument("--budget-ms", type=float, default=100.0, help="p99 frame-to-event budget")
-    parser.add_argument("--max-drop", type=float, default=0.01, help="largest share of frames dropped")
-    parser.add_argument("--start", type=int, default=1, help="first stream count")
-    parser.add_argument("--max-streams", type=int, default=32, help="stop raising N here")
-    add_run_arguments(parser)
-    parser.set_defaults(source="file")
+    parser.add_argument("--budget-ms", type=float, default=100.0, help="p99 frame-to-event budget (default %(default)s)")
+    parser.add_argument("--max-drop", type=float, default=0.01,
+                        help="largest share of the frames read that may be dropped, a fraction (default %(default)s: 1 %%)")  # fmt: skip
+    parser.add_argument("--start", type=int, default=1, help="first stream count (default %(default)s)")
+    parser.add_argument("--max-streams", type=int, default=32, help="the most streams tried (default %(default)s)")
+    add_run_arguments(parser, source="file")
     args = parser.parse_args(argv)
+    if not 1 <= args.start <= args.max_streams:
+        parser.error("--start must be 1 or more and at most --max-streams")
+    if not 0 <= args.max_drop <= 1:
+        parser.error("--max-drop is a fraction of the frames read, 0 to 1 (0.01: 1 %)")
     manifests, backends = args.manifest or [data.DEFAULT_MANIFEST], args.backend or ["onnxruntime"]
     modes = args.mode or ["every"]
-    models = {m: model_info(m, data.models_dir()) for m in manifests}
+    models = dict(zip(manifests, check_run_arguments(parser, args, manifests)))
+    exit_on_sigterm()
     machine = describe(vars(args) | {"models": list(models.values())})
+    criteria = {"budget_ms": args.budget_ms, "max_drop": args.max_drop, "min_rate_share": MIN_RATE_SHARE}
     configs = []
     for backend in backends:
         for manifest, model in models.items():
@@ -124,23 +132,30 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"{backend} {model['name']} {model['precision']} {mode}"
                 label += "" if sessions is None else f" {sessions} sessions"
                 print(f"{label}:", flush=True)
-                run_at = partial(_run, args, manifest, backend, mode, sessions)
-                runs, best = search(run_at, args.start, args.max_streams, args.budget_ms, args.max_drop)
-                configs.append({"label": label, "backend": backend, "model": model, "mode": mode, "sessions": sessions,
-                                "detect": DETECT_MODES[mode], "max_streams": best, "runs": runs})  # fmt: skip
-                print_runs(label, runs)
+                config = {"label": label, "backend": backend, "model": model, "mode": mode, "sessions": sessions,
+                          "detect": DETECT_MODES[mode]}  # fmt: skip
+                try:
+                    runs, best = search(partial(_run, args, manifest, backend, mode, sessions), args.start,
+                                        args.max_streams, args.budget_ms, args.max_drop)  # fmt: skip
+                    configs.append(config | {"max_streams": best, "runs": runs})
+                    print_runs(label, runs)
+                except RuntimeError as exc:  # this configuration cannot run here (no TensorRT, ...): the others go on
+                    print(f"  failed: {exc}", flush=True)
+                    configs.append(config | {"max_streams": 0, "runs": [], "error": str(exc)})
+                # what is measured so far is kept, should a later configuration be interrupted
+                write_result(args.out, "streams_per_box", machine, {"criteria": criteria, "configs": configs})
     print_table(
         f"streams per box (p99 <= {args.budget_ms:g} ms, drops <= {100 * args.max_drop:g}%)",
         ["backend", "model", "precision", "mode", "ORT sessions", "max streams", "first failure"],
         [
             [c["backend"], c["model"]["name"], c["model"]["precision"], c["mode"], c["sessions"] or "default",
              c["max_streams"],
-             next(("; ".join(r["fails"]) for r in c["runs"] if r["fails"]), "none up to --max-streams")]
+             c["error"].splitlines()[0] if "error" in c else
+             next(("; ".join(r["fails"]) for r in c["runs"] if r["fails"]), f"none: {args.max_streams} held")]
             for c in configs
         ],
     )  # fmt: skip
     png = latency_figure({c["label"]: c["runs"] for c in configs}, args.out.with_suffix(".png"), args.budget_ms)
-    criteria = {"budget_ms": args.budget_ms, "max_drop": args.max_drop, "min_rate_share": MIN_RATE_SHARE}
     write_result(args.out, "streams_per_box", machine, {"criteria": criteria, "configs": configs, "plot": str(png)})
     return 0
 

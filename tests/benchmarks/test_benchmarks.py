@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -191,3 +194,55 @@ def test_analytics_cost_replays_the_same_events_every_round(tmp_path, models_dir
     result = run_script("analytics_cost", args, models_dir, media_dir, out)["results"]
     assert len(result["ms_per_frame"]) == 2 and all(ms > 0 for ms in result["ms_per_frame"])
     assert result["events"] > 100 and len(result["digests"]) == 1  # the cached boxes give the same events
+
+
+def _benchmark(args: list[str], models_dir: Path, media_dir: Path, **popen: object) -> subprocess.Popen:
+    env = os.environ | {"EDGE_AGENT_MODELS_DIR": str(models_dir), "EDGE_AGENT_MEDIA_DIR": str(media_dir)}
+    return subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env, text=True, **popen)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--start", "5", "--max-streams", "4"], "--start must be 1 or more and at most --max-streams"),
+    (["--start", "0"], "--start must be 1 or more"),
+    (["--max-drop", "1.5"], "--max-drop is a fraction"),
+    (["--duration", "0"], "--duration must be above 0"),
+    (["--duration", "5", "--warmup", "2"], "--warmup + --duration must exceed 10 s"),
+    (["--clip", "/nonexistent/clip.avi"], "clip /nonexistent/clip.avi: no such file"),
+    (["--manifest", "models/nonexistent.json"], "models/nonexistent.json: cannot read manifest"),
+    (["--backend", "onnxruntim"], "invalid choice: 'onnxruntim'"),
+])  # fmt: skip
+def test_streams_per_box_refuses_what_would_waste_the_run_before_starting(args, says, tmp_path, models_dir, media_dir):
+    done = _benchmark(["benchmarks.streams_per_box", *args, "--out", str(tmp_path / "x.json")], models_dir, media_dir,
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    out, err = done.communicate(timeout=60)
+    assert done.returncode == 2 and says in err and "Traceback" not in err, err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_an_out_that_is_a_folder_is_refused_before_the_run(tmp_path, models_dir, media_dir):
+    done = _benchmark(["benchmarks.latency_per_stream", "--source", "file", "--out", str(tmp_path)], models_dir,
+                      media_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    _, err = done.communicate(timeout=60)
+    assert done.returncode == 2 and f"--out {tmp_path} is a folder" in err, err
+
+
+def test_sigterm_stops_the_benchmarks_agent_and_broker_and_removes_its_folder(tmp_path, models_dir, media_dir):
+    bench = _benchmark(["benchmarks.latency_per_stream", "--source", "file", "--streams", "1", "--duration", "60",
+                        "--warmup", "1", "--out", str(tmp_path / "x.json")], models_dir, media_dir,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    children: set[int] = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(children) < 2:  # the broker and the agent
+        time.sleep(0.5)
+        found = subprocess.run(["pgrep", "-P", str(bench.pid)], capture_output=True, text=True).stdout.split()
+        children = {int(pid) for pid in found}
+    assert len(children) >= 2, children
+    folders = {Path(arg).parents[1] for pid in children for arg in Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+               if arg.startswith(tempfile.gettempdir() + "/bench-")}  # fmt: skip
+    assert folders
+    bench.terminate()
+    assert bench.wait(60) == 128 + signal.SIGTERM
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not any(folder.exists() for folder in folders)
