@@ -109,7 +109,6 @@ class Applier:
         kind = manifest.kind
         active = state.of(kind)
         slot = other_slot(active.active)
-        self._layout.reset(kind, slot)  # the inactive slot: clearing it touches nothing live
         update = Update(
             kind=kind,
             version=manifest.version,
@@ -121,15 +120,18 @@ class Applier:
         )
         state = state.model_copy(update={"update": update})
         try:
+            self._layout.reset(kind, slot)  # the inactive slot: clearing it touches nothing live
             self._store.save(state)
         except OSError as exc:  # a full disk: nothing was started, nothing changed; the fleet hears why
-            error = _unrecorded(exc, self._layout.root)
-            log.error("ota_storage_failed", kind=kind, version=manifest.version, error=error.message)
-            status = self._status("failed", kind, manifest.version, error)
-            self._report(status)
-            return status
+            return self._unstarted(kind, manifest.version, _unrecorded(exc, self._layout.root))
         log.info("ota_accepted", kind=kind, version=manifest.version, slot=slot)
         return self._run(state, manifest)
+
+    def _unstarted(self, kind: Kind, version: int, error: OtaError) -> OtaStatus:
+        log.error("ota_storage_failed", kind=kind, version=version, error=error.message)
+        status = self._status("failed", kind, version, error)
+        self._report(status)
+        return status
 
     def resume(self) -> OtaStatus | None:
         """Finish or roll back the update a previous start left in progress; None if there was none."""
@@ -143,8 +145,15 @@ class Applier:
         if update.resumes >= self._settings.max_resumes:
             error = OtaError(ErrorCode.CRASH_LOOP, f"interrupted {update.resumes + 1} times at step {update.step}")
             return self._rollback(state, error)
-        state = state.with_step(update.step, resumes=update.resumes + 1)
-        self._store.save(state)
+        # Before the switch nothing served: run it again from the download, which keeps what is already there (by
+        # its hash), so that a slot cleared by a failure that could not be recorded is filled again.
+        step = "download" if update.step in PRE_SWITCH_STEPS else update.step
+        state = state.with_step(step, resumes=update.resumes + 1)
+        try:
+            self._layout.slot_dir(update.kind, update.slot).mkdir(parents=True, exist_ok=True)
+            self._store.save(state)
+        except OSError as exc:  # still full: the update waits, as it is, for a start with room
+            return self._unstarted(update.kind, update.version, _unrecorded(exc, self._layout.root))
         try:
             # Verified again: the state file is not trusted more than the message it came from.
             manifest = self._verify(update.envelope.encode("utf-8"), state, resuming=update)
@@ -233,16 +242,21 @@ class Applier:
         update = state.update
         assert update is not None
         if update.step in PRE_SWITCH_STEPS:
-            # Nothing of the update ever served: forget it, and what was staged of it (its space too). A version
-            # that failed is never tried again, unless the box's disk failed it: then the same version may come again.
+            # Nothing of the update ever served: forget it, then what was staged of it (its space too). A version
+            # that failed is never tried again, unless the box's full disk failed it: then it may come again.
+            full = isinstance(error, _DiskFull)
+            failed = state.of(update.kind).failed_version if full else max(update.version, state.of(update.kind).failed_version)
+            retry = "publish it again" if full else f"version {update.version} is not tried again: sign a higher one"
+            forgotten = state.with_kind(update.kind, failed_version=failed).model_copy(update={"update": None})
+            for attempt in (1, 2):  # a second time once the staged files are gone, on a full disk
+                try:
+                    self._store.save(forgotten)
+                    break
+                except OSError as exc:
+                    self._layout.clear(update.kind, update.slot)
+                    if attempt == 2:
+                        retry = f"cannot record that ({exc.strerror or exc}): the next start runs it again"
             self._layout.clear(update.kind, update.slot)
-            storage = error.code == ErrorCode.STORAGE_FAILED
-            failed = state.of(update.kind).failed_version if storage else max(update.version, state.of(update.kind).failed_version)
-            try:
-                self._store.save(state.with_kind(update.kind, failed_version=failed).model_copy(update={"update": None}))
-                retry = "publish it again" if storage else f"version {update.version} is not tried again: sign a higher one"
-            except OSError as exc:
-                retry = f"cannot record that either ({exc.strerror or exc}): the next start tries it again"
             error = OtaError(error.code, f"{error.message}; {retry}")
             log.warning("ota_failed", kind=update.kind, version=update.version, step=update.step, code=error.code,
                         error=error.message, hint="nothing was switched; the version serving goes on")  # fmt: skip
@@ -254,7 +268,7 @@ class Applier:
         state = state.with_step("rollback", error_code=error.code, error_message=error.message)
         try:
             self._store.save(state)
-        except OSError:  # switched back all the same; the record stays at the step before (told below)
+        except OSError:  # switched back all the same; the record stays at the step before (said in the status)
             pass
         return self._finish_rollback(state)
 
@@ -267,7 +281,8 @@ class Applier:
         try:
             steps.Steps(self._control, self._layout, self._baseline, self._settings).switch_back(update)
         except Exception as exc:
-            # The state keeps saying `rollback`: the next start serves the previous version and finishes here.
+            # The state says `rollback` (where that could be recorded): the next start serves the previous version
+            # and finishes here.
             log.exception("ota_rollback_failed", kind=update.kind, version=update.version)
             failure = OtaError(ErrorCode.SWITCH_FAILED, str(exc))
             status = self._status("rollback_failed", update.kind, update.version, failure)
@@ -284,7 +299,8 @@ class Applier:
             self._store.save(state.model_copy(update={"update": None}))
             retry = f"version {update.version} is not tried again: sign a higher one"
         except OSError as exc:
-            retry = f"cannot record that ({exc.strerror or exc}): free space; the next start may resume the update"
+            retry = (f"cannot record that ({exc.strerror or exc}): the next start serves version {update.version} "
+                     "again and runs its health window again, unless space is freed first")  # fmt: skip
         error = OtaError(error.code, f"{error.message}; {retry}")
         self._control.publish_status()
         status = self._status("rolled_back", update.kind, update.version, error)
@@ -295,11 +311,14 @@ class Applier:
         return OtaStatus.make(self._identity.device_id, state, kind, version, error, self._control)
 
 
+class _DiskFull(OtaError):
+    """A step failed by the box's full disk, not by the update: the version is not used up."""
+
+
 def _full_disk(exc: BaseException, root: Path) -> OtaError | None:
-    """A step failed by the box's disk, not by the update (whatever the step: downloading, staging, ...)."""
     if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
         return None
-    return OtaError(ErrorCode.STORAGE_FAILED, f"the disk of {root} is full: {FULL_DISK_ADVICE}")
+    return _DiskFull(ErrorCode.STORAGE_FAILED, f"the disk of {root} is full: {FULL_DISK_ADVICE}")
 
 
 def _unrecorded(exc: OSError, root: Path) -> OtaError:

@@ -123,3 +123,21 @@ def test_an_update_that_keeps_killing_the_agent_is_rolled_back(
     lines, proc = child()
     assert _json_line(lines, "final")["final"] == YOLOX_SHA
     assert _json_line(lines, "final")["states"] == ["rollback", "rolled_back"]
+
+
+def test_an_update_whose_staged_files_are_gone_starts_again_from_its_download(
+    child: Callable, artifact_server: ArtifactServer, model_bytes: dict[str, bytes], golden: Golden,
+    fleet_key: Ed25519PrivateKey, tmp_path: Path,
+) -> None:
+    # a failure before the switch that cleared the slot but could not record itself (a full disk) leaves the
+    # state at its step; the next start must not run that step on files that are gone
+    url = artifact_server.serve("light.onnx", Served(model_bytes["light_person_detector.onnx"]))
+    lines, _proc = child(sign_doc(model_manifest_doc(LIGHT_JSON, url, golden.light, 3), fleet_key), kill_at="validate")
+    layout = SlotLayout(tmp_path / "ota")
+    update = layout.store.load().update
+    assert update is not None and update.step == "validate", lines
+    layout.clear("model", update.slot)
+    lines, proc = child()
+    assert proc.returncode == 0, lines
+    final = _json_line(lines, "final")
+    assert final["final"] == LIGHT_SHA and final["states"][0] == "download" and final["states"][-1] == "committed", final
