@@ -20,6 +20,8 @@ from agent.core.units import NS_PER_MS, NS_PER_S
 # one aggregate message stays under the payload cap even with the longest ids: a tally is
 # at most ~290 B of JSON, the envelope ~300 B
 MAX_TALLIES = 12
+# two frames further apart than this (or out of order: a clock stepped back) leave a gap, not coverage
+MAX_FRAME_STEP_NS = 2 * NS_PER_S
 
 
 class ZoneTally(BaseModel):
@@ -43,8 +45,8 @@ class AggregateBody(Body):
     start_ms: int = Field(ge=0, description="interval start, UTC milliseconds")
     interval_ms: int = Field(gt=0, description="interval length")
     covered_ms: int = Field(
-        ge=0, description="how much of the interval the camera's frames covered: all of it but in the interval where it "
-        "started, stopped or came back after a gap (from its first frame there, or to its last)"
+        ge=0, description="how much of the interval the camera's frames covered (frames 2 s or more apart leave a gap): "
+        "all of it unless the agent started or stopped in it or the camera was away"
     )
     part: int = Field(1, ge=1, description="an interval with more tallies than fit one message comes in parts: which")
     parts: int = Field(1, ge=1, description="how many messages this interval's tallies came in")
@@ -75,25 +77,30 @@ class Aggregator:
     def __init__(self, interval_s: int) -> None:
         self._interval_ns = interval_s * NS_PER_S
         self._index: int | None = None
-        self._from_ns = self._last_ns = 0  # the span of the interval the frames covered
+        self._covered_ns = 0  # of the current interval: the steps between its frames, up to MAX_FRAME_STEP_NS
+        self._last_ns: int | None = None
         self._tallies: dict[tuple[str, str, str | None, Direction | None], _Tally] = {}
 
     def update(self, events: list[Event], pts_ns: int) -> list[AggregateBody]:
         index = pts_ns // self._interval_ns
+        last = pts_ns if self._last_ns is None else self._last_ns
+        covered = 0 < pts_ns - last <= MAX_FRAME_STEP_NS
         closed: list[AggregateBody] = []
         if index != self._index:
-            following = self._index is not None and index == self._index + 1  # the frames ran on across the bound
-            if self._index is not None:
-                closed = self.flush(self._interval_ns * index if following else self._last_ns)
-            self._index, self._from_ns = index, self._interval_ns * index if following else pts_ns
+            bound = index * self._interval_ns
+            if covered:  # the step across the bound: its part before it is the closing interval's
+                self._covered_ns += bound - last
+            closed = self.flush()
+            self._index, self._covered_ns = index, pts_ns - bound if covered else 0
+        elif covered:
+            self._covered_ns += pts_ns - last
         self._last_ns = pts_ns
         for event in events:
             self._add(event.body)
         return closed
 
-    def flush(self, until_ns: int | None = None) -> list[AggregateBody]:
-        """The bodies of the current interval (several if it has many tallies), covered up to `until_ns` (its
-        last frame unless told); then empty."""
+    def flush(self) -> list[AggregateBody]:
+        """The bodies of the current interval (several if it has many tallies); then empty."""
         if self._index is None:
             return []
         tallies = [
@@ -103,7 +110,7 @@ class Aggregator:
         ]  # fmt: skip
         start_ms = self._index * self._interval_ns // NS_PER_MS
         interval_ms = self._interval_ns // NS_PER_MS
-        covered_ms = ((self._last_ns if until_ns is None else until_ns) - self._from_ns) // NS_PER_MS
+        covered_ms = min(self._covered_ns, self._interval_ns) // NS_PER_MS
         self._index, self._tallies = None, {}
         chunks = [tallies[i : i + MAX_TALLIES] for i in range(0, len(tallies), MAX_TALLIES)] or [[]]
         return [

@@ -29,8 +29,8 @@ def test_an_interval_becomes_counts_and_durations_without_subjects():
     agg.update([ev(ZoneOccupancyBody(zone_id="door", class_name="person", count=3, previous=1), 603)], 603 * S)
     agg.update([ev(intrusion("ended", 4000), 604, track=1)], 604 * S)
     (body,) = agg.update([], 660 * S)  # the first frame of the next interval closes this one
-    # its first frame came half a second in: the interval's 60 s less that were covered, in one part
-    assert (body.start_ms, body.interval_ms, body.covered_ms, body.part, body.parts) == (600_000, 60_000, 59_500, 1, 1)
+    # in one part; covered: the steps between its frames (the 56 s to the next is a gap)
+    assert (body.start_ms, body.interval_ms, body.covered_ms, body.part, body.parts) == (600_000, 60_000, 3_500, 1, 1)
     assert body.tallies == [
         ZoneTally(area_id="door", event_kind="intrusion", class_name="person", count=1, duration_ms=4000),
         ZoneTally(area_id="door", event_kind="zone_occupancy", class_name="person", count=0, duration_ms=0, peak=3),
@@ -43,20 +43,32 @@ def test_an_interval_becomes_counts_and_durations_without_subjects():
 def test_quiet_intervals_say_zero_and_flush_closes_the_last_one():
     agg = Aggregator(interval_s=10)
     agg.update([], 5 * S)
-    assert [(b.tallies, b.covered_ms) for b in agg.update([], 15 * S)] == [([], 5_000)]  # started at 5 s
-    assert [(b.start_ms, b.covered_ms) for b in agg.flush()] == [(10_000, 5_000)]  # stopped at 15 s
+    assert [b.tallies for b in agg.update([], 15 * S)] == [[]]
+    assert [b.start_ms for b in agg.flush()] == [10_000]
     assert agg.flush() == []
 
 
-def test_an_interval_after_a_gap_covers_only_what_the_frames_did():
+def frames(agg: Aggregator, from_s: float, to_s: float) -> list:
+    """A camera at 10 fps from `from_s` to `to_s`: the intervals it closed."""
+    return [b for i in range(round(from_s * 10), round(to_s * 10) + 1) for b in agg.update([], i * S // 10)]
+
+
+def test_an_interval_says_how_much_of_it_the_frames_covered():
     agg = Aggregator(interval_s=10)
-    agg.update([], 1 * S)
-    agg.update([], 3 * S)
-    (before,) = agg.update([], 35 * S)  # the camera was away from 3 s to 35 s
-    assert (before.start_ms, before.covered_ms) == (0, 2_000)
-    agg.update([], 39 * S)
-    (after,) = agg.update([], 41 * S)
-    assert (after.start_ms, after.covered_ms) == (30_000, 5_000)
+    closed = frames(agg, 5.0, 25.0)  # started 5 s into the first interval, stopped 5 s into the third
+    assert [(b.start_ms, b.covered_ms) for b in closed + agg.flush()] == [(0, 5_000), (10_000, 10_000), (20_000, 5_000)]
+
+
+def test_a_camera_away_for_a_while_leaves_that_out():
+    agg = Aggregator(interval_s=10)
+    closed = frames(agg, 1.0, 3.0) + frames(agg, 7.0, 12.0)  # away from 3 s to 7 s: more than a frame's step
+    assert [(b.start_ms, b.covered_ms) for b in closed + agg.flush()] == [(0, 5_000), (10_000, 2_000)]
+
+
+def test_a_clock_stepped_back_is_a_gap_not_a_failure():
+    agg = Aggregator(interval_s=10)
+    closed = frames(agg, 29.0, 30.5) + frames(agg, 29.5, 29.7)  # the wall clock went back 1 s
+    assert [(b.start_ms, b.covered_ms) for b in closed + agg.flush()] == [(20_000, 1_000), (30_000, 500), (20_000, 200)]
 
 
 def test_many_zones_are_split_under_the_payload_cap():
