@@ -92,7 +92,11 @@ def which_machines(folder: Path) -> list[list[object]]:
 
     rows: list[list[object]] = []
     for path in sorted(folder.glob("*.json")):
-        machine = json.loads(path.read_text()).get("machine") if path.stat().st_size else None
+        try:
+            machine = json.loads(path.read_text()).get("machine")
+        except ValueError:
+            rows.append([path.name, "not JSON", "-", "-", "-", "-", "-"])
+            continue
         if not isinstance(machine, dict):
             rows.append([path.name, "-", "-", "-", "-", "-", "-"])
             continue
@@ -100,7 +104,7 @@ def which_machines(folder: Path) -> list[list[object]]:
         vector = "AVX-512 VNNI" if flags.get("avx512_vnni") else "AVX-512" if flags.get("avx512f") else "AVX2"
         rows.append([path.name, vector, machine["libraries"].get("onnxruntime"), (git.get("commit") or "-")[:8],
                      "dirty" if git.get("dirty") else "clean", machine["load_average_1_5_15"][0],
-                     " ".join(machine["command"][1:]) if "command" in machine else "-"])  # fmt: skip
+                     " ".join([Path(machine["command"][0]).stem, *machine["command"][1:]]) if "command" in machine else "-"])  # fmt: skip
     return rows
 
 

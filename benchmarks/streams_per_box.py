@@ -7,12 +7,13 @@
 Per backend and model manifest (a manifest fixes the precision: give an INT8
 QDQ manifest from `edge-agent calibrate` to measure INT8), N doubles from
 --start (its last step --max-streams itself) until a run fails, then bisects
-between the last N that held and the first that failed. The result is written
-after each configuration (a configuration that cannot run here, such as
-TensorRT without it, is noted and the others go on), the plot at the end. A run holds when its p99 end to end is within the budget,
-at most --max-drop of the frames read were dropped, and every camera kept at
-least 90% of its frame rate (a reader that falls behind an RTSP stream drops
-nothing but stamps late frames as new).
+between the last N that held and the first that failed. A run holds when its
+p99 end to end is within the budget, at most --max-drop of the frames read
+were dropped, and every camera kept at least 90% of its frame rate (a reader
+that falls behind an RTSP stream drops nothing but stamps late frames as new).
+A run whose agent dies fails, with its log's last line (a configuration that
+cannot run here, such as TensorRT without it, fails its runs and the others go
+on); the result is written after each configuration, the plot at the end.
 
 --mode (repeat) picks which frames the detector sees, side by side in one run:
 `every` (every frame, whole image) and the named `detect` blocks of DETECT_MODES
@@ -78,8 +79,11 @@ def search(
     runs: dict[int, dict] = {}
 
     def holds(n: int) -> bool:
-        runs[n] = run_at(n)
-        runs[n]["fails"] = failures(runs[n], budget_ms, max_drop)
+        try:
+            runs[n] = run_at(n)
+            runs[n]["fails"] = failures(runs[n], budget_ms, max_drop)
+        except RuntimeError as exc:  # the agent died (or cannot run here: TensorRT without it): a failed run
+            runs[n] = {"streams": n, "error": str(exc), "fails": [_reason(exc)]}
         print(f"  {n} streams: {'holds' if not runs[n]['fails'] else '; '.join(runs[n]['fails'])}", flush=True)
         return not runs[n]["fails"]
 
@@ -93,6 +97,17 @@ def search(
         mid = (good + bad) // 2
         good, bad = (mid, bad) if holds(mid) else (good, mid)
     return [runs[k] for k in sorted(runs)], good
+
+
+def _reason(exc: RuntimeError) -> str:
+    """What ended a run, in a line: the agent's exit code and its log's last line."""
+    first, *rest = str(exc).splitlines() or [""]
+    return f"{first.rstrip(':')}: {next((line.strip() for line in reversed(rest) if line.strip()), '')}"[:300]
+
+
+def measured(runs: list[dict]) -> list[dict]:
+    """The runs that measured something (not those whose agent died)."""
+    return [r for r in runs if "error" not in r]
 
 
 def _run(args: argparse.Namespace, manifest: Path, backend: str, mode: str, sessions: int | None, streams: int) -> dict:
@@ -134,14 +149,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{label}:", flush=True)
                 config = {"label": label, "backend": backend, "model": model, "mode": mode, "sessions": sessions,
                           "detect": DETECT_MODES[mode]}  # fmt: skip
-                try:
-                    runs, best = search(partial(_run, args, manifest, backend, mode, sessions), args.start,
-                                        args.max_streams, args.budget_ms, args.max_drop)  # fmt: skip
-                    configs.append(config | {"max_streams": best, "runs": runs})
-                    print_runs(label, runs)
-                except RuntimeError as exc:  # this configuration cannot run here (no TensorRT, ...): the others go on
-                    print(f"  failed: {exc}", flush=True)
-                    configs.append(config | {"max_streams": 0, "runs": [], "error": str(exc)})
+                runs, best = search(partial(_run, args, manifest, backend, mode, sessions), args.start,
+                                    args.max_streams, args.budget_ms, args.max_drop)  # fmt: skip
+                configs.append(config | {"max_streams": best, "runs": runs})
+                print_runs(label, measured(runs))
                 # what is measured so far is kept, should a later configuration be interrupted
                 write_result(args.out, "streams_per_box", machine, {"criteria": criteria, "configs": configs})
     print_table(
@@ -150,12 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         [
             [c["backend"], c["model"]["name"], c["model"]["precision"], c["mode"], c["sessions"] or "default",
              c["max_streams"],
-             c["error"].splitlines()[0] if "error" in c else
              next(("; ".join(r["fails"]) for r in c["runs"] if r["fails"]), f"none: {args.max_streams} held")]
             for c in configs
         ],
     )  # fmt: skip
-    png = latency_figure({c["label"]: c["runs"] for c in configs}, args.out.with_suffix(".png"), args.budget_ms)
+    png = latency_figure({c["label"]: measured(c["runs"]) for c in configs}, args.out.with_suffix(".png"), args.budget_ms)
     write_result(args.out, "streams_per_box", machine, {"criteria": criteria, "configs": configs, "plot": str(png)})
     return 0
 

@@ -1,7 +1,8 @@
-"""A model update's manifest, unsigned, from the model the fleet ships: where devices download its file,
-the engine manifest that runs it, and the golden reference, the model's own detections on the golden
-frames the devices hold (`ota.golden_dir`), which each device checks the staged model against before
-it serves. `edge-fleet ota sign` then signs it like any manifest.
+"""A model update's manifest, unsigned, from the model the fleet ships: where devices download its files
+(the graph, and the files an ONNX graph keeps its weights in, from beside it), the engine manifest that runs
+it, and the golden reference, the model's own detections on the golden frames the devices hold
+(`ota.golden_dir`), which each device checks the staged model against before it serves. `edge-fleet ota
+sign` then signs it like any manifest.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
-import cv2
 from pydantic import ValidationError
 
-from agent.ota.golden import GOLDEN_CONFIDENCE, GOLDEN_NMS_IOU, reference_of
+from agent.ota.errors import OtaError
+from agent.ota.golden import reference_on
 from agent.ota.manifest import Manifest
+from agent.ota.slots import external_data
 from agent.settings.errors import describe_validation_error
-from engines.detector import Detector
-from engines.manifest import ModelError, resolve_model_file
+from engines.manifest import ModelError, load_manifest, resolve_model_file, sha256_of
 from fleet.publish import FleetError
 
 
@@ -36,23 +38,30 @@ def model_manifest(
     min_agent_version: str,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The manifest document (validated); FleetError naming what is wrong."""
-    names = sorted(p.name for p in Path(golden_dir).glob("*.png")) if Path(golden_dir).is_dir() else []
+    """The manifest document (validated); FleetError naming what is wrong. `url`: where the model's file is
+    served; the files holding its external data are served beside it."""
+    golden_dir = Path(golden_dir)
+    if not golden_dir.is_dir():
+        raise FleetError(f"{golden_dir}: no such folder: give the folder of PNG frames the devices hold as ota.golden_dir")
+    names = sorted(p.name for p in golden_dir.glob("*.png"))
     if not names:
         raise FleetError(f"{golden_dir}: no golden frames (*.png): give the folder of PNG frames the devices hold as "
                          "their ota.golden_dir")  # fmt: skip
     try:
-        with Detector.open(model_json, models_dir, confidence=GOLDEN_CONFIDENCE, nms_iou=GOLDEN_NMS_IOU) as detector:
-            found = []
-            for name in names:
-                image = cv2.imread(str(golden_dir / name), cv2.IMREAD_COLOR)
-                if image is None:
-                    raise FleetError(f"{golden_dir / name}: not a readable image: remove it or replace it")
-                found.append(detector.detect([image])[0])
-            model_file = resolve_model_file(detector.manifest, models_dir)
-    except (ModelError, OSError) as exc:
+        model_file = resolve_model_file(load_manifest(model_json), models_dir)
+        golden = reference_on(model_json, models_dir, golden_dir, names)  # checks the file's SHA-256 too
+        sidecars = sorted(set(external_data(model_file).values()))
+    except (ModelError, OtaError, ValueError, OSError) as exc:
         raise FleetError(str(exc)) from exc
+    nested = [s for s in sidecars if Path(s).name != s]
+    if nested:
+        raise FleetError(f"{model_file.name} keeps weights in {nested}, not beside it: a device stages a model's files "
+                         "in one folder; save the graph with its external data beside it")  # fmt: skip
     model = json.loads(Path(model_json).read_text())
+    artifacts = [{"name": model["file"], "url": url, "sha256": model["sha256"], "size_bytes": model_file.stat().st_size}]
+    for name in sidecars:
+        path = model_file.parent / name
+        artifacts.append({"name": name, "url": urljoin(url, name), "sha256": sha256_of(path), "size_bytes": path.stat().st_size})
     issued = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     document = {
         "target": {"device_ids": list(device_ids), "groups": list(groups)},
@@ -62,12 +71,10 @@ def model_manifest(
         "min_agent_version": min_agent_version,
         "payload": {
             "kind": "model",
-            "artifacts": [
-                {"name": model["file"], "url": url, "sha256": model["sha256"], "size_bytes": model_file.stat().st_size}
-            ],
+            "artifacts": artifacts,
             "model": model,
             "calibration_report": {},
-            "golden": reference_of(found, names).model_dump(mode="json"),
+            "golden": golden.model_dump(mode="json"),
         },
     }
     try:

@@ -45,6 +45,19 @@ def reference_of(found: Sequence[Detections], names: Sequence[str]) -> GoldenRef
     return GoldenReference(frames=frames)
 
 
+def reference_on(model_json: Path, models_dir: Path, golden_dir: Path, names: Sequence[str]) -> GoldenReference:
+    """The model's own detections (ONNX Runtime) on the golden frames `names` in `golden_dir`: the reference a
+    model update carries. ModelError for the model, ValueError for a frame that is not a readable image."""
+    with Detector.open(model_json, models_dir, confidence=GOLDEN_CONFIDENCE, nms_iou=GOLDEN_NMS_IOU) as detector:
+        found = []
+        for name in names:
+            image = cv2.imread(str(golden_dir / name), cv2.IMREAD_COLOR)
+            if image is None:
+                raise ValueError(f"{golden_dir / name}: not a readable image: remove it or replace it")
+            found.append(detector.detect([image])[0])
+    return reference_of(found, names)
+
+
 def load_golden_frames(golden: GoldenReference, golden_dir: Path) -> list[np.ndarray]:
     """The golden frames as BGR uint8 (H, W, 3), in the manifest's order; golden_mismatch if one is missing."""
     images = []

@@ -108,19 +108,26 @@ def check_external_data(model_path: Path) -> None:
     file is not ONNX.
     """
     folder = model_path.parent.resolve()
+    for name, location in external_data(model_path).items():
+        if not _stays_inside(location, folder):
+            raise OtaError(
+                ErrorCode.UNSAFE_EXTERNAL_DATA,
+                f"{model_path.name}: tensor {name!r} reads external data {location!r} outside its folder",
+            )
+
+
+def external_data(model_path: Path) -> dict[str, str]:
+    """Tensor name -> the file (relative to the model's folder) holding its data, for the tensors an ONNX file
+    keeps outside itself. OtaError(model_invalid) if the file is not ONNX."""
     try:
         model = onnx.load(str(model_path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError, ValueError, OSError... on a bad file
         raise OtaError(ErrorCode.MODEL_INVALID, f"{model_path.name}: not an ONNX model: {exc}") from exc
-    for tensor in _tensors(model.graph):
-        if tensor.data_location != TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        if not _stays_inside(location, folder):
-            raise OtaError(
-                ErrorCode.UNSAFE_EXTERNAL_DATA,
-                f"{model_path.name}: tensor {tensor.name!r} reads external data {location!r} outside its folder",
-            )
+    return {
+        tensor.name: next((e.value for e in tensor.external_data if e.key == "location"), "")
+        for tensor in _tensors(model.graph)
+        if tensor.data_location == TensorProto.EXTERNAL
+    }
 
 
 def _stays_inside(location: str, folder: Path) -> bool:

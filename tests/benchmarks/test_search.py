@@ -4,6 +4,7 @@ which machine each result file comes from."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ def holding(up_to: int, tried: list[int]):
     def run_at(n: int) -> dict:
         tried.append(n)
         fps = 10.0 if n <= up_to else 5.0
-        return {"end_to_end_ms": {"p99": 50.0}, "frames": {"drop_fraction": 0.0, "camera_fps_min": fps, "camera_fps_nominal": 10.0}}
+        return {"streams": n, "end_to_end_ms": {"p99": 50.0}, "frames": {"drop_fraction": 0.0, "camera_fps_min": fps, "camera_fps_nominal": 10.0}}
 
     return run_at
 
@@ -43,4 +44,19 @@ def test_each_result_file_says_which_machine_it_comes_from(tmp_path):
     flags = machine["cpu"]["flags"]
     assert a[:3] == ["a.json", "AVX-512 VNNI" if flags["avx512_vnni"] else "AVX-512" if flags["avx512f"] else "AVX2",
                      machine["libraries"]["onnxruntime"]]
-    assert a[-1] == " ".join(machine["command"][1:]) and b == ["b.json", "-", "-", "-", "-", "-", "-"]
+    assert a[-1] == " ".join([Path(machine["command"][0]).stem, *machine["command"][1:]])
+    assert b == ["b.json", "-", "-", "-", "-", "-", "-"]
+    (tmp_path / "a.json").write_text('{"machine": ')  # cut short
+    assert which_machines(tmp_path)[0] == ["a.json", "not JSON", "-", "-", "-", "-", "-"]
+
+
+def test_a_run_whose_agent_dies_is_a_failed_run_and_the_search_goes_on():
+    def run_at(n: int) -> dict:
+        if n == 8:
+            raise RuntimeError("agent exited with 1:\n...\nMemoryError: out of memory\n")
+        return holding(100, [])(n)
+
+    runs, best = search(run_at, 1, 8, budget_ms=100, max_drop=0.01)
+    assert best == 7 and [r["streams"] for r in runs] == [1, 2, 4, 6, 7, 8]
+    (died,) = [r for r in runs if "error" in r]
+    assert died["fails"] == ["agent exited with 1: MemoryError: out of memory"]

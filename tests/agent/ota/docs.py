@@ -11,8 +11,7 @@ from typing import Any
 
 import cv2
 
-from agent.ota.golden import GOLDEN_CONFIDENCE, GOLDEN_NMS_IOU, reference_of
-from engines.detector import Detector
+from agent.ota.golden import reference_on
 from tests.agent.ota.manifests import manifest_doc
 
 REPO = Path(__file__).resolve().parents[3]
@@ -39,9 +38,7 @@ def write_golden_frames(clip: Path, folder: Path) -> list[str]:
 
 def golden_reference(model_json: Path, models_dir: Path, golden_dir: Path, names: list[str]) -> dict[str, Any]:
     """The reference the fleet signs (as `edge-fleet ota model-manifest` makes it): the model's own detections."""
-    with Detector.open(model_json, models_dir, confidence=GOLDEN_CONFIDENCE, nms_iou=GOLDEN_NMS_IOU) as detector:
-        found = [detector.detect([cv2.imread(str(golden_dir / name))])[0] for name in names]
-    return reference_of(found, names).model_dump(mode="json")
+    return reference_on(model_json, models_dir, golden_dir, names).model_dump(mode="json")
 
 
 def model_manifest_doc(

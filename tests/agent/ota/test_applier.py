@@ -24,6 +24,7 @@ from onnx import TensorProto, helper
 from agent.ota.errors import ErrorCode
 from agent.ota.state import KindState
 from agent.settings.zones import ZonesDoc
+from engines.manifest import sha256_of
 from fleet.cli import main as fleet_main
 from testbed.services import free_port
 from tests.agent.ota.device import Device, Golden
@@ -320,3 +321,34 @@ def test_the_fleet_tool_refuses_a_golden_folder_without_frames(models_dir: Path,
                        "--device", DEVICE_ID, "--out", str(tmp_path / "m.yaml")])
     assert code == 2 and not (tmp_path / "m.yaml").exists()
     assert "no golden frames (*.png)" in capsys.readouterr().err
+    code = fleet_main(["ota", "model-manifest", str(LIGHT_JSON), "--models-dir", str(models_dir), "--url",
+                       "https://example.net/m.onnx", "--golden-dir", str(tmp_path / "nowhere"), "--version", "3",
+                       "--device", DEVICE_ID, "--out", str(tmp_path / "m.yaml")])
+    assert code == 2 and f"{tmp_path / 'nowhere'}: no such folder" in capsys.readouterr().err
+
+
+def test_a_model_with_its_weights_beside_it_goes_out_with_them(
+    device: Callable[..., Device], artifact_server: ArtifactServer, golden: Golden, fleet_key: Ed25519PrivateKey,
+    models_dir: Path, tmp_path: Path,
+) -> None:
+    # the light detector saved as a graph and a file of weights beside it, as large ONNX models are
+    folder = tmp_path / "models"
+    folder.mkdir()
+    onnx.save_model(onnx.load(str(models_dir / "light_person_detector.onnx")), str(folder / "light_ext.onnx"),
+                    save_as_external_data=True, all_tensors_to_one_file=True, location="light_ext.weights", size_threshold=0)
+    graph = folder / "light_ext.onnx"
+    manifest = json.loads(LIGHT_JSON.read_text()) | {"file": graph.name, "sha256": sha256_of(graph),
+                                                     "size_bytes": graph.stat().st_size}
+    (folder / "light_ext.json").write_text(json.dumps(manifest))
+    url = artifact_server.serve("light_ext.onnx", Served((folder / "light_ext.onnx").read_bytes()))
+    artifact_server.serve("light_ext.weights", Served((folder / "light_ext.weights").read_bytes()))
+    out = tmp_path / "model.yaml"
+    assert fleet_main(["ota", "model-manifest", str(folder / "light_ext.json"), "--models-dir", str(folder), "--url", url,
+                       "--golden-dir", str(golden.folder), "--version", "3", "--device", DEVICE_ID, "--out", str(out),
+                       "--valid-days", "3650"]) == 0  # fmt: skip
+    document = yaml.safe_load(out.read_text())
+    assert [a["name"] for a in document["payload"]["artifacts"]] == ["light_ext.onnx", "light_ext.weights"]
+    assert document["payload"]["artifacts"][1]["url"] == url.rsplit("/", 1)[0] + "/light_ext.weights"
+    dev = device(run_detector=False)
+    status = dev.applier.apply(sign_doc(document, fleet_key))
+    assert status.state == "committed", status
