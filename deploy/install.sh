@@ -176,19 +176,21 @@ install_venv() {
   host "$VENV_DIR/bin/python" -m pip install --upgrade "$SOURCE_DIR" ${CUDA_PYTHON:+"$CUDA_PYTHON"}
 }
 
-# install_once SRC DEST: a technician's file is never overwritten
+# install_once SRC DEST OWNER: a technician's file is never overwritten
 install_once() {
   if [[ -e $ROOT$2 ]]; then
     echo "keeping existing $ROOT$2"
   else
     write_file "$1" "$2" 0640
   fi
-  host chown "root:$SERVICE_USER" "$2"
+  host chown "$3" "$2"
 }
 
 install_config() {
-  install_once "$CONFIG_EXAMPLE" "$CONFIG_DIR/config.yaml"
-  install_once "$SOURCE_DIR/deploy/zones.example.yaml" "$CONFIG_DIR/zones.yaml"
+  install_once "$CONFIG_EXAMPLE" "$CONFIG_DIR/config.yaml" "root:$SERVICE_USER"
+  # The agent rewrites its zones (a zone-editor save, a committed OTA zones update): they live in the
+  # state dir, which the service may write (the unit's ReadWritePaths), its config staying read-only.
+  install_once "$SOURCE_DIR/deploy/zones.example.yaml" "$STATE_DIR/zones.yaml" "$SERVICE_USER:$SERVICE_USER"
 }
 
 # Model manifests (metadata and SHA-256); the model files themselves are fetched

@@ -29,6 +29,7 @@ record cannot be written (the callback returns False: a full disk) is refused.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import json
 import os
@@ -222,7 +223,13 @@ class ZoneEditor:
                 return HTTPStatus.BAD_REQUEST, {"error": str(e)}
             except OSError as e:
                 self._audit_quietly("zone_editor.save_rejected", old_version=current.version, error=str(e))
-                return HTTPStatus.INSUFFICIENT_STORAGE, {"error": f"{_NO_ROOM} ({e.strerror or e})"}
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    return HTTPStatus.INSUFFICIENT_STORAGE, {"error": f"{_NO_ROOM} ({e.strerror or e})"}
+                where = f" {e.filename}" if e.filename else " the zones file"
+                return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": (
+                    f"the box cannot write{where} ({e.strerror or e}): nothing was changed; the zones file must lie "
+                    "in a folder the agent may write (on an installed box, its state dir: zones_file "
+                    "/var/lib/edge-agent/zones.yaml)")}  # fmt: skip
             self._audit_quietly("zone_editor.saved", old_version=current.version, new_version=version)
             return HTTPStatus.OK, {"version": version}
 

@@ -296,23 +296,46 @@ def check_disk(config: AgentConfig) -> CheckResult:
     return CheckResult("disk", True, detail)
 
 
-def check_state_dir(config: AgentConfig) -> CheckResult:
-    """A real write (and fsync), not os.access: a full or read-only file system fails here too."""
-    state_dir = config.state_dir
-    who = (
-        "root (run as the service user for a real answer: sudo -u edge-agent edge-agent doctor)"
-        if os.geteuid() == 0
-        else f"uid {os.geteuid()}"
-    )
-    hint = f"chown -R edge-agent:edge-agent {state_dir} and check the unit's ReadWritePaths"
+def _cannot_write(folder: Path) -> str | None:
+    """Why a file cannot be written (and synced) in `folder` as this user, None if it can. A real write, not
+    os.access: a full or read-only file system fails here too."""
     try:
-        with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".doctor-") as f:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".doctor-") as f:
             f.write(b"\0" * 4096)
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        return CheckResult("state_dir", False, f"cannot write in {state_dir} as {who}: {e.strerror}", hint)
-    return CheckResult("state_dir", True, f"{state_dir} writable as {who}")
+        return str(e.strerror or e)
+    return None
+
+
+def _who() -> str:
+    if os.geteuid() == 0:
+        return "root (run as the service user for a real answer: sudo -u edge-agent edge-agent doctor)"
+    return f"uid {os.geteuid()}"
+
+
+def check_state_dir(config: AgentConfig) -> CheckResult:
+    state_dir = config.state_dir
+    problem = _cannot_write(state_dir)
+    if problem is not None:
+        hint = f"chown -R edge-agent:edge-agent {state_dir} and check the unit's ReadWritePaths"
+        return CheckResult("state_dir", False, f"cannot write in {state_dir} as {_who()}: {problem}", hint)
+    return CheckResult("state_dir", True, f"{state_dir} writable as {_who()}")
+
+
+def check_zones_file(config: AgentConfig) -> CheckResult:
+    """The agent rewrites its zones file on a zone-editor save and an OTA zones commit: its folder must take a
+    write (a new file is renamed over it)."""
+    if config.zones_file is None or (not config.zone_editor.enabled and config.ota is None):
+        return CheckResult("zones_file", True, "not rewritten by the agent (no zone editor, no OTA)")
+    folder = config.zones_file.parent
+    problem = _cannot_write(folder)
+    if problem is not None:
+        hint = (f"move the zones file into the state dir ({config.state_dir / 'zones.yaml'}, owned by edge-agent) "
+                "and set zones_file to it: the unit lets the agent write only there")  # fmt: skip
+        return CheckResult("zones_file", False, f"cannot write in {folder} as {_who()}: {problem}", hint)
+    return CheckResult("zones_file", True, f"{folder} writable as {_who()}: zone-editor saves and OTA zones updates")
 
 
 def check_key_file(config: AgentConfig) -> CheckResult:
@@ -359,7 +382,7 @@ def run_checks(config_path: Path, camera_measure_s: float = CAMERA_MEASURE_S) ->
     with ThreadPoolExecutor(max_workers=len(config.cameras)) as pool:
         results += pool.map(lambda c: check_camera(c, camera_measure_s), config.cameras)
     results += check_broker(config)
-    results += [check_clock(), check_disk(config), check_state_dir(config), check_key_file(config)]
+    results += [check_clock(), check_disk(config), check_state_dir(config), check_zones_file(config), check_key_file(config)]
     return results
 
 

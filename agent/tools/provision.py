@@ -155,7 +155,8 @@ def provision(args: argparse.Namespace, out: Callable[[str], None] = print) -> l
     identity_dir = (args.identity_dir or config_path.parent / "pki").resolve()
     device_id = identity.check_name(args.device_id or "", "device id")
     key_path, csr_path, cert_path = (identity_dir / f"{device_id}.{ext}" for ext in ("key", "csr", "crt"))
-    zones_path = config_path.with_name("zones.yaml")
+    # rewritten by the agent (zone-editor saves, OTA zones updates): beside its state, which it may write
+    zones_path = args.state_dir.resolve() / "zones.yaml"
     targets = [key_path, csr_path, zones_path, config_path] + ([cert_path] if args.ca_dir else [])
     if not args.force:
         existing = [str(p) for p in targets if p.exists()]
@@ -177,7 +178,7 @@ def provision(args: argparse.Namespace, out: Callable[[str], None] = print) -> l
         "groups": args.groups,
         "models_dir": str(args.models_dir.resolve()),
         "state_dir": str(args.state_dir.resolve()),
-        "zones_file": zones_path.name,
+        "zones_file": str(zones_path),
         "model": {"manifest": str(args.manifest.resolve()) if args.manifest else None},
         "cameras": [{"id": c.id, "url": c.url} for c in cameras],
         "broker": {

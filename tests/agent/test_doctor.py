@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from agent.settings.config import load_config
 from agent.tools.checks import format_table
 from agent.tools.doctor import (
     CheckResult,
     add_doctor_parser,
+    check_zones_file,
     kernel_clock_synchronised,
     run_checks,
 )
@@ -93,7 +96,7 @@ def test_healthy_box_passes_every_line_it_can(
     results = by_name(run_checks(config, MEASURE_S))
 
     expected = {"config", "model", "inference", "camera:door", "camera:clip", "broker.connect",
-                "broker.publish_own", "broker.publish_other", "clock", "disk", "state_dir", "key_file"}  # fmt: skip
+                "broker.publish_own", "broker.publish_other", "clock", "disk", "state_dir", "zones_file", "key_file"}  # fmt: skip
     assert set(results) == expected
     failing = {name for name, r in results.items() if not r.ok}
     assert failing == (set() if clock_ok else {"clock"}), format_table(list(results.values()))
@@ -221,3 +224,21 @@ def test_a_camera_input_size_the_model_cannot_run_fails_the_inference_line(
     result = check_inference(config)
     assert not result.ok
     assert "cannot run at input size (320, 320)" in result.detail and "detect.input_size_wh" in result.hint
+
+
+def test_a_zones_file_the_agent_cannot_rewrite_is_named(tmp_path: Path, media_dir: Path, models_dir: Path) -> None:
+    # the zone editor on, its zones file on a read-only file system (as /etc is to the installed service)
+    cameras = [{"id": "clip", "url": str(media_dir / "vtest.avi")}]
+    with tmpfs(tmp_path / "etc", "1m") as etc:
+        (etc / "zones.yaml").write_text("version: 1\nzones: []\n")
+        subprocess.run(["mount", "-o", "remount,ro", str(etc)], check=True)
+        config_path = write_config(tmp_path, models_dir, cameras, {"host": "127.0.0.1", "port": 1},
+                                   zones_file=str(etc / "zones.yaml"), zone_editor={"enabled": True})  # fmt: skip
+        config, _ = load_config(config_path)
+        result = check_zones_file(config)
+        assert not result.ok and f"cannot write in {etc}" in result.detail and "Read-only file system" in result.detail
+        assert str(tmp_path / "state" / "zones.yaml") in result.hint
+    (tmp_path / "zones.yaml").write_text("version: 1\nzones: []\n")  # a folder it may write
+    config, _ = load_config(write_config(tmp_path, models_dir, cameras, {"host": "127.0.0.1", "port": 1},
+                                         zones_file=str(tmp_path / "zones.yaml"), zone_editor={"enabled": True}))
+    assert check_zones_file(config).ok

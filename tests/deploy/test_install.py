@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,7 +24,7 @@ EXPECTED_TREE = {
     "opt/edge-agent": 0o755,
     "etc/edge-agent": 0o750,
     "etc/edge-agent/config.yaml": 0o640,
-    "etc/edge-agent/zones.yaml": 0o640,
+    "var/lib/edge-agent/zones.yaml": 0o640,
     "opt/edge-agent/models": 0o755,
     "var/lib/edge-agent": 0o750,
     "var/log/edge-agent": 0o750,
@@ -37,7 +38,7 @@ PLANNED = [
     "usermod --append --groups render edge-agent",
     "chown edge-agent:edge-agent /var/lib/edge-agent",
     "chown root:edge-agent /etc/edge-agent/config.yaml",
-    "chown root:edge-agent /etc/edge-agent/zones.yaml",
+    "chown edge-agent:edge-agent /var/lib/edge-agent/zones.yaml",
     "-m venv /opt/edge-agent/venv",
     f"/opt/edge-agent/venv/bin/python -m pip install --upgrade {REPO}",
     "systemctl daemon-reload",
@@ -235,6 +236,11 @@ def test_unit_has_the_required_settings() -> None:
     } == service
     assert "PrivateDevices" not in service  # it would hide the GPU
     assert set(service["ReadWritePaths"].split()) == {"/var/lib/edge-agent", "/var/log/edge-agent"}
+    # what the agent writes on an installed box (its state, and the zones it rewrites on a zone-editor save or an
+    # OTA zones commit) lies in a folder the unit lets it write: the config in /etc stays read-only to it
+    example = yaml.safe_load((REPO / "deploy" / "config.example.yaml").read_text())
+    for written in (example["state_dir"], example["zones_file"]):
+        assert any(Path(written).is_relative_to(p) for p in service["ReadWritePaths"].split()), written
     assert set(service["SupplementaryGroups"].split()) == {"video", "render"}
     assert "EDGE_AGENT_STATE_DIR=/var/lib/edge-agent" in unit["Service"]["Environment"]
     devices = " ".join(unit["Service"]["DeviceAllow"])

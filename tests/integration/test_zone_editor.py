@@ -38,9 +38,11 @@ from agent.io.zone_editor import (
 )  # fmt: skip
 from agent.settings.config import AgentConfig, check_zones, load_config
 from agent.settings.zones import MAX_POLYGON_POINTS, ZonesDoc
+from engines.atomic import write_atomic
 from engines.manifest import load_manifest
 from tests.conftest import REPO
 from tests.support.browser import click_canvas
+from tests.support.services import tmpfs
 
 pytestmark = pytest.mark.integration
 
@@ -314,3 +316,25 @@ def test_polygon_vertices_are_capped_in_the_editor_and_in_check_config(
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2 and "zones[0].polygon" in done.stderr and f"at most {MAX_POLYGON_POINTS}" in done.stderr
+
+
+def test_a_zones_file_the_box_cannot_write_is_said_as_such_not_as_a_full_disk(agent: FakeAgent, tmp_path: Path) -> None:
+    # the zones file on a real read-only filesystem, as /etc is to the installed service (ProtectSystem=strict)
+    with tmpfs(tmp_path / "etc", "1m") as etc:
+        zones_file = etc / "zones.yaml"
+        zones_file.write_text("version: 1\nzones: []\n")
+        subprocess.run(["mount", "-o", "remount,ro", str(etc)], check=True)
+
+        def save_zones(doc: ZonesDoc) -> int:  # as the agent does: the checks, then the file rewritten
+            check_zones(agent.config, doc, agent.manifest.classes, agent.manifest.class_map, where="zone editor")
+            write_atomic(zones_file, yaml.safe_dump(doc.model_dump(mode="json")).encode())
+            return doc.version
+
+        agent.save_zones = save_zones  # type: ignore[method-assign]
+        with agent.editor(port=0) as editor:
+            body = {"base_version": 1, "doc": {"zones": [], "lines": []}}
+            status, _, answer = request(editor, "POST", "/api/zones", json.dumps(body).encode(),
+                                        **{"Content-Type": "application/json"})  # fmt: skip
+    error = json.loads(answer)["error"]
+    assert status == 500 and "Read-only file system" in error and "disk" not in error, error
+    assert "a folder the agent may write" in error and "/var/lib/edge-agent/zones.yaml" in error
