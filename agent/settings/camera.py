@@ -77,8 +77,10 @@ class CameraConfig(BaseModel):
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme in _RTSP_SCHEMES:
+            if any(c.isspace() for c in url):  # never echoed: it may be part of a password
+                raise ValueError("the RTSP URL holds a space: write it %20 (in a password too)")
             if not parts.hostname:
-                raise ValueError(f"RTSP URL has no host: {redact_urls(url)}")
+                raise ValueError(f"RTSP URL has no host: {_echo(url)}")
             try:
                 port = parts.port
             except ValueError:  # not a number, or above 65535: never echoed, it may hold part of a password
@@ -96,7 +98,7 @@ class CameraConfig(BaseModel):
             raise ValueError(f"unsupported URL scheme {parts.scheme!r}: use rtsp://, rtsps://, file:// or a file path")
         path = paths.resolve(path)
         if not path.is_file():
-            raise ValueError(f"video file not found: {path}")
+            raise ValueError(f"video file not found: {_echo(str(path))}")
         return str(path.resolve())
 
     @model_validator(mode="after")
@@ -121,8 +123,16 @@ class CameraConfig(BaseModel):
 # password runs to the last @ before a space: cameras' passwords often hold @ (Admin@123), # or /
 # unencoded (urlsplit would cut those short); a path holding @ is hidden too, which costs nothing.
 _CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][\w+.-]*://[^\s:/@]*):\S*@")
+# the login some cameras take in the path or query (/user=admin&password=...&channel=1)
+_PASSWORD_PARAMETER = re.compile(r"(?i)\b(?P<key>password|passwd|pwd|pass)=[^&;\s]*")
 
 
 def redact_urls(text: str) -> str:
     """`text` with the password of every URL in it replaced by ***: safe for logs and status."""
-    return _CREDENTIALS.sub(r"\g<head>:***@", text)
+    return _PASSWORD_PARAMETER.sub(r"\g<key>=***", _CREDENTIALS.sub(r"\g<head>:***@", text))
+
+
+def _echo(url: str) -> str:
+    """A url or path that the config refuses, for its message: a mistyped URL's login (anything before an @:
+    `rtsp:/admin:pw@host` has no `//` for redact_urls to see) hidden too."""
+    return re.sub(r"[^\s/]*@", "***@", redact_urls(url))

@@ -208,3 +208,17 @@ def test_cli_round_trip_and_exit_code_2_on_refusal(tmp_path: Path, capsys) -> No
         fleet_main(["pki", "init-ca", str(ca)])
     assert refused.value.code == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("inventory", "says"), [
+    ("devices:\n  cam-01: {site: paris-01, groups: lobby}\n", "cam-01.groups: give a list of names, e.g. [lobby]"),
+    ("operators: ops\n", "operators: give a list of names, e.g. [ops]"),
+    ("subscribers: [central, yes]\n", "subscribers: give a list of names"),
+])  # fmt: skip
+def test_an_inventory_name_that_is_not_in_a_list_is_refused_not_spelled_out(tmp_path: Path, capsys, inventory: str,
+                                                                             says: str) -> None:
+    # `operators: ops` once granted OTA writes to the identities o, p and s
+    (tmp_path / "inv.yaml").write_text(inventory)
+    with pytest.raises(SystemExit) as refused:
+        fleet_main(["pki", "acl", str(tmp_path / "inv.yaml"), "-o", str(tmp_path / "acl")])
+    assert refused.value.code == 2 and says in capsys.readouterr().err and not (tmp_path / "acl").exists()

@@ -14,6 +14,7 @@ from agent.core.types import Frame
 from agent.io.sources import BEHIND_WAIT_S, CameraReader, FrameQueue, backoff_s
 from agent.settings import paths
 from agent.settings.camera import CameraConfig, redact_urls
+from agent.settings.errors import describe_validation_error
 from testbed.services import free_port
 
 VTEST_FRAMES = 795
@@ -143,6 +144,9 @@ def test_rtsp_password_is_redacted() -> None:
         ("open rtsp://u:p@h/1 and rtsps://v:q@h:322/2 failed", "open rtsp://u:***@h/1 and rtsps://v:***@h:322/2 failed"),
         ("rtsp://cam.local:554/stream1", "rtsp://cam.local:554/stream1"),  # nothing to hide
         ("rtsp://viewer@cam.local/x", "rtsp://viewer@cam.local/x"),  # a user without a password
+        # cameras that take the login in the path or query
+        ("rtsp://h:554/user=admin&password=S3cr3t&channel=1", "rtsp://h:554/user=admin&password=***&channel=1"),
+        ("rtsp://h/x?user=admin&PWD=s3&a=1 failed", "rtsp://h/x?user=admin&PWD=***&a=1 failed"),
     ],
 )
 def test_every_url_password_in_a_text_is_redacted(text: str, redacted: str) -> None:
@@ -259,3 +263,15 @@ def test_an_rtsp_camera_on_a_jetson_opens_with_its_timeouts_through_gstreamer(mo
     assert dict(zip(params[::2], params[1::2])) == {
         sources.cv2.CAP_PROP_OPEN_TIMEOUT_MSEC: 4000, sources.cv2.CAP_PROP_READ_TIMEOUT_MSEC: 3000
     }
+
+
+@pytest.mark.parametrize("url", [
+    "rtsp:/admin:S3cr3t@127.0.0.1:554/x",  # one slash: not a URL with a host
+    "rtsp//admin:S3cr3t@cam.local:554/x",  # no colon: a file path
+    "rtsp://admin:S3 cr3t@127.0.0.1:554/x",  # a raw space
+])  # fmt: skip
+def test_a_mistyped_camera_url_is_refused_without_its_password(url: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        CameraConfig(id="cam", url=url)
+    said = describe_validation_error(refused.value)
+    assert "S3" not in said and "cr3t" not in said and "url" in said, said
