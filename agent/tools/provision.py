@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
+import pwd
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +46,7 @@ from engines.manifest import ModelError, load_manifest, resolve_model_file
 
 EXIT_OK, EXIT_REFUSED = 0, 2
 PROBE_S = 1.0
+SERVICE_USER = "edge-agent"  # deploy/install.sh's
 
 
 def add_provision_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -65,6 +68,8 @@ def add_provision_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     p.add_argument("--camera", dest="cameras", action="append", default=[], metavar="ID=URL", help="camera (repeat)")
     p.add_argument("--probe-seconds", type=float, default=PROBE_S, help="how long to measure each camera's rate")
     p.add_argument("--force", action="store_true", help="replace an existing identity and config")
+    p.add_argument("--owner", help="run as root: the service's user, who must read the config and own its key and "
+                   f"zones file (default {SERVICE_USER}, where that user exists)")  # fmt: skip
     p.set_defaults(func=cmd_provision)
     return p
 
@@ -152,6 +157,7 @@ def provision(args: argparse.Namespace, out: Callable[[str], None] = print) -> l
     in both cases before any file is written.
     """
     config_path = args.config.resolve()
+    owner = _service_user(args.owner)
     identity_dir = (args.identity_dir or config_path.parent / "pki").resolve()
     device_id = identity.check_name(args.device_id or "", "device id")
     key_path, csr_path, cert_path = (identity_dir / f"{device_id}.{ext}" for ext in ("key", "csr", "crt"))
@@ -199,7 +205,22 @@ def provision(args: argparse.Namespace, out: Callable[[str], None] = print) -> l
     files[zones_path] = (yaml.safe_dump(zones_raw, sort_keys=False).encode(), 0o640)
     files[config_path] = (_render(raw, probes, {c.id: c.redacted_url for c in cameras}).encode(), 0o640)
     identity.write_files(files, force=args.force)
+    if owner is not None:  # root wrote them: the service reads the config through its group, owns what it keeps
+        for path in files:
+            os.chown(path, owner.pw_uid if path in (key_path, zones_path) else 0, owner.pw_gid)
     return list(files)
+
+
+def _service_user(name: str | None) -> pwd.struct_passwd | None:
+    """The user the files are handed to: only when running as root (else the files are the runner's own)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(name or SERVICE_USER)
+    except KeyError:
+        if name is None:
+            return None  # a bench without the service's user: the files stay root's
+        raise ConfigError(f"--owner {name}: no such user (the service's user: {SERVICE_USER} once deploy/install.sh ran)") from None
 
 
 def cmd_provision(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ second run must not replace anything without --force."""
 from __future__ import annotations
 
 import argparse
+import os
+import pwd
 import stat
 from pathlib import Path
 
@@ -142,3 +144,23 @@ def test_questions_fill_what_the_flags_left_out(
     provision(args, out=lambda _line: None)
     raw = (tmp_path / "etc" / "config.yaml").read_text()
     assert "device_id: box-9" in raw and "- lobby" in raw and "- dock" in raw
+
+
+def test_run_as_root_it_hands_the_service_what_it_must_read(
+    tmp_path: Path, ca_dir: Path, media_dir: Path, models_dir: Path, capsys
+) -> None:
+    # a technician provisions with sudo: the service's user must read the config (its group) and own its key (mode
+    # 0600, which doctor requires) and the zones file it rewrites; root-owned 0640 files it could not read at all
+    if os.geteuid() != 0:
+        pytest.skip("handing files over needs root (CI runs as root)")
+    service = pwd.getpwnam("nobody")  # stands in for deploy/install.sh's edge-agent, which this machine lacks
+    args = parse(*flags(tmp_path, ca_dir, models_dir, f"clip={media_dir / 'vtest.avi'}"), "--owner", "nobody")
+    assert args.func(args) == 0, capsys.readouterr().err
+    key, zones = tmp_path / "etc" / "pki" / "box-7.key", tmp_path / "state" / "zones.yaml"
+    config, csr = tmp_path / "etc" / "config.yaml", tmp_path / "etc" / "pki" / "box-7.csr"
+    owners = {p: (p.stat().st_uid, p.stat().st_gid, p.stat().st_mode & 0o777) for p in (key, zones, config, csr)}
+    assert owners == {key: (service.pw_uid, service.pw_gid, 0o600), zones: (service.pw_uid, service.pw_gid, 0o640),
+                      config: (0, service.pw_gid, 0o640), csr: (0, service.pw_gid, 0o644)}  # fmt: skip
+    refused = parse(*flags(tmp_path / "b", ca_dir, models_dir, f"clip={media_dir / 'vtest.avi'}"), "--owner", "no-such-user")
+    assert refused.func(refused) == 2
+    assert "--owner no-such-user: no such user" in capsys.readouterr().err and not (tmp_path / "b").exists()
