@@ -187,10 +187,26 @@ install_once() {
 }
 
 install_config() {
+  local kept=0
+  [[ -e $ROOT$CONFIG_DIR/config.yaml ]] && kept=1
   install_once "$CONFIG_EXAMPLE" "$CONFIG_DIR/config.yaml" "root:$SERVICE_USER"
   # The agent rewrites its zones (a zone-editor save, a committed OTA zones update): they live in the
   # state dir, which the service may write (the unit's ReadWritePaths), its config staying read-only.
-  install_once "$SOURCE_DIR/deploy/zones.example.yaml" "$STATE_DIR/zones.yaml" "$SERVICE_USER:$SERVICE_USER"
+  ((kept)) || install_once "$SOURCE_DIR/deploy/zones.example.yaml" "$STATE_DIR/zones.yaml" "$SERVICE_USER:$SERVICE_USER"
+  zones_note "$ROOT$CONFIG_DIR/config.yaml"
+}
+
+# zones_note CONFIG: a config whose zones file lies outside the state dir (as installs made before the zones
+# moved there have) keeps zone-editor saves and OTA zones updates from being written: say how to move it.
+zones_note() {
+  local zones
+  [[ -e $1 ]] || return 0  # a dry run writes no config
+  zones=$(sed -n 's/^zones_file:[[:space:]]*//p' "$1" | tr -d "\"'")
+  [[ -z $zones || $zones == "$STATE_DIR"/* ]] && return 0
+  [[ $zones == /* ]] || zones=$CONFIG_DIR/$zones
+  echo "note: $1 keeps its zones in $zones, which the service cannot rewrite (zone-editor saves, OTA zones updates):"
+  echo "  mv $zones $STATE_DIR/zones.yaml && chown $SERVICE_USER:$SERVICE_USER $STATE_DIR/zones.yaml"
+  echo "  then set zones_file: $STATE_DIR/zones.yaml in $CONFIG_DIR/config.yaml (edge-agent doctor checks it)"
 }
 
 # Model manifests (metadata and SHA-256); the model files themselves are fetched

@@ -283,23 +283,31 @@ def load_inventory(path: Path) -> dict:
         raise PkiError(f"{path}: unknown keys {sorted(unknown)}")
     try:
         devices = {
-            str(d): DeviceGrant(site=str(g["site"]), groups=tuple(_names(g.get("groups") or [], f"{path}: {d}.groups")))
+            str(d): DeviceGrant(site=_name(g["site"], f"{path}: {d}.site"),
+                                groups=tuple(_names(g.get("groups"), f"{path}: {d}.groups")))
             for d, g in (raw.get("devices") or {}).items()
         }
     except (KeyError, TypeError, AttributeError) as e:
         raise PkiError(f"{path}: each device needs a mapping with `site` (and optional `groups`)") from e
     return {
         "devices": devices,
-        **{k: _names(raw.get(k) or [], f"{path}: {k}") for k in ("subscribers", "operators", "auditors")},
+        **{k: _names(raw.get(k), f"{path}: {k}") for k in ("subscribers", "operators", "auditors")},
     }
 
 
 def _names(value: object, where: str) -> list[str]:
     """A YAML list of names. A single name is refused, not read letter by letter (`operators: ops` would grant
-    o, p and s), and so is a value YAML reads as a number or a boolean (`yes`, `on`)."""
-    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
-        raise PkiError(f"{where}: give a list of names, e.g. [{value if isinstance(value, str) else 'name'}]"
-                       " (quote a name YAML would read as a number or yes/no)")  # fmt: skip
+    o, p and s), and so is a value YAML reads as a number or a boolean (`yes`, `on`). Absent: none."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PkiError(f"{where}: give a list of names, e.g. [{value if isinstance(value, str) else 'name'}]")
+    return [_name(n, where) for n in value]
+
+
+def _name(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise PkiError(f"{where}: {value!r} is not a name: quote a name YAML would read as a number or yes/no")
     return value
 
 

@@ -225,11 +225,11 @@ class ZoneEditor:
                 self._audit_quietly("zone_editor.save_rejected", old_version=current.version, error=str(e))
                 if e.errno in (errno.ENOSPC, errno.EDQUOT):
                     return HTTPStatus.INSUFFICIENT_STORAGE, {"error": f"{_NO_ROOM} ({e.strerror or e})"}
-                where = f" {e.filename}" if e.filename else " the zones file"
-                return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": (
-                    f"the box cannot write{where} ({e.strerror or e}): nothing was changed; the zones file must lie "
-                    "in a folder the agent may write (on an installed box, its state dir: zones_file "
-                    "/var/lib/edge-agent/zones.yaml)")}  # fmt: skip
+                said = f"the box cannot write the zones file ({e.strerror or e}): nothing was changed"
+                if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    said += ("; it must lie in a folder the agent may write (on an installed box, its state dir: "
+                             "edge-agent doctor names it)")  # fmt: skip
+                return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": said}
             self._audit_quietly("zone_editor.saved", old_version=current.version, new_version=version)
             return HTTPStatus.OK, {"version": version}
 

@@ -123,8 +123,9 @@ class CameraConfig(BaseModel):
 # password runs to the last @ before a space: cameras' passwords often hold @ (Admin@123), # or /
 # unencoded (urlsplit would cut those short); a path holding @ is hidden too, which costs nothing.
 _CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][\w+.-]*://[^\s:/@]*):\S*@")
-# the login some cameras take in the path or query (/user=admin&password=...&channel=1)
-_PASSWORD_PARAMETER = re.compile(r"(?i)\b(?P<key>password|passwd|pwd|pass)=[^&;\s]*")
+# the login some cameras take in the path or query (/user=admin&password=...&channel=1, and with _ between:
+# /user=admin_password=..._channel=1); what follows it in the segment is hidden too, which costs nothing
+_PASSWORD_PARAMETER = re.compile(r"(?i)(?P<key>[a-z_]*(?:password|passwd|pwd|pass))=[^&\s]*")
 
 
 def redact_urls(text: str) -> str:
@@ -133,6 +134,6 @@ def redact_urls(text: str) -> str:
 
 
 def _echo(url: str) -> str:
-    """A url or path that the config refuses, for its message: a mistyped URL's login (anything before an @:
-    `rtsp:/admin:pw@host` has no `//` for redact_urls to see) hidden too."""
-    return re.sub(r"[^\s/]*@", "***@", redact_urls(url))
+    """A url or path that the config refuses, for its message: not at all if it holds an @ (a mistyped URL's
+    login, `rtsp:/admin:p/w@host`, has no `//` for redact_urls to see, and a password may hold / or a space)."""
+    return "(not shown: it holds an @, as a login does)" if "@" in url else redact_urls(url)

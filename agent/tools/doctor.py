@@ -54,6 +54,7 @@ from engines.manifest import (
 )
 
 CAMERA_MEASURE_S = 1.5
+SERVICE_USER = "edge-agent"  # the service's user, as deploy/install.sh creates it
 MIN_FPS_RATIO = 0.8
 # FFmpeg reports RTP clock rates (90000) as fps when a stream has no frame rate.
 MAX_PLAUSIBLE_FPS = 240.0
@@ -278,7 +279,7 @@ def check_disk(config: AgentConfig) -> CheckResult:
             "disk",
             False,
             f"state_dir {state_dir} does not exist",
-            f"create it: install -d -o edge-agent -g edge-agent -m 0750 {state_dir}",
+            f"create it: install -d -o {SERVICE_USER} -g {SERVICE_USER} -m 0750 {state_dir}",
         )
     free = shutil.disk_usage(state_dir).free
     needed = max(0, cap - _outbox_bytes(state_dir))
@@ -311,7 +312,7 @@ def _cannot_write(folder: Path) -> str | None:
 
 def _who() -> str:
     if os.geteuid() == 0:
-        return "root (run as the service user for a real answer: sudo -u edge-agent edge-agent doctor)"
+        return f"root (run as the service user for a real answer: sudo -u {SERVICE_USER} edge-agent doctor)"
     return f"uid {os.geteuid()}"
 
 
@@ -319,7 +320,7 @@ def check_state_dir(config: AgentConfig) -> CheckResult:
     state_dir = config.state_dir
     problem = _cannot_write(state_dir)
     if problem is not None:
-        hint = f"chown -R edge-agent:edge-agent {state_dir} and check the unit's ReadWritePaths"
+        hint = f"chown -R {SERVICE_USER}:{SERVICE_USER} {state_dir} and check the unit's ReadWritePaths"
         return CheckResult("state_dir", False, f"cannot write in {state_dir} as {_who()}: {problem}", hint)
     return CheckResult("state_dir", True, f"{state_dir} writable as {_who()}")
 
@@ -332,8 +333,11 @@ def check_zones_file(config: AgentConfig) -> CheckResult:
     folder = config.zones_file.parent
     problem = _cannot_write(folder)
     if problem is not None:
-        hint = (f"move the zones file into the state dir ({config.state_dir / 'zones.yaml'}, owned by edge-agent) "
-                "and set zones_file to it: the unit lets the agent write only there")  # fmt: skip
+        if folder == config.state_dir:
+            hint = f"chown {SERVICE_USER}:{SERVICE_USER} {folder} and check the unit's ReadWritePaths"
+        else:
+            hint = (f"move the zones file into the state dir ({config.state_dir / 'zones.yaml'}, owned by "
+                    f"{SERVICE_USER}) and set zones_file to it: the unit lets the agent write only there")  # fmt: skip
         return CheckResult("zones_file", False, f"cannot write in {folder} as {_who()}: {problem}", hint)
     return CheckResult("zones_file", True, f"{folder} writable as {_who()}: zone-editor saves and OTA zones updates")
 
@@ -350,7 +354,7 @@ def check_key_file(config: AgentConfig) -> CheckResult:
     try:
         key.open("rb").close()
     except OSError as e:
-        return CheckResult("key_file", False, f"{key}: {e.strerror}", f"chown edge-agent {key}")
+        return CheckResult("key_file", False, f"{key}: {e.strerror}", f"chown {SERVICE_USER} {key}")
     return CheckResult("key_file", True, f"{key} is mode {mode:04o}")
 
 

@@ -41,12 +41,11 @@ from agent.settings.config import (
 )
 from agent.settings.zones import ZonesDoc
 from agent.tools import identity
-from agent.tools.doctor import CameraProbe, probe_camera
+from agent.tools.doctor import SERVICE_USER, CameraProbe, probe_camera
 from engines.manifest import ModelError, load_manifest, resolve_model_file
 
 EXIT_OK, EXIT_REFUSED = 0, 2
 PROBE_S = 1.0
-SERVICE_USER = "edge-agent"  # deploy/install.sh's
 
 
 def add_provision_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -204,6 +203,11 @@ def provision(args: argparse.Namespace, out: Callable[[str], None] = print) -> l
     _validate(raw, zones_raw, config_path.parent, args.ca_file)
     files[zones_path] = (yaml.safe_dump(zones_raw, sort_keys=False).encode(), 0o640)
     files[config_path] = (_render(raw, probes, {c.id: c.redacted_url for c in cameras}).encode(), 0o640)
+    if owner is not None:  # folders made here must let the service reach what is handed to it below
+        for folder, uid in ((identity_dir, 0), (config_path.parent, 0), (zones_path.parent, owner.pw_uid)):
+            if not folder.exists():
+                folder.mkdir(mode=0o750, parents=True)
+                os.chown(folder, uid, owner.pw_gid)
     identity.write_files(files, force=args.force)
     if owner is not None:  # root wrote them: the service reads the config through its group, owns what it keeps
         for path in files:
@@ -214,6 +218,8 @@ def provision(args: argparse.Namespace, out: Callable[[str], None] = print) -> l
 def _service_user(name: str | None) -> pwd.struct_passwd | None:
     """The user the files are handed to: only when running as root (else the files are the runner's own)."""
     if os.geteuid() != 0:
+        if name is not None:
+            raise ConfigError(f"--owner {name} needs root: run provision with sudo to hand the files over")
         return None
     try:
         return pwd.getpwnam(name or SERVICE_USER)

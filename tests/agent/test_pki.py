@@ -213,7 +213,9 @@ def test_cli_round_trip_and_exit_code_2_on_refusal(tmp_path: Path, capsys) -> No
 @pytest.mark.parametrize(("inventory", "says"), [
     ("devices:\n  cam-01: {site: paris-01, groups: lobby}\n", "cam-01.groups: give a list of names, e.g. [lobby]"),
     ("operators: ops\n", "operators: give a list of names, e.g. [ops]"),
-    ("subscribers: [central, yes]\n", "subscribers: give a list of names"),
+    ("subscribers: [central, yes]\n", "subscribers: True is not a name: quote"),
+    ("operators: no\n", "operators: give a list of names"),
+    ("devices:\n  cam-01: {site: on}\n", "cam-01.site: True is not a name"),
 ])  # fmt: skip
 def test_an_inventory_name_that_is_not_in_a_list_is_refused_not_spelled_out(tmp_path: Path, capsys, inventory: str,
                                                                              says: str) -> None:

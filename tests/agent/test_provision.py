@@ -161,6 +161,8 @@ def test_run_as_root_it_hands_the_service_what_it_must_read(
     owners = {p: (p.stat().st_uid, p.stat().st_gid, p.stat().st_mode & 0o777) for p in (key, zones, config, csr)}
     assert owners == {key: (service.pw_uid, service.pw_gid, 0o600), zones: (service.pw_uid, service.pw_gid, 0o640),
                       config: (0, service.pw_gid, 0o640), csr: (0, service.pw_gid, 0o644)}  # fmt: skip
+    folders = {p: (p.stat().st_uid, p.stat().st_gid, p.stat().st_mode & 0o777) for p in (key.parent, zones.parent)}
+    assert folders == {key.parent: (0, service.pw_gid, 0o750), zones.parent: (service.pw_uid, service.pw_gid, 0o750)}
     refused = parse(*flags(tmp_path / "b", ca_dir, models_dir, f"clip={media_dir / 'vtest.avi'}"), "--owner", "no-such-user")
     assert refused.func(refused) == 2
     assert "--owner no-such-user: no such user" in capsys.readouterr().err and not (tmp_path / "b").exists()

@@ -147,6 +147,8 @@ def test_rtsp_password_is_redacted() -> None:
         # cameras that take the login in the path or query
         ("rtsp://h:554/user=admin&password=S3cr3t&channel=1", "rtsp://h:554/user=admin&password=***&channel=1"),
         ("rtsp://h/x?user=admin&PWD=s3&a=1 failed", "rtsp://h/x?user=admin&PWD=***&a=1 failed"),
+        ("rtsp://h:554/user=admin_password=S3cr3t_channel=1_stream=0.sdp", "rtsp://h:554/user=admin_password=***"),
+        ("rtsp://h/x?loginPassword=S3;cr3t", "rtsp://h/x?loginPassword=***"),
     ],
 )
 def test_every_url_password_in_a_text_is_redacted(text: str, redacted: str) -> None:
@@ -267,7 +269,9 @@ def test_an_rtsp_camera_on_a_jetson_opens_with_its_timeouts_through_gstreamer(mo
 
 @pytest.mark.parametrize("url", [
     "rtsp:/admin:S3cr3t@127.0.0.1:554/x",  # one slash: not a URL with a host
+    "rtsp:/admin:S3/cr3t@127.0.0.1:554/x",  # and a / in the password
     "rtsp//admin:S3cr3t@cam.local:554/x",  # no colon: a file path
+    "rtsp//admin:S3 cr3t@cam.local:554/x",  # a file path, a space in the password
     "rtsp://admin:S3 cr3t@127.0.0.1:554/x",  # a raw space
 ])  # fmt: skip
 def test_a_mistyped_camera_url_is_refused_without_its_password(url: str) -> None:

@@ -267,3 +267,19 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     )
     # Unknown keys and bad values are only warnings (exit 0): demand silence.
     assert result.returncode == 0 and result.stdout + result.stderr == "", result.stderr
+
+
+def test_an_install_with_its_zones_in_etc_is_told_how_to_move_them(tmp_path: Path, example_config: Path) -> None:
+    # a box installed before the zones moved into the state dir: its config is kept, so its zones stay where the
+    # service cannot rewrite them; the install says so, with the commands, and adds no zones file it would not read
+    root = tmp_path / "root"
+    install(root, example_config)
+    (root / "var/lib/edge-agent/zones.yaml").unlink()
+    (root / "etc/edge-agent/config.yaml").write_text("site: provisioned\nzones_file: zones.yaml\n")
+    (root / "etc/edge-agent/zones.yaml").write_text("version: 3\nzones: []\n")
+    out = install(root, example_config).stdout
+    assert "keeps its zones in /etc/edge-agent/zones.yaml, which the service cannot rewrite" in out
+    assert "mv /etc/edge-agent/zones.yaml /var/lib/edge-agent/zones.yaml" in out
+    assert not (root / "var/lib/edge-agent/zones.yaml").exists()
+    fresh = install(tmp_path / "fresh", REPO / "deploy" / "config.example.yaml").stdout
+    assert "note:" not in fresh  # the example keeps its zones in the state dir
