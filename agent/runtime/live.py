@@ -148,7 +148,12 @@ class LiveControl:
         self._open = opener
         self._switch_lock = threading.Lock()
         if self._committed != file_zones:
-            self._write_zones_file(self._committed)
+            try:
+                self._write_zones_file(self._committed)
+            except OSError as e:  # what is committed is served all the same (the OTA state holds it); said at each start
+                log.warning("zones_file_not_written", path=str(self._base.zones_file), error=e.strerror or str(e),
+                            hint="the file still holds older zones: put it in a folder the agent may write (on an "
+                            "installed box, its state dir; edge-agent doctor names it)")  # fmt: skip
         detector, self.model = opener(self.config, served.model, self.zones)
         manifest = self.model.manifest
         self.pipeline = make_pipeline(detector, manifest.classes, manifest.class_map, self.zones, self.config.tracker)
@@ -228,8 +233,8 @@ class LiveControl:
             self._committed = self.zones
             try:
                 self._write_zones_file(self.zones)
-            except OSError as e:  # the OTA state says what is committed: the next start rewrites the file
-                log.warning("zones_file_not_written", error=e.strerror or str(e))
+            except OSError as e:  # the OTA state says what is committed: the next start tries the file again
+                log.warning("zones_file_not_written", path=str(self._base.zones_file), error=e.strerror or str(e))
 
     # --- what is live ---
 

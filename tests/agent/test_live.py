@@ -4,6 +4,7 @@ document, and the technician's save refused while the fleet holds the zones."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from agent.settings.config import ConfigError
 from agent.settings.zones import ZonesDoc
 from tests.agent.ota.docs import LIGHT_JSON, YOLOX_JSON, zones_doc
 from tests.support.live_agent import LiveAgent
+from tests.support.services import tmpfs
 
 pytestmark = pytest.mark.integration  # the real model
 
@@ -153,3 +155,23 @@ def test_a_swap_the_loop_never_reaches_fails_and_the_old_setup_stays(
     yolox, light = agent.opened
     assert control.model.manifest.name == "yolox_nano" and control.pipeline.detector is yolox
     assert light.closed_on is not None and yolox.closed_on is None  # the withdrawn one is closed, not the live one
+
+
+def test_a_zones_file_that_cannot_be_rewritten_at_start_does_not_stop_the_start(
+    tmp_path: Path, media_dir: Path, models_dir: Path, captured_logs: list[dict]
+) -> None:
+    """An OTA zones commit on a box whose zones file the service cannot write (a read-only /etc): every start would
+    fail on rewriting it. It serves the committed zones and says so instead."""
+    layout = SlotLayout(tmp_path / "ota")
+    slot = layout.reset("zones", "a")
+    (slot / ZONES_FILE).write_text(zones(5).model_dump_json())
+    layout.store.save(OtaState().with_kind("zones", active="a", active_version=3, last_version=3))
+    with tmpfs(tmp_path / "etc", "1m") as etc:
+        (etc / "zones.yaml").write_text(yaml.safe_dump(zones(1).model_dump(mode="json")))
+        subprocess.run(["mount", "-o", "remount,ro", str(etc)], check=True)
+        baseline = Baseline(ModelRef(YOLOX_JSON, models_dir), zones(1), {})
+        with LiveAgent(media_dir / "vtest.avi", baseline, layout, etc / "zones.yaml", run_detector=False) as agent:
+            assert agent.control.live_zones_version() == 5
+            wait_frames(agent)
+    (warning,) = [r for r in captured_logs if r["event"] == "zones_file_not_written"]
+    assert warning["log_level"] == "warning" and warning["path"] == str(etc / "zones.yaml") and "state dir" in warning["hint"]
