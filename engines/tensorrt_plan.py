@@ -217,27 +217,6 @@ def default_profile(max_batch: int, opt_batch: int | None = None) -> Profile:
     return Profile(1, min(opt_batch or max_batch, max_batch), max_batch)
 
 
-def select_profile(profiles: Sequence[Profile], batch: int) -> int:
-    """Index of the profile to run `batch` frames with: among those whose range holds it,
-    the one whose `opt` is nearest (its kernels were tuned closest); ties to the first."""
-    fitting = [i for i, p in enumerate(profiles) if p.min_batch <= batch <= p.max_batch]
-    if not fitting:
-        ranges = ", ".join(f"{p.min_batch}..{p.max_batch}" for p in profiles)
-        raise ValueError(f"no optimization profile holds batch {batch} (profiles: {ranges})")
-    return min(fitting, key=lambda i: abs(profiles[i].opt_batch - batch))
-
-
-def split_batches(frames: int, max_batch: int) -> list[int]:
-    """Batch sizes that run `frames` frames in as few engine calls as possible, sizes as
-    even as possible (9 frames at max 8 -> [5, 4], not [8, 1]: two half-full calls
-    cost about the same as one full one plus one nearly empty)."""
-    if frames <= 0:
-        return []
-    calls = -(-frames // max_batch)
-    base, extra = divmod(frames, calls)
-    return [base + 1] * extra + [base] * (calls - extra)
-
-
 @dataclass(frozen=True, slots=True)
 class BufferSpec:
     """One I/O tensor's buffers, allocated once at the profile's largest shape."""

@@ -152,8 +152,9 @@ def choose_backend(
     """("gstreamer", pipeline) for an RTSP camera on a Jetson whose OpenCV has GStreamer,
     else ("ffmpeg", url) for OpenCV's FFmpeg backend (files, x86, pip OpenCV).
 
-    `codec` comes from the camera's probe (`codec_from_fourcc`); a wrong guess
-    fails at open, where the reader's retry and the doctor report it.
+    `codec` is the camera's `codec:` (provision writes what its probe found, through
+    `codec_from_fourcc`); a wrong one fails at open, where the reader's retry and the
+    doctor report it.
     """
     if on_jetson and has_gst and not camera.is_file:
         return "gstreamer", jetson_rtsp_pipeline(camera.url, codec, latency_ms, camera.decode_max_width)

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 import cv2
 
 from agent.core.units import EARLIEST_REAL_TIME_S
+from agent.io.gst import codec_from_fourcc
 from agent.io.sources import SERVED_NOT_DECODED, cannot_open, capture_timeouts
 from agent.settings.camera import CameraConfig
 from agent.settings.config import AgentConfig, ConfigError, load_config
@@ -145,6 +146,9 @@ def check_camera(camera: CameraConfig, measure_s: float = CAMERA_MEASURE_S) -> C
             hint = "correct what it says; a camera behind a firewall also needs RTSP over TCP (554 unless given)"
         return CheckResult(name, False, f"{where}: {probe.error}", hint)
     detail = f"{where}: {probe.describe()}"
+    sent = None if camera.is_file else codec_from_fourcc(probe.fourcc)
+    if sent is not None and sent != camera.codec:  # FFmpeg decodes either; a Jetson's NVDEC pipeline is built for one
+        detail += f"; the camera sends {sent} but its codec: says {camera.codec} (set codec: {sent} for a Jetson)"
     if probe.nominal_fps and probe.measured_fps < MIN_FPS_RATIO * probe.nominal_fps:
         hint = (
             "this box decodes the file slower than real time: use replay: fast, or a lighter clip"

@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from agent.io.gst import codec_from_fourcc
 from agent.settings import paths
 from agent.settings.camera import CameraConfig
 from agent.settings.config import (
@@ -185,7 +186,7 @@ def provision(args: argparse.Namespace, out: Callable[[str], None] = print) -> l
         "state_dir": str(args.state_dir.resolve()),
         "zones_file": str(zones_path),
         "model": {"manifest": str(args.manifest.resolve()) if args.manifest else None},
-        "cameras": [{"id": c.id, "url": c.url} for c in cameras],
+        "cameras": [{"id": c.id, "url": c.url, **_probed_codec(c, probes[c.id])} for c in cameras],
         "broker": {
             "host": args.broker_host,
             "port": args.broker_port,
@@ -213,6 +214,12 @@ def provision(args: argparse.Namespace, out: Callable[[str], None] = print) -> l
         for path in files:
             os.chown(path, owner.pw_uid if path in (key_path, zones_path) else 0, owner.pw_gid)
     return list(files)
+
+
+def _probed_codec(camera: CameraConfig, probe: CameraProbe) -> dict[str, str]:
+    """An RTSP camera's codec as its probe found it, for a Jetson's hardware decoder (built for one codec)."""
+    codec = None if camera.is_file else codec_from_fourcc(probe.fourcc)
+    return {} if codec is None else {"codec": codec}
 
 
 def _service_user(name: str | None) -> pwd.struct_passwd | None:

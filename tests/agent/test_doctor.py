@@ -90,7 +90,8 @@ def test_healthy_box_passes_every_line_it_can(
     tmp_path: Path, broker: TlsBroker, rtsp_server, media_dir: Path, models_dir: Path, clock_ok: bool, capsys
 ) -> None:
     camera = rtsp_server(media_dir / "vtest.avi", "door")
-    cameras = [{"id": "door", "url": camera.url}, {"id": "clip", "url": str(media_dir / "vtest.avi")}]
+    # a codec the camera does not send: FFmpeg here decodes it all the same, and the line says it for a Jetson
+    cameras = [{"id": "door", "url": camera.url, "codec": "h265"}, {"id": "clip", "url": str(media_dir / "vtest.avi")}]
     config = write_config(tmp_path, models_dir, cameras, tls_settings(broker))
 
     results = by_name(run_checks(config, MEASURE_S))
@@ -102,6 +103,7 @@ def test_healthy_box_passes_every_line_it_can(
     assert failing == (set() if clock_ok else {"clock"}), format_table(list(results.values()))
     assert results["inference"].detail.startswith("CPU, ONNX Runtime")
     assert "768x576" in results["camera:door"].detail
+    assert "the camera sends h264 but its codec: says h265 (set codec: h264 for a Jetson)" in results["camera:door"].detail
     assert "delivered back" in results["broker.publish_own"].detail
     assert "Not authorized (0x87)" in results["broker.publish_other"].detail
     assert clock_ok or results["clock"].hint

@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
@@ -66,6 +67,8 @@ def test_non_interactive_provision_probes_cameras_and_writes_a_loadable_config(
 
     text = (etc / "config.yaml").read_text()
     assert "# probe" in text and "door" in text
+    # the RTSP camera's codec as the probe found it (a Jetson's decoder is built for it); none for a file
+    assert [c.get("codec") for c in yaml.safe_load(text)["cameras"]] == ["h264", None, None]
     probes = [line for line in text.splitlines() if "# probe" in line]
     assert "reachable, 768x576" in probes[0] and "codec h264" in probes[0]
     assert "reachable, 768x576" in probes[1]

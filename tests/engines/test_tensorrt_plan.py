@@ -24,8 +24,6 @@ from engines.tensorrt_plan import (
     host_view,
     key_record,
     plan_buffers,
-    select_profile,
-    split_batches,
     superseded_engines,
     timing_cache_name,
     trt_major,
@@ -103,28 +101,6 @@ def test_profile_shapes_and_validation():
     assert default_profile(1, 8) == Profile(1, 1, 1)  # a graph that does not batch: opt follows max
     with pytest.raises(ValueError):
         Profile(2, 1, 8)
-
-
-@pytest.mark.parametrize(
-    ("batch", "expected"),
-    [(1, 0), (2, 0), (3, 0), (4, 0), (5, 1), (8, 1)],  # 3: opt 1 is nearer than opt 8
-)
-def test_select_profile_prefers_nearest_opt(batch, expected):
-    profiles = [Profile(1, 1, 4), Profile(1, 8, 8)]
-    assert select_profile(profiles, batch) == expected
-
-
-def test_select_profile_refuses_a_batch_no_profile_holds():
-    with pytest.raises(ValueError, match="no optimization profile holds batch 9"):
-        select_profile([Profile(1, 4, 8)], 9)
-
-
-@pytest.mark.parametrize(
-    ("frames", "max_batch", "expected"),
-    [(0, 8, []), (1, 8, [1]), (8, 8, [8]), (9, 8, [5, 4]), (17, 8, [6, 6, 5]), (3, 1, [1, 1, 1])],
-)
-def test_split_batches(frames, max_batch, expected):
-    assert split_batches(frames, max_batch) == expected
 
 
 def test_plan_buffers_sizes_and_dtypes():
