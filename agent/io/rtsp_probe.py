@@ -19,6 +19,8 @@ import time
 from urllib.parse import unquote, urlsplit, urlunsplit
 from urllib.request import parse_http_list, parse_keqv_list
 
+from agent.settings.camera import PERCENT_ENCODING
+
 DEFAULT_PORT = 554
 _MAX_ANSWER_BYTES = 16_384
 _STATUS = re.compile(r"RTSP/1\.\d (\d{3})")
@@ -36,7 +38,7 @@ def why_not_open(url: str, timeout_s: float) -> str | None:
     try:
         port = parts.port or DEFAULT_PORT
     except ValueError:
-        return "the url's port is not a number 1..65535 (a password holding # / ? is written %23 %2F %3F)"
+        return f"the url's port is not a number 1..65535 ({PERCENT_ENCODING})"
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     login = (unquote(parts.username), unquote(parts.password or "")) if parts.username is not None else None
     if login is not None and re.search(r'["\x00-\x1f\x7f]', login[0]):

@@ -332,7 +332,6 @@ class CameraReader:
                     return _Session("lost", "the stream ended", stable)
                 return _Session("lost", f"no frame for {waited_s:.1f} s (read_timeout_s {self.config.read_timeout_s})",
                                 stable)  # fmt: skip
-            last_frame_mono = time.monotonic()
             if self.config.is_file:
                 media_ns = int(capture.get(cv2.CAP_PROP_POS_MSEC) * 1e6)
                 pts_ns = max(anchor_ns + media_ns, self._last_pts_ns + 1)
@@ -340,6 +339,7 @@ class CameraReader:
                 if paced and due_s > 0 and self._stop.wait(due_s):
                     break
             else:
+                last_frame_mono = time.monotonic()  # a live stream's: what a stalled read waited since
                 pts_ns = time.time_ns()
             if not self.queue.put(Frame(self.config.id, self._seq, pts_ns, image)):
                 break

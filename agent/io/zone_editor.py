@@ -51,6 +51,7 @@ import numpy as np
 import structlog
 from pydantic import ValidationError
 
+from agent.io.state_lock import FULL_DISK_ERRNOS
 from agent.settings.config import ConfigError
 from agent.settings.zones import Zone, ZonesDoc
 from engines.atomic import write_atomic
@@ -223,7 +224,7 @@ class ZoneEditor:
                 return HTTPStatus.BAD_REQUEST, {"error": str(e)}
             except OSError as e:
                 self._audit_quietly("zone_editor.save_rejected", old_version=current.version, error=str(e))
-                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                if e.errno in FULL_DISK_ERRNOS:
                     return HTTPStatus.INSUFFICIENT_STORAGE, {"error": f"{_NO_ROOM} ({e.strerror or e})"}
                 said = f"the box cannot write the zones file ({e.strerror or e}): nothing was changed"
                 if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):

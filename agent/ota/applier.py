@@ -11,7 +11,6 @@ back after `max_resumes` starts.
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import structlog
 from pydantic import ValidationError
 
-from agent.io.state_lock import FULL_DISK_ADVICE
+from agent.io.state_lock import FULL_DISK_ADVICE, FULL_DISK_ERRNOS
 from agent.ota import steps
 from agent.ota.control import AgentControl, Baseline
 from agent.ota.errors import ErrorCode, OtaError
@@ -246,16 +245,16 @@ class Applier:
             # that failed is never tried again, unless the box's full disk failed it: then it may come again.
             full = isinstance(error, _DiskFull)
             failed = state.of(update.kind).failed_version if full else max(update.version, state.of(update.kind).failed_version)
-            retry = "publish it again" if full else f"version {update.version} is not tried again: sign a higher one"
+            retry = "publish it again" if full else _used_up(update.version)
             forgotten = state.with_kind(update.kind, failed_version=failed).model_copy(update={"update": None})
-            for attempt in (1, 2):  # a second time once the staged files are gone, on a full disk
+            try:
+                self._store.save(forgotten)
+            except OSError:
+                self._layout.clear(update.kind, update.slot)  # the staged files' space, then once more
                 try:
                     self._store.save(forgotten)
-                    break
                 except OSError as exc:
-                    self._layout.clear(update.kind, update.slot)
-                    if attempt == 2:
-                        retry = f"cannot record that ({exc.strerror or exc}): the next start runs it again"
+                    retry = f"cannot record that ({exc.strerror or exc}): the next start runs it again"
             self._layout.clear(update.kind, update.slot)
             error = OtaError(error.code, f"{error.message}; {retry}")
             log.warning("ota_failed", kind=update.kind, version=update.version, step=update.step, code=error.code,
@@ -297,7 +296,7 @@ class Applier:
         )
         try:
             self._store.save(state.model_copy(update={"update": None}))
-            retry = f"version {update.version} is not tried again: sign a higher one"
+            retry = _used_up(update.version)
         except OSError as exc:
             retry = (f"cannot record that ({exc.strerror or exc}): the next start serves version {update.version} "
                      "again and runs its health window again, unless space is freed first")  # fmt: skip
@@ -311,12 +310,16 @@ class Applier:
         return OtaStatus.make(self._identity.device_id, state, kind, version, error, self._control)
 
 
+def _used_up(version: int) -> str:
+    return f"version {version} is not tried again: sign a higher one"
+
+
 class _DiskFull(OtaError):
     """A step failed by the box's full disk, not by the update: the version is not used up."""
 
 
 def _full_disk(exc: BaseException, root: Path) -> OtaError | None:
-    if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+    if not isinstance(exc, OSError) or exc.errno not in FULL_DISK_ERRNOS:
         return None
     return _DiskFull(ErrorCode.STORAGE_FAILED, f"the disk of {root} is full: {FULL_DISK_ADVICE}")
 

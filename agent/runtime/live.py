@@ -147,13 +147,9 @@ class LiveControl:
         self._stopping = stopping
         self._open = opener
         self._switch_lock = threading.Lock()
-        if self._committed != file_zones:
-            try:
-                self._write_zones_file(self._committed)
-            except OSError as e:  # what is committed is served all the same (the OTA state holds it); said at each start
-                log.warning("zones_file_not_written", path=str(self._base.zones_file), error=e.strerror or str(e),
-                            hint="the file still holds older zones: put it in a folder the agent may write (on an "
-                            "installed box, its state dir; edge-agent doctor names it)")  # fmt: skip
+        if self._committed != file_zones:  # served all the same if not written (the OTA state holds it): said each start
+            self._write_committed_zones(hint="the file still holds older zones: put it in a folder the agent may write "
+                                        "(on an installed box, its state dir; edge-agent doctor names it)")  # fmt: skip
         detector, self.model = opener(self.config, served.model, self.zones)
         manifest = self.model.manifest
         self.pipeline = make_pipeline(detector, manifest.classes, manifest.class_map, self.zones, self.config.tracker)
@@ -231,10 +227,7 @@ class LiveControl:
             return
         with self._switch_lock:
             self._committed = self.zones
-            try:
-                self._write_zones_file(self.zones)
-            except OSError as e:  # the OTA state says what is committed: the next start tries the file again
-                log.warning("zones_file_not_written", path=str(self._base.zones_file), error=e.strerror or str(e))
+            self._write_committed_zones()  # the OTA state says what is committed: the next start tries the file again
 
     # --- what is live ---
 
@@ -298,6 +291,13 @@ class LiveControl:
             raise ConfigError("an over-the-air zones update is being applied: save again once it has ended")
         if state.served_slot("zones") is not None:
             raise ConfigError("the zones of this box are managed over the air: change them from the fleet")
+
+    def _write_committed_zones(self, **hint: str) -> None:
+        """The zones file rewritten to what OTA committed; a file that cannot be written is a warning, not a failure."""
+        try:
+            self._write_zones_file(self._committed)
+        except OSError as e:
+            log.warning("zones_file_not_written", path=str(self._base.zones_file), error=e.strerror or str(e), **hint)
 
     def _write_zones_file(self, zones: ZonesDoc) -> None:
         """Atomically and durably; no zones file configured: nothing to write."""

@@ -86,9 +86,7 @@ class CameraConfig(BaseModel):
             except ValueError:  # not a number, or above 65535: never echoed, it may hold part of a password
                 port = 0
             if port == 0:
-                raise ValueError(
-                    "the RTSP URL's port is not a number 1..65535 (a password holding # / ? is written %23 %2F %3F)"
-                )
+                raise ValueError(f"the RTSP URL's port is not a number 1..65535 ({PERCENT_ENCODING})")
             return url
         if scheme == "file":
             path = Path(url2pathname(parts.path))
@@ -118,6 +116,8 @@ class CameraConfig(BaseModel):
         """The URL without its password, safe for logs and status."""
         return redact_urls(self.url)
 
+
+PERCENT_ENCODING = "a password holding # / ? is written %23 %2F %3F"
 
 # user:password@ after a scheme, in a URL or anywhere in free text (a native library's log line). The
 # password runs to the last @ before a space: cameras' passwords often hold @ (Admin@123), # or /

@@ -42,7 +42,7 @@ import cv2
 from agent.core.units import EARLIEST_REAL_TIME_S
 from agent.io.gst import codec_from_fourcc
 from agent.io.sources import SERVED_NOT_DECODED, cannot_open, capture_timeouts
-from agent.settings.camera import CameraConfig
+from agent.settings.camera import CameraConfig, Codec
 from agent.settings.config import AgentConfig, ConfigError, load_config
 from agent.tools.args import DEFAULT_CONFIG, add_config_argument
 from agent.tools.checks import CheckResult, print_report
@@ -69,7 +69,8 @@ _EARLIEST_PLAUSIBLE = dt.datetime.fromtimestamp(EARLIEST_REAL_TIME_S, dt.timezon
 @dataclass(frozen=True, slots=True)
 class CameraProbe:
     """What a short read of a camera showed. fps values are frames per second;
-    fourcc is FFmpeg's codec tag as text ('h264', 'hevc', ...)."""
+    fourcc is FFmpeg's codec tag as text ('h264', 'hevc', ...); codec, an RTSP camera's as the agent names it
+    (`codec_from_fourcc`), for a Jetson's hardware decoder."""
 
     opened: bool
     error: str = ""
@@ -78,6 +79,7 @@ class CameraProbe:
     nominal_fps: float = 0.0
     measured_fps: float = 0.0
     fourcc: str = ""
+    codec: Codec | None = None
 
     def describe(self) -> str:
         if not self.opened:
@@ -128,6 +130,7 @@ def probe_camera(camera: CameraConfig, measure_s: float = CAMERA_MEASURE_S) -> C
             nominal_fps=nominal,
             measured_fps=frames / elapsed_s if elapsed_s > 0 else 0.0,
             fourcc=fourcc,
+            codec=None if camera.is_file else codec_from_fourcc(fourcc),
         )
     finally:
         capture.release()
@@ -146,9 +149,8 @@ def check_camera(camera: CameraConfig, measure_s: float = CAMERA_MEASURE_S) -> C
             hint = "correct what it says; a camera behind a firewall also needs RTSP over TCP (554 unless given)"
         return CheckResult(name, False, f"{where}: {probe.error}", hint)
     detail = f"{where}: {probe.describe()}"
-    sent = None if camera.is_file else codec_from_fourcc(probe.fourcc)
-    if sent is not None and sent != camera.codec:  # FFmpeg decodes either; a Jetson's NVDEC pipeline is built for one
-        detail += f"; the camera sends {sent} but its codec: says {camera.codec} (set codec: {sent} for a Jetson)"
+    if probe.codec is not None and probe.codec != camera.codec:  # FFmpeg decodes either; NVDEC's pipeline is built for one
+        detail += f"; the camera sends {probe.codec} but its codec: says {camera.codec} (set codec: {probe.codec} for a Jetson)"
     if probe.nominal_fps and probe.measured_fps < MIN_FPS_RATIO * probe.nominal_fps:
         hint = (
             "this box decodes the file slower than real time: use replay: fast, or a lighter clip"

@@ -31,7 +31,6 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from agent.io.gst import codec_from_fourcc
 from agent.settings import paths
 from agent.settings.camera import CameraConfig
 from agent.settings.config import (
@@ -186,7 +185,7 @@ def provision(args: argparse.Namespace, out: Callable[[str], None] = print) -> l
         "state_dir": str(args.state_dir.resolve()),
         "zones_file": str(zones_path),
         "model": {"manifest": str(args.manifest.resolve()) if args.manifest else None},
-        "cameras": [{"id": c.id, "url": c.url, **_probed_codec(c, probes[c.id])} for c in cameras],
+        "cameras": [{"id": c.id, "url": c.url, **_probed_codec(probes[c.id])} for c in cameras],
         "broker": {
             "host": args.broker_host,
             "port": args.broker_port,
@@ -216,10 +215,9 @@ def provision(args: argparse.Namespace, out: Callable[[str], None] = print) -> l
     return list(files)
 
 
-def _probed_codec(camera: CameraConfig, probe: CameraProbe) -> dict[str, str]:
+def _probed_codec(probe: CameraProbe) -> dict[str, str]:
     """An RTSP camera's codec as its probe found it, for a Jetson's hardware decoder (built for one codec)."""
-    codec = None if camera.is_file else codec_from_fourcc(probe.fourcc)
-    return {} if codec is None else {"codec": codec}
+    return {} if probe.codec is None else {"codec": probe.codec}
 
 
 def _service_user(name: str | None) -> pwd.struct_passwd | None:

@@ -195,6 +195,7 @@ def check_models(config: AgentConfig, images: list[np.ndarray], gpu_ready: bool)
         measure_fps,
         reference_of,
     )
+    from agent.tools.doctor import SERVICE_USER
     from engines.detector import Detector
     from engines.manifest import ModelError, load_manifest, resolve_model_file
     from engines.tensorrt_engine import engine_cache_entry
@@ -223,7 +224,7 @@ def check_models(config: AgentConfig, images: list[np.ndarray], gpu_ready: bool)
         trt = Detector.open(manifest_path, models_dir, backend="tensorrt", confidence=detector_confidence(reference))
     except (ModelError, RuntimeError, OSError) as exc:
         hint = (
-            f"run selftest as the service's user (sudo -u edge-agent ...), who owns {engine_path.parent}"
+            f"run selftest as the service's user (sudo -u {SERVICE_USER} ...), who owns {engine_path.parent}"
             if isinstance(exc, PermissionError)
             else "see the error: a manifest whose precision disagrees with its graph, or a GPU out of memory"
         )

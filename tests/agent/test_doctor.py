@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -231,9 +230,7 @@ def test_a_camera_input_size_the_model_cannot_run_fails_the_inference_line(
 def test_a_zones_file_the_agent_cannot_rewrite_is_named(tmp_path: Path, media_dir: Path, models_dir: Path) -> None:
     # the zone editor on, its zones file on a read-only file system (as /etc is to the installed service)
     cameras = [{"id": "clip", "url": str(media_dir / "vtest.avi")}]
-    with tmpfs(tmp_path / "etc", "1m") as etc:
-        (etc / "zones.yaml").write_text("version: 1\nzones: []\n")
-        subprocess.run(["mount", "-o", "remount,ro", str(etc)], check=True)
+    with tmpfs(tmp_path / "etc", "1m", read_only={"zones.yaml": "version: 1\nzones: []\n"}) as etc:
         config_path = write_config(tmp_path, models_dir, cameras, {"host": "127.0.0.1", "port": 1},
                                    zones_file=str(etc / "zones.yaml"), zone_editor={"enabled": True})  # fmt: skip
         config, _ = load_config(config_path)

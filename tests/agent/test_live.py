@@ -4,7 +4,6 @@ document, and the technician's save refused while the fleet holds the zones."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -166,9 +165,7 @@ def test_a_zones_file_that_cannot_be_rewritten_at_start_does_not_stop_the_start(
     slot = layout.reset("zones", "a")
     (slot / ZONES_FILE).write_text(zones(5).model_dump_json())
     layout.store.save(OtaState().with_kind("zones", active="a", active_version=3, last_version=3))
-    with tmpfs(tmp_path / "etc", "1m") as etc:
-        (etc / "zones.yaml").write_text(yaml.safe_dump(zones(1).model_dump(mode="json")))
-        subprocess.run(["mount", "-o", "remount,ro", str(etc)], check=True)
+    with tmpfs(tmp_path / "etc", "1m", read_only={"zones.yaml": yaml.safe_dump(zones(1).model_dump(mode="json"))}) as etc:
         baseline = Baseline(ModelRef(YOLOX_JSON, models_dir), zones(1), {})
         with LiveAgent(media_dir / "vtest.avi", baseline, layout, etc / "zones.yaml", run_detector=False) as agent:
             assert agent.control.live_zones_version() == 5

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -37,8 +36,7 @@ def test_a_state_dir_that_cannot_be_opened_is_named_with_what_to_do(tmp_path: Pa
 def test_a_state_dir_this_user_cannot_write_is_named_with_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "locked").mkdir(mode=0o500)
     if os.access(tmp_path / "locked", os.W_OK):  # root writes anywhere: a read-only bind mount instead
-        with tmpfs(tmp_path / "ro", "1m") as disk:
-            subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        with tmpfs(tmp_path / "ro", "1m", read_only={}) as disk:
             with pytest.raises(StateDirUnavailable) as refused, state_dir_lock(disk / "state"):
                 pass
         assert "the filesystem is read-only: give state_dir a folder on a writable one" in str(refused.value)

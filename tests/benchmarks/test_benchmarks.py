@@ -31,8 +31,12 @@ PERCENTILE_KEYS = {"n", "p50", "p95", "p99", "max"}
 LIVE_RUN = ["--duration", "9", "--warmup", "2", "--decode-frames", "10"]
 
 
+def _env(models_dir: Path, media_dir: Path) -> dict[str, str]:
+    return os.environ | {"EDGE_AGENT_MODELS_DIR": str(models_dir), "EDGE_AGENT_MEDIA_DIR": str(media_dir)}
+
+
 def run_script(name: str, args: list[str], models_dir: Path, media_dir: Path, out: Path) -> dict:
-    env = os.environ | {"EDGE_AGENT_MODELS_DIR": str(models_dir), "EDGE_AGENT_MEDIA_DIR": str(media_dir)}
+    env = _env(models_dir, media_dir)
     done = subprocess.run(
         [sys.executable, "-m", f"benchmarks.{name}", *args, "--out", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
@@ -129,7 +133,7 @@ def test_streams_per_box_once_plays_the_clip_once_and_reads_the_counts_back(tmp_
 
 
 def test_once_needs_files(tmp_path, models_dir, media_dir):
-    env = os.environ | {"EDGE_AGENT_MODELS_DIR": str(models_dir), "EDGE_AGENT_MEDIA_DIR": str(media_dir)}
+    env = _env(models_dir, media_dir)
     done = subprocess.run([sys.executable, "-m", "benchmarks.streams_per_box", "--source", "rtsp", "--once", "--out",
                            str(tmp_path / "x.json")], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode != 0 and "--once needs --source file" in done.stderr
@@ -197,7 +201,7 @@ def test_analytics_cost_replays_the_same_events_every_round(tmp_path, models_dir
 
 
 def _benchmark(args: list[str], models_dir: Path, media_dir: Path, **popen: object) -> subprocess.Popen:
-    env = os.environ | {"EDGE_AGENT_MODELS_DIR": str(models_dir), "EDGE_AGENT_MEDIA_DIR": str(media_dir)}
+    env = _env(models_dir, media_dir)
     return subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env, text=True, **popen)  # type: ignore[call-overload]
 
 

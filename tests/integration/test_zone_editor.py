@@ -320,10 +320,8 @@ def test_polygon_vertices_are_capped_in_the_editor_and_in_check_config(
 
 def test_a_zones_file_the_box_cannot_write_is_said_as_such_not_as_a_full_disk(agent: FakeAgent, tmp_path: Path) -> None:
     # the zones file on a real read-only filesystem, as /etc is to the installed service (ProtectSystem=strict)
-    with tmpfs(tmp_path / "etc", "1m") as etc:
+    with tmpfs(tmp_path / "etc", "1m", read_only={"zones.yaml": "version: 1\nzones: []\n"}) as etc:
         zones_file = etc / "zones.yaml"
-        zones_file.write_text("version: 1\nzones: []\n")
-        subprocess.run(["mount", "-o", "remount,ro", str(etc)], check=True)
 
         def save_zones(doc: ZonesDoc) -> int:  # as the agent does: the checks, then the file rewritten
             check_zones(agent.config, doc, agent.manifest.classes, agent.manifest.class_map, where="zone editor")

@@ -102,9 +102,10 @@ def subscriber() -> Iterator[Callable[..., Subscriber]]:
 
 
 @contextmanager
-def tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
+def tmpfs(mount_point: Path, size: str, read_only: dict[str, str] | None = None) -> Iterator[Path]:
     """A real small disk: a tmpfs of `size` (mount's syntax, e.g. "16m") mounted at a new
-    `mount_point`, unmounted on exit. Needs root (CI runs as root; elsewhere the test skips)."""
+    `mount_point`, unmounted on exit. Needs root (CI runs as root; elsewhere the test skips).
+    `read_only`: file name -> text written to it, then the disk remounted read-only."""
     mount_point.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root")
@@ -112,6 +113,10 @@ def tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
+        if read_only is not None:
+            for name, text in read_only.items():
+                (mount_point / name).write_text(text)
+            subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
         yield mount_point
     finally:
         subprocess.run(["umount", str(mount_point)], check=True)

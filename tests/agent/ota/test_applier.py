@@ -293,6 +293,13 @@ def test_a_disk_that_fills_during_the_download_fails_the_update_says_so_and_it_m
         assert dev.live.control.live_model_sha256() == LIGHT_SHA
 
 
+def model_manifest(model_json: Path, models_dir: Path, url: str, golden_dir: Path, out: Path) -> int:
+    """`edge-fleet ota model-manifest`, version 3 for the test device, valid 10 years (its clock reads 2030)."""
+    return fleet_main(["ota", "model-manifest", str(model_json), "--models-dir", str(models_dir), "--url", url,
+                       "--golden-dir", str(golden_dir), "--version", "3", "--device", DEVICE_ID, "--out", str(out),
+                       "--valid-days", "3650"])  # fmt: skip
+
+
 def test_a_model_update_made_by_the_fleet_tool_from_the_golden_frames_commits(
     device: Callable[..., Device], artifact_server: ArtifactServer, model_bytes: dict[str, bytes], golden: Golden,
     fleet_key: Ed25519PrivateKey, models_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -301,9 +308,7 @@ def test_a_model_update_made_by_the_fleet_tool_from_the_golden_frames_commits(
     # device holding the same golden frames applies it
     url = artifact_server.serve("light.onnx", Served(model_bytes["light_person_detector.onnx"]))
     out = tmp_path / "model.yaml"
-    code = fleet_main(["ota", "model-manifest", str(LIGHT_JSON), "--models-dir", str(models_dir), "--url", url,
-                       "--golden-dir", str(golden.folder), "--version", "3", "--device", DEVICE_ID, "--out", str(out),
-                       "--valid-days", "3650"])  # the test device's clock reads 2030
+    code = model_manifest(LIGHT_JSON, models_dir, url, golden.folder, out)
     assert code == 0, capsys.readouterr().err
     document = yaml.safe_load(out.read_text())
     assert document["payload"]["golden"] == golden.light  # what the devices' own check expects
@@ -316,14 +321,10 @@ def test_a_model_update_made_by_the_fleet_tool_from_the_golden_frames_commits(
 def test_the_fleet_tool_refuses_a_golden_folder_without_frames(models_dir: Path, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "golden").mkdir()
-    code = fleet_main(["ota", "model-manifest", str(LIGHT_JSON), "--models-dir", str(models_dir), "--url",
-                       "https://example.net/m.onnx", "--golden-dir", str(tmp_path / "golden"), "--version", "3",
-                       "--device", DEVICE_ID, "--out", str(tmp_path / "m.yaml")])
+    code = model_manifest(LIGHT_JSON, models_dir, "https://example.net/m.onnx", tmp_path / "golden", tmp_path / "m.yaml")
     assert code == 2 and not (tmp_path / "m.yaml").exists()
     assert "no golden frames (*.png)" in capsys.readouterr().err
-    code = fleet_main(["ota", "model-manifest", str(LIGHT_JSON), "--models-dir", str(models_dir), "--url",
-                       "https://example.net/m.onnx", "--golden-dir", str(tmp_path / "nowhere"), "--version", "3",
-                       "--device", DEVICE_ID, "--out", str(tmp_path / "m.yaml")])
+    code = model_manifest(LIGHT_JSON, models_dir, "https://example.net/m.onnx", tmp_path / "nowhere", tmp_path / "m.yaml")
     assert code == 2 and f"{tmp_path / 'nowhere'}: no such folder" in capsys.readouterr().err
 
 
@@ -343,9 +344,7 @@ def test_a_model_with_its_weights_beside_it_goes_out_with_them(
     url = artifact_server.serve("light_ext.onnx", Served((folder / "light_ext.onnx").read_bytes()))
     artifact_server.serve("light_ext.weights", Served((folder / "light_ext.weights").read_bytes()))
     out = tmp_path / "model.yaml"
-    assert fleet_main(["ota", "model-manifest", str(folder / "light_ext.json"), "--models-dir", str(folder), "--url", url,
-                       "--golden-dir", str(golden.folder), "--version", "3", "--device", DEVICE_ID, "--out", str(out),
-                       "--valid-days", "3650"]) == 0  # fmt: skip
+    assert model_manifest(folder / "light_ext.json", folder, url, golden.folder, out) == 0
     document = yaml.safe_load(out.read_text())
     assert [a["name"] for a in document["payload"]["artifacts"]] == ["light_ext.onnx", "light_ext.weights"]
     assert document["payload"]["artifacts"][1]["url"] == url.rsplit("/", 1)[0] + "/light_ext.weights"
