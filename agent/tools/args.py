@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# where an installed box keeps its config (deploy/install.sh)
+# where an installed box keeps its config, and the service's user (deploy/install.sh)
 DEFAULT_CONFIG = Path("/etc/edge-agent/config.yaml")
+SERVICE_USER = "edge-agent"
 
 
 def add_config_argument(parser: argparse.ArgumentParser, default: Path | None = None, help: str = "") -> None:

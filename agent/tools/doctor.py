@@ -44,7 +44,7 @@ from agent.io.gst import codec_from_fourcc
 from agent.io.sources import SERVED_NOT_DECODED, cannot_open, capture_timeouts
 from agent.settings.camera import CameraConfig, Codec
 from agent.settings.config import AgentConfig, ConfigError, load_config
-from agent.tools.args import DEFAULT_CONFIG, add_config_argument
+from agent.tools.args import DEFAULT_CONFIG, SERVICE_USER, add_config_argument
 from agent.tools.checks import CheckResult, print_report
 from agent.tools.doctor_broker import check_broker
 from engines.manifest import (
@@ -55,7 +55,6 @@ from engines.manifest import (
 )
 
 CAMERA_MEASURE_S = 1.5
-SERVICE_USER = "edge-agent"  # the service's user, as deploy/install.sh creates it
 MIN_FPS_RATIO = 0.8
 # FFmpeg reports RTP clock rates (90000) as fps when a stream has no frame rate.
 MAX_PLAUSIBLE_FPS = 240.0

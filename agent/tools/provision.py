@@ -41,7 +41,8 @@ from agent.settings.config import (
 )
 from agent.settings.zones import ZonesDoc
 from agent.tools import identity
-from agent.tools.doctor import SERVICE_USER, CameraProbe, probe_camera
+from agent.tools.args import SERVICE_USER
+from agent.tools.doctor import CameraProbe, probe_camera
 from engines.manifest import ModelError, load_manifest, resolve_model_file
 
 EXIT_OK, EXIT_REFUSED = 0, 2

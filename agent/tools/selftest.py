@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agent.tools.args import DEFAULT_CONFIG, add_config_argument
+from agent.tools.args import DEFAULT_CONFIG, SERVICE_USER, add_config_argument
 from agent.tools.checks import CheckResult, print_report
 
 if TYPE_CHECKING:
@@ -195,7 +195,6 @@ def check_models(config: AgentConfig, images: list[np.ndarray], gpu_ready: bool)
         measure_fps,
         reference_of,
     )
-    from agent.tools.doctor import SERVICE_USER
     from engines.detector import Detector
     from engines.manifest import ModelError, load_manifest, resolve_model_file
     from engines.tensorrt_engine import engine_cache_entry
