@@ -4,10 +4,11 @@ Each clip is a stretch of real footage (vtest, ABODA before the bag is set down,
 with one of the look-alikes that make flame-colour and static-foreground methods cry
 wolf painted over it: a flashing amber beacon (1-4 Hz, hard on/off), a steady lit orange
 sign, a slow global lighting change then lights switched on, a pair of headlights driving
-through (stopping on the way), and a Le2i person who fell and lies still long after. None
-of them shows a fire or an abandoned object. Clips are written at reduced frame rate
-(<= 12.5 fps) as MJPG AVI in seconds; they are generated where they are used, never
-committed.
+through (stopping on the way), and a Le2i person who fell and lies still long after; and
+vtest as a slow camera gives it (5 fps: people walking over flame-coloured gravel, whose
+breaks between sparse samples go unseen). None of them shows a fire or an abandoned object.
+Clips are written at reduced frame rate (<= 12.5 fps) as MJPG AVI in seconds; they are
+generated where they are used, never committed.
 
     python -m benchmarks.hard_negatives --out DIR [--set default|full]
 """
@@ -167,6 +168,7 @@ def recipes() -> dict[str, list[Recipe]]:
         Recipe("lighting_vtest", vtest, [lighting]),
         Recipe("headlights_vtest", vtest, headlights(0.27, 16, 0.07)),
         Recipe("lying_le2i_coffee01_v03", coffee, duration_s=12.0, hold_s=20.0, fps=12.5),
+        Recipe("slow_vtest_5fps", vtest, start_s=20.0, duration_s=30.0, fps=5.0),
     ]
     more = [
         Recipe("beacon_vtest_2hz", vtest, [beacon((0.09, 0.06), 2.0, 28)]),

@@ -1,6 +1,7 @@
 """Hard negatives for fire and abandoned objects: clips generated now from the real footage (a flashing
 amber beacon, a steady lit orange sign, a slow lighting change then lights switched on, headlights
-driving through and stopping, a Le2i person lying still for 20 s; benchmarks/hard_negatives.py), each run
+driving through and stopping, a Le2i person lying still for 20 s, vtest at 5 fps: people walking over
+flame-coloured gravel; benchmarks/hard_negatives.py), each run
 through the real pipeline (reader, yolox_nano, tracker, rules) with every alarm kind on over the whole
 frame. None may raise `fire` or `abandoned_object`. The real positives (FURG house6, ABODA 4) are
 checked in test_analytics_footage.py; the full set and all 62 Le2i clips by `make eval-alarms`."""

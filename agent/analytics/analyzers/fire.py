@@ -17,8 +17,10 @@ Each candidate region (connected, slightly dilated) is then measured over the la
   ragged boundary moves all the time; a beacon, a sign, a lamp or a reflection keeps its
   shape (it is on, off or steady), so it scores about 0.
 - `growth`: the region's lit area over the last third of the window against the first.
-- `age_s`: how long candidates have stayed at this place without a break: flames stay
-  put, flame-coloured movers (headlights, people under warm light) pass on.
+- `age_s`, `age_samples`: how long, and over how many samples, candidates have stayed at this
+  place without a break: flames stay put, flame-coloured movers (headlights, people under warm
+  light, a person walking over a flame-coloured floor) pass on. Breaks between samples go
+  unseen, so a slower camera (fewer samples a second) makes movers seem to stay longer.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class FlameRegion:
     motion: float
     growth: float
     age_s: float
+    age_samples: int
 
 
 class FireAnalyzer:
@@ -58,6 +61,8 @@ class FireAnalyzer:
         self._flicker: np.ndarray | None = None
         self._share: np.ndarray | None = None
         self._since_ns: np.ndarray | None = None  # per pixel: since when candidates have been next to it
+        self._since_n: np.ndarray | None = None  # the same as a sample number
+        self._n = 0  # samples so far
         self._colours: deque[tuple[int, np.ndarray]] = deque()  # (pts_ns, flame-colour mask bool (h, w))
         self.mask: np.ndarray | None = None  # bool (h, w)
         self.labels: np.ndarray | None = None  # int32 (h, w)
@@ -73,6 +78,7 @@ class FireAnalyzer:
             self._flicker = np.zeros(luma.shape, np.float32)
             self._share = np.zeros(luma.shape, np.float32)
             self._since_ns = np.full(luma.shape, pts_ns, np.int64)
+            self._since_n = np.full(luma.shape, self._n, np.int64)
             self._colours.clear()
         else:
             # weight by elapsed time so the averages mean the same at any analysis rate
@@ -87,7 +93,9 @@ class FireAnalyzer:
             self._colours.popleft()
         steady = (self._share >= self._s.persistence_min).astype(np.uint8)
         mask = cv2.morphologyEx(steady, cv2.MORPH_OPEN, _OPEN_KERNEL)
-        self._since_ns[cv2.dilate(mask, _OPEN_KERNEL) == 0] = pts_ns
+        away = cv2.dilate(mask, _OPEN_KERNEL) == 0
+        self._since_ns[away], self._since_n[away] = pts_ns, self._n
+        self._n += 1
         self.mask = mask.astype(bool)
         self._measure(pts_ns)
 
@@ -111,11 +119,12 @@ class FireAnalyzer:
         third = max(len(masks) // 3, 1)
         growth = lit[-third:].mean(axis=0) / np.maximum(lit[:third].mean(axis=0), 1.0)
         lit_share = (lit >= 0.3 * np.maximum(lit.max(axis=0), 1.0)).mean(axis=0)
-        mask, since_ns = self.mask[box], self._since_ns[box]
+        mask, since_ns, since_n = self.mask[box], self._since_ns[box], self._since_n[box]
         for k in range(1, n):
+            here = (labels == k) & mask
             self.regions.append(FlameRegion(
                 k, float(lit_share[k]), float(moved[k]) if flips else 0.0, float(growth[k]),
-                (pts_ns - int(since_ns[(labels == k) & mask].min())) / NS_PER_S,
+                (pts_ns - int(since_ns[here].min())) / NS_PER_S, self._n - 1 - int(since_n[here].min()),
             ))  # fmt: skip
 
 

@@ -12,7 +12,9 @@ instead of leaving ghosts, but only for `warmup_s`: after that a new object
 must not be averaged in within seconds. A region whose outline is sharper in
 the background than in the frame is a ghost (what was there has gone: a person
 who stood still at the start and walked off) and is dropped: a new object
-brings its own edges.
+brings its own edges. On a patterned floor the two are close, so a region reported at the
+last sample stays while its outline is at least `GHOST_KEEP` as sharp as the background's:
+a bag there was reported and dropped in turn, and its unattended time never added up.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from agent.analytics.analyzers.settings import StaticAnalyzerSettings
 from agent.core.units import NS_PER_S
 
 _KERNEL = np.ones((3, 3), np.uint8)
+GHOST_KEEP = 0.9  # a region reported at the last sample stays while its outline is this sharp against the background's
 
 
 class StaticAnalyzer:
     """Per-camera background state; `boxes` are the static regions of the last sample as
-    float32 (K, 4) normalised (x1, y1, x2, y2)."""
+    float32 (K, 4) normalised (x1, y1, x2, y2), and `static_since_ns` int64 (K,) when each first
+    counted as static (its pixels' median): a region the ghost test held back is reported late,
+    and what happened around it is to be looked for at that time."""
 
     def __init__(self, settings: StaticAnalyzerSettings) -> None:
         self._s = settings
@@ -39,9 +44,11 @@ class StaticAnalyzer:
         self._first_ns = 0
         self._prev_ns = 0
         self.boxes = np.zeros((0, 4), np.float32)
+        self.static_since_ns = np.zeros(0, np.int64)
+        self._reported: np.ndarray | None = None  # bool (h, w): the pixels of the regions reported last
 
     def observe(self, small_bgr: np.ndarray, pts_ns: int) -> None:
-        """small_bgr: uint8 (h, w, 3). Updates `boxes`."""
+        """small_bgr: uint8 (h, w, 3). Updates `boxes` and `static_since_ns`."""
         grey = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
         grey *= 128.0 / (cv2.GaussianBlur(grey, (0, 0), self._s.illumination_px) + 8.0)
         if self._long is None or self._long.shape != grey.shape:
@@ -61,18 +68,26 @@ class StaticAnalyzer:
         self._still_since_ns[~new_and_still] = pts_ns
         static = (pts_ns - self._still_since_ns >= self._s.still_s * NS_PER_S).astype(np.uint8)
         # a left object differs from the background mostly along its outline: closing joins the outline
-        self.boxes = self._regions(cv2.morphologyEx(static, cv2.MORPH_CLOSE, _KERNEL), grey)
+        self._regions(cv2.morphologyEx(static, cv2.MORPH_CLOSE, _KERNEL), static.astype(bool), grey)
 
-    def _regions(self, static: np.ndarray, grey: np.ndarray) -> np.ndarray:
-        _, labels, stats, _ = cv2.connectedComponentsWithStats(static, connectivity=8)
-        h, w = static.shape
+    def _regions(self, closed: np.ndarray, static: np.ndarray, grey: np.ndarray) -> None:
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
+        h, w = closed.shape
         area = stats[:, cv2.CC_STAT_AREA] / float(h * w)
         keep = np.flatnonzero((area >= self._s.min_area) & (area <= self._s.max_area))
         keep = keep[keep > 0]
         if len(keep):
-            keep = keep[_outline_edges(grey, labels, stats, keep) >= _outline_edges(self._long, labels, stats, keep)]
+            reported = self._reported if self._reported is not None and self._reported.shape == labels.shape else None
+            known = np.isin(keep, labels[reported]) if reported is not None else np.zeros(len(keep), bool)
+            ratio = np.where(known, GHOST_KEEP, 1.0)
+            sharp = _outline_edges(grey, labels, stats, keep) >= ratio * _outline_edges(self._long, labels, stats, keep)
+            keep = keep[sharp]
+        self._reported = np.isin(labels, keep)
         x, y, bw, bh = (stats[keep, i].astype(np.float32) for i in range(4))
-        return np.stack([x / w, y / h, (x + bw) / w, (y + bh) / h], axis=1).reshape(-1, 4)
+        self.boxes = np.stack([x / w, y / h, (x + bw) / w, (y + bh) / h], axis=1).reshape(-1, 4)
+        still_s = int(self._s.still_s * NS_PER_S)
+        since = [np.median(self._still_since_ns[(labels == k) & static]) for k in keep.tolist()]
+        self.static_since_ns = np.asarray(since, np.float64).astype(np.int64) + still_s
 
 
 def _outline_edges(image: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: np.ndarray) -> np.ndarray:

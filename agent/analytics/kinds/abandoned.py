@@ -28,6 +28,8 @@ from agent.core.types import Tracks
 from agent.core.units import NS_PER_S
 from engines.nms import iou_matrix
 
+HELD_BACK_MAX_S = 30.0  # a static region reported this long after it first counted as static still finds its owners
+
 if TYPE_CHECKING:  # the analyzer (OpenCV) is built by the camera, not imported with the kinds
     from agent.analytics.analyzers.static import StaticAnalyzer
 
@@ -63,8 +65,9 @@ class AbandonedSettings(Settings):
         "the person's feet (the camera needs a ground calibration in the zones document); absent: owner_radius"
     )
     owner_lookback_s: float = Field(
-        4.0, ge=0.0, le=60.0, description="how far back before a static region is reported its owners are looked "
-        "for (the analyzer reports a region once it has been still for its still_s, 3 s by default)"
+        4.0, ge=0.0, le=60.0, description="how far back before a static region first counted as static its owners "
+        "are looked for (the analyzer counts a region once it has been still for its still_s, 3 s by default, and "
+        "may report it later while its outline looks like a ghost's: up to 30 s later it still finds its owners)"
     )
     person_size: float = Field(
         0.5, gt=0.0, le=10.0, description="a static region at least this share of its largest owner's box area is "
@@ -126,9 +129,10 @@ class AbandonedRule:
         w, h = tracks.size_wh
         rows = self._persons.mask(tracks)
         ids, person_boxes = tracks.track_id[rows], tracks.detections.xyxy[rows] / np.array([w, h, w, h], np.float32)
-        if len(ids):
+        if len(ids) and self._analyzer is not None:  # for the owners of static regions
             self._people.append((tracks.pts_ns, ids, person_boxes))
-        while self._people and tracks.pts_ns - self._people[0][0] > self._s.owner_lookback_s * NS_PER_S:
+        keep_ns = (self._s.owner_lookback_s + HELD_BACK_MAX_S) * NS_PER_S
+        while self._people and tracks.pts_ns - self._people[0][0] > keep_ns:
             self._people.popleft()
         candidates = {**self._still_detections(tracks), **self._left_regions(tracks.pts_ns, ids, person_boxes)}
         active = {
@@ -165,13 +169,13 @@ class AbandonedRule:
         if self._analyzer is None:
             return {}
         seen: set[int] = set()
-        for box in self._analyzer.boxes:
+        for box, since_ns in zip(self._analyzer.boxes, self._analyzer.static_since_ns.tolist()):
             keys = list(self._regions)  # the region this box overlaps most, if any overlaps enough
             iou = iou_matrix(np.asarray([self._regions[k].box for k in keys]), box)[:, 0]
             key = keys[int(np.argmax(iou))] if keys else None
             if key is None or key in seen or iou.max() < self._s.match_iou:
                 key, self._next_key = self._next_key, self._next_key + 1
-                self._regions[key] = self._appeared(box, now_ns)
+                self._regions[key] = self._appeared(box, since_ns, now_ns)
             region = self._regions[key]
             region.box, region.seen_ns = box, now_ns
             seen.add(key)
@@ -187,16 +191,21 @@ class AbandonedRule:
                 out[("foreground", key)] = (region.box, ["static_region", "owner_left"])
         return out
 
-    def _appeared(self, box: np.ndarray, now_ns: int) -> _Region:
-        """A new region. Its owners: the persons within `owner_radius` of it in the last `owner_lookback_s`
-        (the analyzer reports a region only once it has been still a while, so they may be leaving already)."""
+    def _appeared(self, box: np.ndarray, since_ns: int, now_ns: int) -> _Region:
+        """A new region, static since `since_ns`. Its owners: the persons within `owner_radius` of it in the
+        `owner_lookback_s` before then (the analyzer counts a region only once it has been still a while, and
+        may report it later still, so they may be leaving or gone already); whether one of them was seen away
+        from it since."""
         last_gap: dict[int, float] = {}
         owners: set[int] = set()
         owner_area = 0.0
-        for _, ids, boxes in self._people:  # oldest first
+        start_ns = since_ns - self._s.owner_lookback_s * NS_PER_S
+        for pts_ns, ids, boxes in self._people:  # oldest first
+            if pts_ns < start_ns:
+                continue
             for tid, b in zip(ids.tolist(), boxes):
                 last_gap[tid] = self._gap(box, b[None])
-                if last_gap[tid] <= self._radius:
+                if last_gap[tid] <= self._radius and pts_ns <= since_ns:  # not who passed by after it was there
                     owners.add(tid)
                     owner_area = max(owner_area, _area(b))
         left = any(last_gap[tid] > self._radius for tid in owners)
@@ -212,8 +221,8 @@ class AbandonedRule:
         return float(self._ground.distance_m(mine, feet).min())
 
     def state_size(self) -> int:
-        """Entries held for tracks and regions; the recent persons are bounded by time (owner_lookback_s) instead:
-        an owner must be found even when their track ended before the region was reported."""
+        """Entries held for tracks and regions; the recent persons are bounded by time (owner_lookback_s and
+        HELD_BACK_MAX_S) instead: an owner must be found even when their track ended before the region was reported."""
         return len(self._history) + len(self._regions) + len(self._spells)
 
 

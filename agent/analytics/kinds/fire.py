@@ -61,6 +61,13 @@ class FireSettings(Settings):
         "break; model: the fire class seen without a gap longer than gap_s) before fire starts; candidates that passed the "
         "other tests stayed at most 0.70 s at one place on the development clips (0.75 s on the held-out ones)"
     )
+    persist_samples: int = Field(
+        8, ge=1, le=10000, description="analyses the flames must stay at one place for too (colour): the breaks of a "
+        "mover's region between sparse analyses go unseen, so a slow camera waits for as much evidence; a person "
+        "walking over a flame-coloured floor stayed at one place 0.6 s at 10 frames a second, 1.0 s at 5 and 1.2 s "
+        "at 3.3, at most 6 analyses (vtest); 8 is what persist_s holds on a camera of 24 fps or more, whose every "
+        "3rd frame is analysed (benchmarks/README.md, \"Alarms\")"
+    )
     lit_min: float = Field(
         0.9, ge=0.0, le=1.0, description="share of the analyzer's window in which a region must be lit: flames "
         "do not go dark together, a beacon flashing hard on/off is lit about half the time"
@@ -107,7 +114,10 @@ class FireRule:
             return None
         if self._zone_mask is None or self._zone_mask.shape != a.mask.shape:
             self._zone_mask = polygon_mask(self._polygon, a.mask.shape)
-        flames = [r for r in a.regions if r.lit >= s.lit_min and r.motion >= s.motion_min and r.age_s >= s.persist_s]
+        flames = [
+            r for r in a.regions if r.lit >= s.lit_min and r.motion >= s.motion_min and r.age_s >= s.persist_s
+            and r.age_samples >= s.persist_samples
+        ]  # fmt: skip
         if not flames:
             return None
         fire = np.isin(a.labels, [r.label for r in flames]) & a.mask & self._zone_mask
