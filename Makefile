@@ -4,7 +4,7 @@ export EDGE_AGENT_MODELS_DIR ?= $(SHARED)/models
 export EDGE_AGENT_MEDIA_DIR ?= $(SHARED)/media
 PY = .venv/bin/python
 
-.PHONY: setup demo lint test unit soak schema bench eval-alarms eval-falls tune-falls eval-crowd crowd-fit clean
+.PHONY: setup demo lint test unit soak schema bench eval-alarms eval-variants eval-falls tune-falls eval-crowd crowd-fit clean
 
 setup:
 	bash deploy/setup-debian.sh
@@ -49,6 +49,16 @@ eval-alarms: setup
 	$(PY) -m benchmarks.hard_negatives --out var/hard_negatives --set full
 	$(PY) -m benchmarks.eval_alarms --clips var/hard_negatives $(EDGE_AGENT_MEDIA_DIR) $(EDGE_AGENT_MEDIA_DIR)/abandoned \
 		$(EDGE_AGENT_MEDIA_DIR)/fire $(EDGE_AGENT_MEDIA_DIR)/fall --cache var/detections --json benchmarks/results/eval_alarms.json
+
+# the same defaults on the shared clips as other cameras would give them (benchmarks/variants.py: half the frame rate,
+# 1.5x larger, mirrored; H.264 again): alarms on vtest, ABODA 4 and FURG; person_down on the 62 Le2i clips (~40 min)
+eval-variants: setup
+	$(PY) -m benchmarks.variants --out var/variants
+	nice -n 10 $(PY) -m benchmarks.eval_alarms --clips var/variants/alarms --cache var/detections \
+		--json benchmarks/results/eval_alarms_variants.json
+	for v in half_rate scaled mirrored; do \
+		nice -n 10 $(PY) -m benchmarks.eval_falls --clips var/variants/falls_$$v --json benchmarks/results/falls_$$v.json || exit 1; \
+	done
 
 # person_down on the 62 labelled Le2i clips (and vtest, ABODA, FURG: none expected) through the real pipeline, with
 # default settings: recall, false alarms, latency per room (about 20k frames: ~10 min); records var/falls for tune-falls
