@@ -86,8 +86,10 @@ class TrackerConfig(BaseModel):
         1.0, ge=0.0, le=10.0,
         description="Before IoU matching, predicted and detected boxes are widened on every side by this share "
         "of their height per second of frames the detector skipped since it last looked (`predict`; buffered "
-        "IoU), so that a person detected only every few frames still overlaps the track's prediction. "
-        "Detecting every frame, matching is plain IoU whatever this says.",
+        "IoU), so that a person detected only every few frames still overlaps the track's prediction; on a "
+        "camera whose frames come more than 0.15 s apart (slower than about 7 fps, or frames lost), per second "
+        "beyond 0.1 s, as if a 10 fps camera's detector had skipped them. Detecting every frame of a camera of "
+        "7 fps or more, matching is plain IoU whatever this says.",
     )
     lost_min_looks: int = Field(
         2, ge=1,
@@ -161,6 +163,7 @@ class _TrackTable:
 
 
 _COLUMNS = tuple(f.name for f in fields(_TrackTable))
+LOOK_S = 0.1  # the gap between looks plain IoU matching holds at (a 10 fps camera detected every frame)
 
 
 def _buffered(xyxy: np.ndarray, buffer: float) -> np.ndarray:
@@ -295,7 +298,9 @@ class ByteTracker:
         mean[table.lost, 7] = 0.0  # as ByteTrack: a lost box stops growing while it coasts
         mean, cov = kalman.predict(mean, table.cov, dt_s)
 
-        det_for_track = self._associate(table, mean, detections, unseen_s)
+        # a slow camera, or frames lost, widens boxes as frames a 10 fps camera's detector skipped would
+        gap_s = max(unseen_s, dt_s - LOOK_S) if dt_s > 1.5 * LOOK_S else unseen_s
+        det_for_track = self._associate(table, mean, detections, unseen_s, gap_s)
         matched = det_for_track >= 0
         det_idx = det_for_track[matched]
         mean[matched], cov[matched] = kalman.update(
@@ -365,13 +370,15 @@ class ByteTracker:
         boxes = Detections(xyxy, table.score[rows].copy(), table.class_id[rows].copy())
         return Tracks(self.camera_id, pts_ns, boxes, table.track_id[rows].copy(), np.zeros(0, np.int64), size_wh)
 
-    def _associate(self, table: _TrackTable, mean: np.ndarray, detections: Detections, unseen_s: float) -> np.ndarray:
+    def _associate(
+        self, table: _TrackTable, mean: np.ndarray, detections: Detections, unseen_s: float, gap_s: float
+    ) -> np.ndarray:
         """ByteTrack's matching stages on predicted means float64 (N, 8), with OC-SORT's recovery.
 
         Returns int64 (N,): the detection index matched to each track row, -1 if none.
         """
         cfg = self.config
-        buffer = cfg.match_buffer_per_s * unseen_s
+        buffer = cfg.match_buffer_per_s * gap_s
 
         def class_gated(track_xyxy: np.ndarray) -> np.ndarray:
             """Buffered IoU of track boxes (N, 4) with the detections, 0 across classes when class-aware."""

@@ -202,6 +202,19 @@ def test_new_id_after_gap_longer_than_timeout(gap_frames: int, empty_updates_in_
         assert out[9 + 16].ended.tolist() == [1]
 
 
+def test_a_slow_camera_keeps_a_brisk_walker_as_a_10_fps_camera_does() -> None:
+    """A narrow walker (20 x 50 px) at 60 px/s, every frame detected: 6 px a frame at 10 fps, 12 px at 5 fps,
+    where plain IoU with the last box (0.25) is below what a new track needs (0.3), so the walker would never be
+    confirmed. Frames more than 0.15 s apart widen the boxes as frames a 10 fps camera's detector skipped would
+    (vtest at 5 fps: line 14 / 12, wrong-way 24, loitering 6 where it counted 12 / 12, 25, 5; at 10 fps 14 / 13,
+    23, 7)."""
+    for frame_ns in (FRAME_NS, 2 * FRAME_NS):
+        frames = [(k * frame_ns, _dets([_box(100 + 60 * k * frame_ns / 1e9, 300, 20, 50)])) for k in range(15)]
+        out = _walk(ByteTracker(TrackerConfig(), "cam"), frames)
+        assert _ids(out) == {1}, frame_ns
+        assert out[-1].track_id.tolist() == [1], frame_ns
+
+
 def test_a_walker_who_stopped_between_looks_is_found_where_last_seen() -> None:
     """Looked at every 3rd frame (predicted between), walking at 60 px/s, missed at two looks, then seen
     standing where they were: the Kalman prediction has walked on out of reach of a 30 px box, the box where
