@@ -131,10 +131,11 @@ def looks(detect: dict | None, jitter: float, skip: float, seeds: int, phases: b
     return [nullcontext()], regular
 
 
-def measure(manifest: Path, detect: dict | None, timing=None) -> dict:
-    """One run of the clip; `timing`: a context that places the looks (`jittered`, `shifted`), None: the scheduler's."""
+def measure(manifest: Path, detect: dict | None, timing=None, clip: Path | None = None) -> dict:
+    """One run of `clip` (vtest.avi); `timing`: a context that places the looks (`jittered`, `shifted`), None: the
+    scheduler's."""
     with timing or nullcontext():
-        run = run_clip(data.default_clip(), ZONES, data.models_dir(), manifest=manifest,
+        run = run_clip(clip or data.default_clip(), ZONES, data.models_dir(), manifest=manifest,
                        detect=None if detect is None else DetectSettings(**detect))  # fmt: skip
     last = run.bodies("line_count")[-1]
     started = {k: sum(1 for b in run.bodies(k) if b.state == "started") for k in ("wrong_way", "loitering")}
@@ -153,22 +154,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="with --jitter or --skip: runs per mode, one seed each")
     parser.add_argument("--phases", action="store_true",
                         help="exactly periodic looks, one run per phase (modes with a detect rate)")
+    parser.add_argument("--clip", type=Path, default=data.default_clip(),
+                        help="vtest.avi (default) or a variant of it that keeps its frame: scaled, or at another "
+                        "frame rate (benchmarks/variants.py); the ground truth stays vtest's")
     parser.add_argument("--out", type=Path, required=True, help="result JSON")
     args = parser.parse_args(argv)
+    if not args.clip.is_file():
+        parser.error(f"--clip {args.clip}: no such file")
     if not 0.0 <= args.jitter < 1.0 or not 0.0 <= args.skip < 1.0 or args.seeds < 1:
         parser.error("--jitter and --skip must be in [0, 1) and --seeds at least 1")
     if sum((args.phases, args.jitter > 0, args.skip > 0)) > 1:
         parser.error("--phases, --jitter and --skip are ways of placing the looks: give one")
     machine = describe(vars(args))  # when the run starts: write_result adds the load at its end
     gt_in, gt_out = gt_line_counts(data.default_clip().with_suffix(".gt.txt"), LINE)
-    clip = cv2.VideoCapture(str(data.default_clip()))
+    clip = cv2.VideoCapture(str(args.clip))
     frame_ns = round(NS_PER_S / clip.get(cv2.CAP_PROP_FPS))
     clip.release()
     results = {}
     for name in args.mode or list(MODES):
         manifest, detect = MODES[name]
         timings, placed = looks(detect, args.jitter, args.skip, args.seeds, args.phases, frame_ns)
-        runs = [measure(manifest, detect, timing) for timing in timings]
+        runs = [measure(manifest, detect, timing, args.clip) for timing in timings]
         results[name] = {"manifest": str(manifest), "detect": detect} | placed | (
             runs[0] if len(runs) == 1 else {"runs": runs} | {k: [min(r[k] for r in runs), max(r[k] for r in runs)] for k in FIGURES}
             | {"detected_share": round(sum(r["detected_share"] for r in runs) / len(runs), 3)}
@@ -181,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         return str(value[0]) if value[0] == value[1] else f"{value[0]}-{value[1]}"
 
     print_table(
-        f"vtest.avi per detect mode (ground truth line in {gt_in} / out {gt_out})",
+        f"{args.clip.name} per detect mode (vtest's ground truth line in {gt_in} / out {gt_out})",
         ["mode", "line in", "line out", "wrong-way", "loitering", "frames detected"],
         [[n, *(figure(r[k]) for k in FIGURES), f"{100 * r['detected_share']:.0f}%"] for n, r in results.items()],
     )
