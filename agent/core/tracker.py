@@ -86,10 +86,10 @@ class TrackerConfig(BaseModel):
         1.0, ge=0.0, le=10.0,
         description="Before IoU matching, predicted and detected boxes are widened on every side by this share "
         "of their height per second of frames the detector skipped since it last looked (`predict`; buffered "
-        "IoU), so that a person detected only every few frames still overlaps the track's prediction; on a "
-        "camera whose frames come more than 0.15 s apart (slower than about 7 fps, or frames lost), per second "
-        "beyond 0.1 s, as if a 10 fps camera's detector had skipped them. Detecting every frame of a camera of "
-        "7 fps or more, matching is plain IoU whatever this says.",
+        "IoU), so that a person detected only every few frames still overlaps the track's prediction; when the "
+        "detector's looks come more than 0.15 s apart (a camera slower than about 7 fps, frames lost), per second "
+        "beyond 0.1 s up to lost_timeout_s, as if a 10 fps camera's detector had skipped them. Detecting every "
+        "frame of a camera of 7 fps or more, matching is plain IoU whatever this says.",
     )
     lost_min_looks: int = Field(
         2, ge=1,
@@ -298,8 +298,9 @@ class ByteTracker:
         mean[table.lost, 7] = 0.0  # as ByteTrack: a lost box stops growing while it coasts
         mean, cov = kalman.predict(mean, table.cov, dt_s)
 
-        # a slow camera, or frames lost, widens boxes as frames a 10 fps camera's detector skipped would
-        gap_s = max(unseen_s, dt_s - LOOK_S) if dt_s > 1.5 * LOOK_S else unseen_s
+        # looks far apart (a slow camera, frames lost) widen boxes as frames a 10 fps camera's detector skipped
+        # would, up to lost_timeout_s: after a longer stall a track kept by lost_min_looks is not looked for anywhere
+        gap_s = max(unseen_s, min(dt_s, self.config.lost_timeout_s) - LOOK_S) if dt_s > 1.5 * LOOK_S else unseen_s
         det_for_track = self._associate(table, mean, detections, unseen_s, gap_s)
         matched = det_for_track >= 0
         det_idx = det_for_track[matched]
@@ -373,7 +374,8 @@ class ByteTracker:
     def _associate(
         self, table: _TrackTable, mean: np.ndarray, detections: Detections, unseen_s: float, gap_s: float
     ) -> np.ndarray:
-        """ByteTrack's matching stages on predicted means float64 (N, 8), with OC-SORT's recovery.
+        """ByteTrack's matching stages on predicted means float64 (N, 8), with OC-SORT's recovery (when the
+        detector skipped frames, `unseen_s` > 0); boxes widened for `gap_s` (`match_buffer_per_s`).
 
         Returns int64 (N,): the detection index matched to each track row, -1 if none.
         """

@@ -215,6 +215,17 @@ def test_a_slow_camera_keeps_a_brisk_walker_as_a_10_fps_camera_does() -> None:
         assert out[-1].track_id.tolist() == [1], frame_ns
 
 
+def test_a_stall_widens_boxes_no_further_than_lost_timeout() -> None:
+    """With a detect rate a track outlives missed looks however long they take (lost_min_looks); after a 5 s
+    stall of the camera, a person 3 heights away is someone else, not the old track widened by 5 heights."""
+    tracker = ByteTracker(TrackerConfig(), "cam")
+    for k in range(4):
+        tracker.update(_dets([_box(100, 300)]), k * FRAME_NS, SIZE_WH)
+    tracker.predict(4 * FRAME_NS, SIZE_WH)
+    out = tracker.update(_dets([_box(100 + 3 * 80, 300)]), 54 * FRAME_NS, SIZE_WH)
+    assert 1 not in out.track_id.tolist()
+
+
 def test_a_walker_who_stopped_between_looks_is_found_where_last_seen() -> None:
     """Looked at every 3rd frame (predicted between), walking at 60 px/s, missed at two looks, then seen
     standing where they were: the Kalman prediction has walked on out of reach of a 30 px box, the box where
