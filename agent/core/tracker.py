@@ -301,7 +301,7 @@ class ByteTracker:
         # looks far apart (a slow camera, frames lost) widen boxes as frames a 10 fps camera's detector skipped
         # would, up to lost_timeout_s: after a longer stall a track kept by lost_min_looks is not looked for anywhere
         gap_s = max(unseen_s, min(dt_s, self.config.lost_timeout_s) - LOOK_S) if dt_s > 1.5 * LOOK_S else unseen_s
-        det_for_track = self._associate(table, mean, detections, unseen_s, gap_s)
+        det_for_track = self._associate(table, mean, detections, self.config.match_buffer_per_s * gap_s, unseen_s > 0.0)
         matched = det_for_track >= 0
         det_idx = det_for_track[matched]
         mean[matched], cov[matched] = kalman.update(
@@ -372,15 +372,14 @@ class ByteTracker:
         return Tracks(self.camera_id, pts_ns, boxes, table.track_id[rows].copy(), np.zeros(0, np.int64), size_wh)
 
     def _associate(
-        self, table: _TrackTable, mean: np.ndarray, detections: Detections, unseen_s: float, gap_s: float
+        self, table: _TrackTable, mean: np.ndarray, detections: Detections, buffer: float, recover: bool
     ) -> np.ndarray:
-        """ByteTrack's matching stages on predicted means float64 (N, 8), with OC-SORT's recovery (when the
-        detector skipped frames, `unseen_s` > 0); boxes widened for `gap_s` (`match_buffer_per_s`).
+        """ByteTrack's matching stages on predicted means float64 (N, 8), boxes widened by `buffer` heights, with
+        OC-SORT's recovery when `recover` (the detector skipped frames).
 
         Returns int64 (N,): the detection index matched to each track row, -1 if none.
         """
         cfg = self.config
-        buffer = cfg.match_buffer_per_s * gap_s
 
         def class_gated(track_xyxy: np.ndarray) -> np.ndarray:
             """Buffered IoU of track boxes (N, 4) with the detections, 0 across classes when class-aware."""
@@ -406,7 +405,7 @@ class ByteTracker:
         still_tracked = confirmed[(det_for_track[confirmed] < 0) & ~table.lost[confirmed]]
         stage(still_tracked, low, cfg.match_iou_low)
         unmatched = confirmed[det_for_track[confirmed] < 0]
-        if unseen_s > 0.0 and len(unmatched) and len(high):  # where they were last seen (stage 3)
+        if recover and len(unmatched) and len(high):  # where they were last seen (stage 3)
             high = stage(unmatched, high, cfg.match_iou_high, class_gated(table.seen_xyxy))
         stage(np.flatnonzero(~table.confirmed), high, cfg.match_iou_unconfirmed)
         return det_for_track

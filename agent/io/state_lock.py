@@ -19,6 +19,8 @@ from pathlib import Path
 LOCK_FILE = "agent.lock"
 FULL_DISK_ADVICE = "free space there (old logs, core dumps), or give state_dir a folder on a filesystem with room"
 FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # an OSError with these: a full disk (or quota)
+# a file the agent must rewrite (its zones) that it may not: where to put it
+WRITABLE_FOLDER_ADVICE = "a folder the agent may write (on an installed box, its state dir; edge-agent doctor names it)"
 # what to do when the folder cannot be opened, by the reason the system gives
 _ADVICE = {
     errno.EROFS: "the filesystem is read-only: give state_dir a folder on a writable one (e.g. /var/lib/edge-agent)",

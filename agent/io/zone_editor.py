@@ -51,7 +51,7 @@ import numpy as np
 import structlog
 from pydantic import ValidationError
 
-from agent.io.state_lock import FULL_DISK_ERRNOS
+from agent.io.state_lock import FULL_DISK_ERRNOS, WRITABLE_FOLDER_ADVICE
 from agent.settings.config import ConfigError
 from agent.settings.zones import Zone, ZonesDoc
 from engines.atomic import write_atomic
@@ -228,8 +228,7 @@ class ZoneEditor:
                     return HTTPStatus.INSUFFICIENT_STORAGE, {"error": f"{_NO_ROOM} ({e.strerror or e})"}
                 said = f"the box cannot write the zones file ({e.strerror or e}): nothing was changed"
                 if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-                    said += ("; it must lie in a folder the agent may write (on an installed box, its state dir: "
-                             "edge-agent doctor names it)")  # fmt: skip
+                    said += f"; it must lie in {WRITABLE_FOLDER_ADVICE}"
                 return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": said}
             self._audit_quietly("zone_editor.saved", old_version=current.version, new_version=version)
             return HTTPStatus.OK, {"version": version}

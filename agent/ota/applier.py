@@ -255,7 +255,8 @@ class Applier:
                     self._store.save(forgotten)
                 except OSError as exc:
                     retry = f"cannot record that ({exc.strerror or exc}): the next start runs it again"
-            self._layout.clear(update.kind, update.slot)
+            else:
+                self._layout.clear(update.kind, update.slot)
             error = OtaError(error.code, f"{error.message}; {retry}")
             log.warning("ota_failed", kind=update.kind, version=update.version, step=update.step, code=error.code,
                         error=error.message, hint="nothing was switched; the version serving goes on")  # fmt: skip

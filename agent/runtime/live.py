@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import structlog
 import yaml
 
+from agent.io.state_lock import WRITABLE_FOLDER_ADVICE
 from agent.ota.control import Baseline, HealthSample, ModelRef
 from agent.ota.errors import OtaError
 from agent.ota.slots import (
@@ -148,8 +149,7 @@ class LiveControl:
         self._open = opener
         self._switch_lock = threading.Lock()
         if self._committed != file_zones:  # served all the same if not written (the OTA state holds it): said each start
-            self._write_committed_zones(hint="the file still holds older zones: put it in a folder the agent may write "
-                                        "(on an installed box, its state dir; edge-agent doctor names it)")  # fmt: skip
+            self._write_committed_zones(hint=f"the file still holds older zones: put it in {WRITABLE_FOLDER_ADVICE}")
         detector, self.model = opener(self.config, served.model, self.zones)
         manifest = self.model.manifest
         self.pipeline = make_pipeline(detector, manifest.classes, manifest.class_map, self.zones, self.config.tracker)

@@ -78,16 +78,23 @@ class StaticAnalyzer:
         keep = keep[keep > 0]
         if len(keep):
             reported = self._reported if self._reported is not None and self._reported.shape == labels.shape else None
-            known = np.isin(keep, labels[reported]) if reported is not None else np.zeros(len(keep), bool)
-            ratio = np.where(known, GHOST_KEEP, 1.0)
+            known = np.zeros(len(stats), bool)
+            if reported is not None:
+                known[labels[reported]] = True
+            ratio = np.where(known[keep], GHOST_KEEP, 1.0)
             sharp = _outline_edges(grey, labels, stats, keep) >= ratio * _outline_edges(self._long, labels, stats, keep)
             keep = keep[sharp]
-        self._reported = np.isin(labels, keep)
+        kept = np.zeros(len(stats), bool)
+        kept[keep] = True
+        self._reported = kept[labels]
         x, y, bw, bh = (stats[keep, i].astype(np.float32) for i in range(4))
         self.boxes = np.stack([x / w, y / h, (x + bw) / w, (y + bh) / h], axis=1).reshape(-1, 4)
-        still_s = int(self._s.still_s * NS_PER_S)
-        since = [np.median(self._still_since_ns[(labels == k) & static]) for k in keep.tolist()]
-        self.static_since_ns = np.asarray(since, np.float64).astype(np.int64) + still_s
+        since = []
+        for k in keep.tolist():  # within the region's box: its pixels' median
+            x0, y0, bw0, bh0 = stats[k, :4]
+            box = np.s_[y0 : y0 + bh0, x0 : x0 + bw0]
+            since.append(np.median(self._still_since_ns[box][(labels[box] == k) & static[box]]))
+        self.static_since_ns = np.asarray(since, np.float64).astype(np.int64) + int(self._s.still_s * NS_PER_S)
 
 
 def _outline_edges(image: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -120,6 +120,7 @@ class AbandonedRule:
         self._analyzer = analyzer
         self._s = settings
         self._history = TrackHistory(1.0)
+        self._people_ns = (settings.owner_lookback_s + HELD_BACK_MAX_S) * NS_PER_S  # how long recent persons are kept
         self._people: deque[tuple[int, np.ndarray, np.ndarray]] = deque()  # (pts_ns, track ids, boxes), recent persons
         self._regions: dict[int, _Region] = {}
         self._next_key = 0
@@ -131,8 +132,7 @@ class AbandonedRule:
         ids, person_boxes = tracks.track_id[rows], tracks.detections.xyxy[rows] / np.array([w, h, w, h], np.float32)
         if len(ids) and self._analyzer is not None:  # for the owners of static regions
             self._people.append((tracks.pts_ns, ids, person_boxes))
-        keep_ns = (self._s.owner_lookback_s + HELD_BACK_MAX_S) * NS_PER_S
-        while self._people and tracks.pts_ns - self._people[0][0] > keep_ns:
+        while self._people and tracks.pts_ns - self._people[0][0] > self._people_ns:
             self._people.popleft()
         candidates = {**self._still_detections(tracks), **self._left_regions(tracks.pts_ns, ids, person_boxes)}
         active = {

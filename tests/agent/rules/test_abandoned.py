@@ -2,7 +2,7 @@ import numpy as np
 
 from agent.analytics.base import ClassSelector
 from agent.analytics.kinds.abandoned import AbandonedRule, AbandonedSettings
-from tests.agent.rules.fixtures import CLASSES, run, tracks
+from tests.agent.rules.fixtures import CLASSES, FRAME_NS, run, tracks
 
 ZONE = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], np.float32)
 CMAP = {"backpack": "bag"}
@@ -59,7 +59,7 @@ def static_run(person_at, region=(0.5, 0.5, 0.51, 0.51), frames=60, reported=10,
         box = [*region[:3], region[3] + 0.001 * (t % 2)]
         shown = reported <= t < reported + 30
         fake.boxes = np.array([box] if shown else [], np.float32).reshape(-1, 4)
-        fake.static_since_ns = np.array([static_since * 100_000_000] if shown else [], np.int64)
+        fake.static_since_ns = np.array([static_since * FRAME_NS] if shown else [], np.int64)
         xy = person_at(t)
         events += r.update(tracks(t, [] if xy is None else [(1, *xy)]))
     return r, events
