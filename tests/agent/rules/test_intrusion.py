@@ -45,3 +45,10 @@ def test_other_classes_ignored_and_state_evicted_on_end():
     bodies = run(r, [([(1, 0.5, 0.5, 1), (2, 0.5, 0.5)], ()), ([], (1, 2))])
     assert [(b.state, b.class_name) for b in bodies] == [("started", "person"), ("ended", "person")]
     assert r.state_size() == 0
+
+
+def test_a_person_the_frames_bottom_cuts_is_in_a_zone_drawn_to_that_edge():
+    # near the camera the box ends at the frame's last row: its anchor is on the edge, and is in the zone
+    lower_half = np.array([[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]], np.float32)
+    r = IntrusionRule("z", lower_half, PERSON, IntrusionSettings(dwell_s=0.0, exit_grace_s=0.2))
+    assert [b.state for b in run(r, [([(1, 0.5, 1.0)], ())] * 3)] == ["started"]
