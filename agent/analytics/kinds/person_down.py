@@ -179,10 +179,11 @@ class PersonDownRule:
             x1, y1, x2, y2 = xyxy.tolist()
             bw, bh = x2 - x1, y2 - y1
             if bh >= self._s.upright_ratio * bw:
-                self._people[tid] = self._follow(self._people.get(tid), tid, xyxy, size, now)
+                known = self._people.get(tid) or self._relink(tid, x1, x2, y1, current, up=True)
+                self._people[tid] = self._follow(known, tid, xyxy, size, now)
                 upright[tid] = xyxy
                 continue
-            person = self._people.get(tid) or self._relink(tid, x1, x2, y1, current)
+            person = self._people.get(tid) or self._relink(tid, x1, x2, y1, current, up=False)
             if person is None:
                 continue
             drop = (y1 - person.top) / person.height
@@ -269,11 +270,17 @@ class PersonDownRule:
         top, height = min(y1, person.top + sink), max(y2 - y1, person.height - sink)
         return _Person(person.key, top, height, x1, x2, now, inside, sinking=y1 - top >= self._s.sink_min * height)
 
-    def _relink(self, tid: int, x1: float, x2: float, top: float, current: set[int]) -> _Person | None:
-        """Move the reference of a person not seen now, whose upright box overlaps this one horizontally
-        and stood above it, to this track."""
+    def _relink(self, tid: int, x1: float, x2: float, top: float, current: set[int], up: bool) -> _Person | None:
+        """Move the reference of a person not seen now, whose upright box overlaps this one horizontally,
+        to this track: a low box below where they stood (`up` False), or an upright one whose top is less than
+        `blob_drop_ratio` below theirs (`up`: they stand there again, seen under a new track; their silhouette
+        is no longer sought)."""
         for old, person in self._people.items():
-            if old not in current and min(x2, person.x2) > max(x1, person.x1) and top > person.top:
+            if up:
+                there = top < person.top + self._s.blob_drop_ratio * person.height
+            else:
+                there = top > person.top
+            if old not in current and min(x2, person.x2) > max(x1, person.x1) and there:
                 del self._people[old]
                 self._people[tid] = person
                 return person

@@ -34,18 +34,19 @@ class Silhouette:
 
 
 def states(spans, **kw):
-    """spans: (detector box or None, foreground box or None, frames) of one subject at 10 fps; the
-    foreground defaults to the box itself (a person moving). Returns the events' states and durations."""
+    """spans: (detector box or None, foreground box or None, frames[, track id]) of one subject at 10 fps; the
+    foreground defaults to the box itself (a person moving), the track id to 1. Returns the events' states and
+    durations."""
     silhouette = Silhouette()
     rule = PersonDownRule("z", ZONE, PERSON, silhouette, PersonDownSettings(**kw))
     out, t = [], 0
     for span in spans:
-        box, fg, n = span if len(span) == 3 else (span[0], span[0], span[1])
+        box, fg, n, tid = (*span, 1)[:4] if len(span) >= 3 else (span[0], span[0], span[1], 1)
         for _ in range(n):
             silhouette.paint(fg)
             xyxy = np.array([] if box is None else [box], np.float32).reshape(-1, 4)
             det = Detections(xyxy, np.full(len(xyxy), 0.9, np.float32), np.zeros(len(xyxy), np.int32))
-            tracks = Tracks("cam", t * FRAME_NS, det, np.ones(len(xyxy), np.int64), np.zeros(0, np.int64), SIZE_WH)
+            tracks = Tracks("cam", t * FRAME_NS, det, np.full(len(xyxy), tid, np.int64), np.zeros(0, np.int64), SIZE_WH)
             out += [(e.body.state, e.body.duration_ms) for e in rule.update(tracks)]
             t += 1
     return out, rule
@@ -129,6 +130,18 @@ def test_a_lost_person_is_not_sought_without_their_silhouette_going_down():
     assert states([(STAND, 20), (None, (450, 320, 460, 450), 2), (None, ON_FLOOR, 30)])[0] == []
     # sinking unseen later than fall_s after the last upright box (sitting down slowly): not a fall
     assert states([(STAND, 20), (None, STAND, 15), (None, SINKING, 5), (None, ON_FLOOR, 30)])[0] == []
+
+
+def test_a_lost_person_seen_standing_again_under_a_new_track_is_not_sought_in_the_silhouette():
+    # the detector loses someone bending down (to set a bag down, or leaning over a table) and finds them standing
+    # again under a new track: what stays low beside them (the bag, the table's edge) is not their fall
+    up_again = (445, 310, 495, 460)
+    beside = [up_again, ON_FLOOR]
+    assert states([(STAND, 20), (GOING_DOWN, 1), (None, ON_FLOOR, 5), (up_again, beside, 30, 2)])[0] == []
+    # a new upright box below where they stood (their legs, seen as a person) is not them standing
+    legs_box = (450, 390, 480, 455)
+    events, _ = states([(STAND, 20), (GOING_DOWN, 1), (None, ON_FLOOR, 5), (legs_box, ON_FLOOR, 30, 2)])
+    assert [s for s, _ in events] == ["started"]
 
 
 def test_the_situation_follows_the_person_to_a_new_track():
