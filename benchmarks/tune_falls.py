@@ -6,11 +6,16 @@ see). This replays the person_down rule and the silhouette analyzer on those
 recordings for every setting in a small grid, without the model:
 
     python -m benchmarks.tune_falls --cache var/falls --labels ../shared/media/fall \\
+        [--augment var/falls_mirrored var/variants/falls_mirrored ...] \\
         --json benchmarks/results/falls_tuning.json
 
 For each of the four rooms, the setting with the lowest cost on the other three (plus
 the recordings without a label, vtest, ABODA and FURG, as negatives) is measured on it
-(held out); those are the figures to report. The shipped defaults are the setting most
+(held out); those are the figures to report. `--augment` adds recordings of the same
+clips as other cameras give them (`benchmarks.variants`: half the frame rate, larger,
+mirrored; `eval_falls --cache` over that folder, with its labels): every fold trains on
+the other rooms in every form, and is measured on its own room as recorded (its other
+forms are reported apart, also held out). The shipped defaults are the setting most
 folds chose (between as many, the lowest cost on all rooms). Cost: three per missed fall, one per
 clip with a false alarm (a no-fall clip with a start, or a fall clip with a start
 outside its fall window): a false alarm costs an operator's trust, a missed fall costs
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +57,7 @@ GRID = {
     "blob_min_aspect": [0.0, 0.7],
 }
 MISS_COST, FALSE_ALARM_COST = 3.0, 1.0
+RECORDED = "recorded"  # the clips as recorded; held-out figures are measured on these
 
 
 @dataclass
@@ -60,9 +67,11 @@ class Recording:
     label: Label | None
     tracks: list[Tracks]
     grey: np.ndarray  # uint8 (F, h, w)
+    form: str = RECORDED  # or the variant's: the same clip as another camera gives it
 
 
-def load(path: Path, media: Path | None) -> Recording:
+
+def load(path: Path, media: Path | None, form: str = RECORDED) -> Recording:
     z = np.load(path)
     pts, rows, ended = z["pts_ns"], z["rows"], z["ended"]
     size = tuple(int(v) for v in z["size_wh"])
@@ -73,7 +82,8 @@ def load(path: Path, media: Path | None) -> Recording:
         tracks.append(Tracks("cam", t, det, r[:, 1].astype(np.int64), ended[ended[:, 0] == i, 1], size))
     txt = (media / f"{path.stem}.txt") if media is not None else None
     label = read_label(txt) if txt is not None and txt.exists() else None
-    return Recording(path.stem, float(z["fps"]), label, tracks, z["grey"])
+    name = path.stem if form == RECORDED else f"{path.stem}@{form}"  # room_of still reads the room
+    return Recording(name, float(z["fps"]), label, tracks, z["grey"], form)
 
 
 def silhouettes(rec: Recording, settings: SilhouetteAnalyzerSettings, fps: float) -> list[np.ndarray | None]:
@@ -105,6 +115,20 @@ def replay(rec: Recording, masks: list[np.ndarray | None], settings: PersonDownS
     return result
 
 
+_shared: tuple = ()  # in each worker of the grid's pool: (recordings, recordings without a label, masks, classes)
+
+
+def _share(*shared) -> None:
+    global _shared
+    _shared = shared
+
+
+def _replay_all(combo: dict) -> tuple[list[ClipResult], list[ClipResult]]:
+    recs, others, masks, classes = _shared
+    settings = PersonDownSettings().model_copy(update=combo)
+    return [replay(r, masks[r.name], settings, classes) for r in recs], [replay(r, masks[r.name], settings, classes) for r in others]
+
+
 def cost(summary: dict, settings: dict) -> tuple[float, float, float, float]:
     """Errors first; between equal errors the stricter setting (the safer on footage not seen): the longer
     `down_s`, then the stricter silhouette shape (`blob_min_aspect`); then latency."""
@@ -117,52 +141,72 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cache", type=Path, default=Path("var/falls"), help="recordings written by eval_falls --cache")
     p.add_argument("--labels", type=Path, required=True, help="folder with the clips' .txt labels")
+    p.add_argument("--augment", nargs=2, type=Path, action="append", default=[], metavar=("CACHE", "LABELS"),
+                   help="recordings of the same clips in another form (eval_falls --cache over a benchmarks.variants "
+                        "folder) and that folder's labels: trained on, never held out (repeatable)")  # fmt: skip
     p.add_argument("--json", type=Path, help="write the grid's results and the held-out figures here")
     args = p.parse_args(argv)
     m = load_manifest(YOLOX)
     classes = ClassSelector(["person"], m.classes, m.class_map)
-    recs = [load(path, args.labels) for path in sorted(args.cache.glob("*.npz"))]
+    sources = [(RECORDED, args.cache, args.labels)] + [(cache.name, cache, labels) for cache, labels in args.augment]
+    recs = []
+    for form, cache, labels in sources:
+        found = [load(path, labels, form) for path in sorted(cache.glob("*.npz"))]
+        if not any(r.label is not None for r in found):
+            raise SystemExit(f"no recordings with labels in {cache} (labels from {labels}): run `make eval-falls` first")
+        recs.extend(found)
     # recordings without a label (vtest, ABODA, FURG): no fall, so any start is a false alarm; they are
     # negatives in the training set of every fold (the rooms are what is held out)
     others = [r for r in recs if r.label is None]
     recs = [r for r in recs if r.label is not None]
-    if not recs:
-        raise SystemExit(f"no recordings with labels in {args.cache}: run `make eval-falls` first")
-    base = PersonDownSettings()
+    recorded = [r.form == RECORDED for r in recs]
     analyzer = SilhouetteAnalyzerSettings()
     fps = 10.0  # the silhouette analyzer's default rate (agent/analytics/analyzers/settings.py)
     masks = {r.name: silhouettes(r, analyzer, fps) for r in recs + others}
     combos = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
-    runs, other_runs = {}, {}
-    for i, combo in enumerate(combos):
-        settings = base.model_copy(update=combo)
-        runs[i] = [replay(r, masks[r.name], settings, classes) for r in recs]
-        other_runs[i] = [replay(r, masks[r.name], settings, classes) for r in others]
+    # every core replays its share of the grid (forked: the recordings are not copied)
+    with multiprocessing.get_context("fork").Pool(initializer=_share, initargs=(recs, others, masks, classes)) as pool:
+        replayed = pool.map(_replay_all, combos, chunksize=4)
+    runs = {i: on_recs for i, (on_recs, _) in enumerate(replayed)}
+    other_runs = {i: on_others for i, (_, on_others) in enumerate(replayed)}
+
+    def part(i: int, room: str, as_recorded: bool) -> list[ClipResult]:
+        return [c for c, rec in zip(runs[i], recorded) if room_of(c.name) == room and rec == as_recorded]
+
     folds = {}
     held_out: list[ClipResult] = []
+    held_out_other_forms: list[ClipResult] = []
     for room in ROOMS:
         train = {i: summarise([c for c in res if room_of(c.name) != room] + other_runs[i]) for i, res in runs.items()}
         best = min(train, key=lambda i: cost(train[i], combos[i]))
-        test = [c for c in runs[best] if room_of(c.name) == room]
+        test = part(best, room, True)
         held_out.extend(test)
+        held_out_other_forms.extend(part(best, room, False))
         folds[room] = {"chosen": combos[best], "train_errors": cost(train[best], combos[best])[0], "held_out": summarise(test)}
         print(f"{room}: chosen on the other rooms {combos[best]}; held out: {summarise(test)}")
     overall = {i: summarise(res + other_runs[i]) for i, res in runs.items()}
-    # shipped: the setting most folds chose; between as many, the lowest cost on all rooms
+    # shipped: the setting most folds chose; between as many, the lowest cost on all rooms (every form)
     chosen = [combos.index(f["chosen"]) for f in folds.values()]
     final = min(set(chosen), key=lambda i: (-chosen.count(i), cost(overall[i], combos[i])))
     other_starts = {r.name: len(r.started) for r in other_runs[final]}
+    held = by_room(held_out)
+    held_other_forms = by_room(held_out_other_forms) if held_out_other_forms else None
+    shipped_all = summarise([c for c, rec in zip(runs[final], recorded) if rec])
     report = {
         "grid": GRID,
+        "forms": [form for form, _, _ in sources],
         "folds": folds,
-        "held_out": by_room(held_out),
+        "held_out": held,
+        "held_out_other_forms": held_other_forms,
         "shipped": combos[final],
-        "shipped_on_all_rooms_not_held_out": overall[final],
+        "shipped_on_all_rooms_not_held_out": shipped_all,
         "shipped_on_other_clips": other_starts,
         "grid_results": [{"settings": combos[i], "all": overall[i]} for i in overall],
     }
-    print(f"held out, all rooms: {report['held_out']['all']}")
-    print(f"shipped defaults (chosen by most folds): {combos[final]}; on all rooms: {overall[final]}")
+    print(f"held out, all rooms: {held['all']}")
+    if held_other_forms:
+        print(f"held out, the same rooms in the other forms: {held_other_forms['all']}")
+    print(f"shipped defaults (chosen by most folds): {combos[final]}; on all rooms as recorded: {shipped_all}")
     print(f"person_down starts with them on the clips without a fall: {other_starts}")
     if args.json:
         write_json(args.json, report)

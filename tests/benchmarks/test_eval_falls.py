@@ -40,11 +40,24 @@ def test_eval_then_tune_on_one_clip(media_dir, models_dir, tmp_path):
     assert result["cost"]["person_down_ms_per_frame"] > 0
     assert (tmp_path / "cache" / f"{CLIP}.npz").is_file()
 
+    # the same recording stands in for another form of the clip (make eval-variants records those): plumbing
+    (tmp_path / "falls_mirrored").symlink_to(tmp_path / "cache")
     run("benchmarks.tune_falls", ["--cache", str(tmp_path / "cache"), "--labels", str(clips),
+                                  "--augment", str(tmp_path / "falls_mirrored"), str(clips),
                                   "--json", str(tmp_path / "tuning.json")], models_dir)  # fmt: skip
     tuning = json.loads((tmp_path / "tuning.json").read_text())
-    assert tuning["held_out"]["coffee01"]["fall_clips"] == 1
+    assert tuning["forms"] == ["recorded", "falls_mirrored"]
+    assert tuning["held_out"]["coffee01"]["fall_clips"] == 1 and tuning["held_out"]["coffee01"]["missed"] == []
+    assert tuning["held_out_other_forms"]["coffee01"]["fall_clips"] == 1
     assert set(tuning["shipped"]) == set(tuning["grid"])
+    assert tuning["shipped_on_all_rooms_not_held_out"]["fall_clips"] == 1
+
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.tune_falls", "--cache", str(tmp_path / "cache"), "--labels", str(clips),
+         "--augment", str(tmp_path / "nothing"), str(clips)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0 and f"no recordings with labels in {tmp_path / 'nothing'}" in done.stderr
 
 
 def test_eval_names_a_folder_without_labels(models_dir, tmp_path):
