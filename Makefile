@@ -51,7 +51,8 @@ eval-alarms: setup
 		$(EDGE_AGENT_MEDIA_DIR)/fire $(EDGE_AGENT_MEDIA_DIR)/fall --cache var/detections --json benchmarks/results/eval_alarms.json
 
 # the same defaults on the shared clips as other cameras would give them (benchmarks/variants.py: half the frame rate,
-# 1.5x larger, mirrored; H.264 again): alarms on vtest, ABODA 4 and FURG; person_down on the 62 Le2i clips (~40 min)
+# 1.5x larger, mirrored; H.264 again): alarms on vtest, ABODA 4 and FURG; person_down on the 62 Le2i clips (~40 min);
+# records var/falls_<variant> for tune-falls
 eval-variants: setup
 	$(PY) -m benchmarks.variants --out var/variants
 	nice -n 10 $(PY) -m benchmarks.eval_alarms --clips var/variants/alarms --cache var/detections \
@@ -69,8 +70,8 @@ eval-falls: setup
 		--also $(EDGE_AGENT_MEDIA_DIR)/abandoned/aboda_video4.avi --also $(EDGE_AGENT_MEDIA_DIR)/fire/furg_house6.mp4 \
 		--cache var/falls --json benchmarks/results/falls.json
 
-# person_down settings by leave-one-room-out cross-validation, replayed on what eval-falls recorded (no model)
-# trained on the other rooms as recorded and in eval-variants' forms, measured on the held-out room as recorded
+# person_down settings by leave-one-room-out cross-validation, replayed on what eval-falls and eval-variants recorded
+# (no model; run those first): trained on the other rooms in all forms, measured on the held-out room as recorded
 tune-falls: setup
 	nice -n 10 $(PY) -m benchmarks.tune_falls --cache var/falls --labels $(EDGE_AGENT_MEDIA_DIR)/fall \
 		$(foreach v,half_rate scaled mirrored,--augment var/falls_$(v) var/variants/falls_$(v)) \

@@ -70,7 +70,6 @@ class Recording:
     form: str = RECORDED  # or the variant's: the same clip as another camera gives it
 
 
-
 def load(path: Path, media: Path | None, form: str = RECORDED) -> Recording:
     z = np.load(path)
     pts, rows, ended = z["pts_ns"], z["rows"], z["ended"]
@@ -126,7 +125,7 @@ def _share(*shared) -> None:
 def _replay_all(combo: dict) -> tuple[list[ClipResult], list[ClipResult]]:
     recs, others, masks, classes = _shared
     settings = PersonDownSettings().model_copy(update=combo)
-    return [replay(r, masks[r.name], settings, classes) for r in recs], [replay(r, masks[r.name], settings, classes) for r in others]
+    return tuple([replay(r, masks[r.name], settings, classes) for r in part] for part in (recs, others))
 
 
 def cost(summary: dict, settings: dict) -> tuple[float, float, float, float]:
@@ -153,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     for form, cache, labels in sources:
         found = [load(path, labels, form) for path in sorted(cache.glob("*.npz"))]
         if not any(r.label is not None for r in found):
-            raise SystemExit(f"no recordings with labels in {cache} (labels from {labels}): run `make eval-falls` first")
+            target = "eval-falls" if form == RECORDED else "eval-variants"
+            raise SystemExit(f"no recordings with labels in {cache} (labels from {labels}): run `make {target}` first")
         recs.extend(found)
     # recordings without a label (vtest, ABODA, FURG): no fall, so any start is a false alarm; they are
     # negatives in the training set of every fold (the rooms are what is held out)

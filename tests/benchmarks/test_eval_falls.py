@@ -1,6 +1,6 @@
 """`benchmarks.eval_falls` runs the real pipeline over a folder of labelled clips and records what the
 rules saw; `benchmarks.tune_falls` replays the rule on the recording. Plumbing on one short clip; the
-figures come from `make eval-falls tune-falls` on all 62."""
+figures come from `make eval-falls eval-variants tune-falls` on all 62."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ def test_eval_then_tune_on_one_clip(media_dir, models_dir, tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode != 0 and f"no recordings with labels in {tmp_path / 'nothing'}" in done.stderr
+    assert "run `make eval-variants` first" in done.stderr
 
 
 def test_eval_names_a_folder_without_labels(models_dir, tmp_path):
