@@ -274,10 +274,12 @@ class PersonDownRule:
         """Move the reference of a person not seen now, whose upright box overlaps this one horizontally,
         to this track: a low box below where they stood (`up` False), or an upright one whose top is less than
         `blob_drop_ratio` below theirs (`up`: they stand there again, seen under a new track; their silhouette
-        is no longer sought)."""
+        is no longer sought), unless they are down (their situation started): someone standing beside a person
+        lying there may be their helper, and the silhouette shows when they are up."""
         for old, person in self._people.items():
             if up:
-                there = top < person.top + self._s.blob_drop_ratio * person.height
+                down = self._spells.is_started(person.key)
+                there = not down and top < person.top + self._s.blob_drop_ratio * person.height
             else:
                 there = top > person.top
             if old not in current and min(x2, person.x2) > max(x1, person.x1) and there:

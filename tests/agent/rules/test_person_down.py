@@ -144,6 +144,15 @@ def test_a_lost_person_seen_standing_again_under_a_new_track_is_not_sought_in_th
     assert [s for s, _ in events] == ["started"]
 
 
+def test_someone_coming_to_help_a_person_lying_there_does_not_end_their_situation():
+    # the fallen person, lost by the detector, lies there; a helper stands beside them under a new track
+    helper = (480, 300, 530, 450)
+    fallen = [(STAND, 20), (GOING_DOWN, 1), (None, ON_FLOOR, 20)]
+    assert [s for s, _ in states([*fallen, (helper, [helper, ON_FLOOR], 40, 2)])[0]] == ["started"]
+    # and once they stand up there themselves the situation ends
+    assert [s for s, _ in states([*fallen, (STAND, STAND, 40, 2)])[0]] == ["started", "ended"]
+
+
 def test_the_situation_follows_the_person_to_a_new_track():
     silhouette = Silhouette()
     rule = PersonDownRule("z", ZONE, PERSON, silhouette, PersonDownSettings(down_s=1.0))
