@@ -52,6 +52,9 @@ from engines.nms import inside_larger
 if TYPE_CHECKING:  # the analyzer (OpenCV) is built by the camera, not imported with the kinds
     from agent.analytics.analyzers.silhouette import SilhouetteAnalyzer
 
+# a new track's upright box is a lost person standing there again only if about as tall as their upright box
+SAME_HEIGHT = 0.25
+
 
 class PersonDownBody(Body):
     """A person went from upright to lying and stayed down."""
@@ -179,11 +182,11 @@ class PersonDownRule:
             x1, y1, x2, y2 = xyxy.tolist()
             bw, bh = x2 - x1, y2 - y1
             if bh >= self._s.upright_ratio * bw:
-                known = self._people.get(tid) or self._relink(tid, x1, x2, y1, current, up=True)
+                known = self._people.get(tid) or self._relink(tid, xyxy, current, up=True)
                 self._people[tid] = self._follow(known, tid, xyxy, size, now)
                 upright[tid] = xyxy
                 continue
-            person = self._people.get(tid) or self._relink(tid, x1, x2, y1, current, up=False)
+            person = self._people.get(tid) or self._relink(tid, xyxy, current, up=False)
             if person is None:
                 continue
             drop = (y1 - person.top) / person.height
@@ -270,19 +273,26 @@ class PersonDownRule:
         top, height = min(y1, person.top + sink), max(y2 - y1, person.height - sink)
         return _Person(person.key, top, height, x1, x2, now, inside, sinking=y1 - top >= self._s.sink_min * height)
 
-    def _relink(self, tid: int, x1: float, x2: float, top: float, current: set[int], up: bool) -> _Person | None:
-        """Move the reference of a person not seen now, whose upright box overlaps this one horizontally,
-        to this track: a low box below where they stood (`up` False), or an upright one whose top is less than
-        `blob_drop_ratio` below theirs (`up`: they stand there again, seen under a new track; their silhouette
-        is no longer sought), unless they are down (their situation started): someone standing beside a person
-        lying there may be their helper, and the silhouette shows when they are up."""
+    def _relink(self, tid: int, xyxy: np.ndarray, current: set[int], up: bool) -> _Person | None:
+        """Move the reference of a person not seen now, whose upright box overlaps this one horizontally, to this
+        track: a low box below where they stood (`up` False), or (`up`: they stand there again, seen under a new
+        track, and their silhouette is no longer sought) an upright box like theirs: over half the narrower width,
+        as tall within `SAME_HEIGHT`, its top within `blob_drop_ratio` heights of theirs; not while their
+        situation runs (someone standing beside a person lying there may be their helper: the silhouette shows
+        when they are up)."""
+        x1, top, x2, y2 = xyxy.tolist()
         for old, person in self._people.items():
+            overlap = min(x2, person.x2) - max(x1, person.x1)
             if up:
-                down = self._spells.is_started(person.key)
-                there = not down and top < person.top + self._s.blob_drop_ratio * person.height
+                there = (
+                    overlap > 0.5 * min(x2 - x1, person.x2 - person.x1)
+                    and abs(y2 - top - person.height) <= SAME_HEIGHT * person.height
+                    and abs(top - person.top) < self._s.blob_drop_ratio * person.height
+                    and not self._spells.is_started(person.key)
+                )
             else:
-                there = top > person.top
-            if old not in current and min(x2, person.x2) > max(x1, person.x1) and there:
+                there = overlap > 0 and top > person.top
+            if old not in current and there:
                 del self._people[old]
                 self._people[tid] = person
                 return person

@@ -149,6 +149,10 @@ def test_someone_coming_to_help_a_person_lying_there_does_not_end_their_situatio
     helper = (480, 300, 530, 450)
     fallen = [(STAND, 20), (GOING_DOWN, 1), (None, ON_FLOOR, 20)]
     assert [s for s, _ in states([*fallen, (helper, [helper, ON_FLOOR], 40, 2)])[0]] == ["started"]
+    # nor does one who comes before the alarm (3 frames after the fall), beside them or taller, nearer the camera
+    for other in (helper, (470, 200, 540, 450)):
+        events, _ = states([(STAND, 20), (GOING_DOWN, 1), (None, ON_FLOOR, 3), (other, [other, ON_FLOOR], 40, 2)])
+        assert [s for s, _ in events] == ["started"], other
     # and once they stand up there themselves the situation ends
     assert [s for s, _ in states([*fallen, (STAND, STAND, 40, 2)])[0]] == ["started", "ended"]
 
