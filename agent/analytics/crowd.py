@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import Field
 
 from agent.analytics.base import Settings
-from agent.core.geometry import points_in_polygon, polygon_mask
+from agent.core.geometry import feet, points_in_polygon, polygon_mask
 from agent.core.types import Tracks
 from agent.core.units import NS_PER_S
 
@@ -115,10 +115,9 @@ class ZoneCount:
         """edges: the camera's crowd edges bool (h, w) at the analysis width (None: none yet)."""
         seen = tracks.seen
         if seen is not None:
-            w, h = tracks.size_wh
+            h = tracks.size_wh[1]
             xyxy = seen.xyxy[np.isin(seen.class_id, self.person_ids)]
-            feet = np.stack([(xyxy[:, 0] + xyxy[:, 2]) * 0.5 / w, xyxy[:, 3] / h], axis=1)
-            inside = xyxy[points_in_polygon(feet, self._polygon)] if len(xyxy) else xyxy
+            inside = xyxy[points_in_polygon(feet(xyxy, tracks.size_wh), self._polygon)] if len(xyxy) else xyxy
             area, coverage = None, 0.0
             if self._area:
                 self._perspective.add(xyxy[:, 3], xyxy[:, 3] - xyxy[:, 1])

@@ -22,6 +22,15 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return np.count_nonzero(straddles & (x < x_cross), axis=1) % 2 == 1
 
 
+def feet(xyxy: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """Bottom-centre points float32 (N, 2) of pixel boxes float (N, 4), normalised to the frame `size_wh`: where a
+    subject stands. A box the frame's bottom cuts (a person near the camera) stands on the centre of the frame's
+    last pixel row, not on its edge, so that it lies in a zone drawn to that edge."""
+    w, h = size_wh
+    bottom = np.minimum(xyxy[:, 3], h - 0.5)
+    return np.stack([(xyxy[:, 0] + xyxy[:, 2]) * 0.5 / w, bottom / h], axis=1).astype(np.float32)
+
+
 def polygon_mask(polygon: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """bool (h, w): pixels whose centre lies inside a normalised polygon float (M, 2), on a frame of `size_hw`."""
     h, w = size_hw

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agent.core.geometry import feet
 from engines.types import Detections
 
 __all__ = ["Detections", "Frame", "Tracks"]
@@ -61,16 +62,11 @@ class Tracks:
         return len(self.track_id)
 
     def anchors_norm(self) -> np.ndarray:
-        """Bottom-centre anchor points (float32 (N, 2)), normalised 0..1 to the frame size; read-only,
-        computed once (every zone and line of the camera reads them). A box the frame's bottom cuts (a person
-        near the camera) anchors at the centre of the frame's last pixel row, not on its edge, so that it lies in
-        a zone drawn to that edge."""
+        """Bottom-centre anchor points (float32 (N, 2), `geometry.feet`), normalised 0..1 to the frame size;
+        read-only, computed once (every zone and line of the camera reads them)."""
         anchors = self._anchors
         if anchors is None:
-            xyxy = self.detections.xyxy
-            w, h = self.size_wh
-            bottom = np.minimum(xyxy[:, 3], h - 0.5)
-            anchors = np.stack([(xyxy[:, 0] + xyxy[:, 2]) * 0.5 / w, bottom / h], axis=1).astype(np.float32)
+            anchors = feet(self.detections.xyxy, self.size_wh)
             anchors.flags.writeable = False
             object.__setattr__(self, "_anchors", anchors)
         return anchors

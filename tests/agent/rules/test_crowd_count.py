@@ -95,3 +95,9 @@ def test_occupancy_in_the_crowded_mode_counts_what_is_seen_not_tracks():
     assert rule.tiles is not None and rule.tiles[1] == 2.0  # the frame loop detects this zone on tiles too
     (event,) = rule.update(frame(0.0, people(12)))  # twelve persons seen, none confirmed as a track yet
     assert (event.body.count, event.body.class_name) == (12, "person")
+
+
+def test_people_the_frames_bottom_cuts_count_in_a_zone_drawn_to_that_edge():
+    count = ZoneCount(FULL, PERSON, smooth_s=0.0, area=False)
+    count.update(frame(0.0, people(3, y=480.0)), None)  # near the camera: the boxes end at the last row
+    assert count.count == 3
