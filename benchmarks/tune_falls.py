@@ -142,29 +142,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", type=Path, required=True, help="folder with the clips' .txt labels")
     p.add_argument("--augment", nargs=2, type=Path, action="append", default=[], metavar=("CACHE", "LABELS"),
                    help="recordings of the same clips in another form (eval_falls --cache over a benchmarks.variants "
-                        "folder) and that folder's labels: trained on, never held out (repeatable)")  # fmt: skip
+                        "folder) and that folder's labels: trained on in the other rooms' folds, reported apart in "
+                        "their own room's (repeatable)")  # fmt: skip
     p.add_argument("--json", type=Path, help="write the grid's results and the held-out figures here")
     args = p.parse_args(argv)
     m = load_manifest(YOLOX)
     classes = ClassSelector(["person"], m.classes, m.class_map)
     sources = [(RECORDED, args.cache, args.labels)] + [(cache.name, cache, labels) for cache, labels in args.augment]
+    forms = [form for form, _, _ in sources]
+    if len(set(forms)) < len(forms):
+        raise SystemExit(f"two recordings folders have the same name ({', '.join(forms)}): name each form apart")
     recs = []
     for form, cache, labels in sources:
         found = [load(path, labels, form) for path in sorted(cache.glob("*.npz"))]
         if not any(r.label is not None for r in found):
             target = "eval-falls" if form == RECORDED else "eval-variants"
             raise SystemExit(f"no recordings with labels in {cache} (labels from {labels}): run `make {target}` first")
+        unlabelled = [r.name for r in found if r.label is None and room_of(r.name) in ROOMS]
+        if unlabelled:
+            raise SystemExit(f"no label in {labels} for {', '.join(unlabelled)}: give each Le2i clip its .txt")
         recs.extend(found)
-    # recordings without a label (vtest, ABODA, FURG): no fall, so any start is a false alarm; they are
+    # recordings from elsewhere (vtest, ABODA, FURG): no fall, so any start is a false alarm; they are
     # negatives in the training set of every fold (the rooms are what is held out)
-    others = [r for r in recs if r.label is None]
-    recs = [r for r in recs if r.label is not None]
+    others = [r for r in recs if room_of(r.name) not in ROOMS]
+    recs = [r for r in recs if room_of(r.name) in ROOMS]
     recorded = [r.form == RECORDED for r in recs]
     analyzer = SilhouetteAnalyzerSettings()
     fps = 10.0  # the silhouette analyzer's default rate (agent/analytics/analyzers/settings.py)
     masks = {r.name: silhouettes(r, analyzer, fps) for r in recs + others}
     combos = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
-    # every core replays its share of the grid (forked: the recordings are not copied)
+    # every core replays its share of the grid (forked: the workers share the recordings, copy on write)
     with multiprocessing.get_context("fork").Pool(initializer=_share, initargs=(recs, others, masks, classes)) as pool:
         replayed = pool.map(_replay_all, combos, chunksize=4)
     runs = {i: on_recs for i, (on_recs, _) in enumerate(replayed)}
@@ -194,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     shipped_all = summarise([c for c, rec in zip(runs[final], recorded) if rec])
     report = {
         "grid": GRID,
-        "forms": [form for form, _, _ in sources],
+        "forms": forms,
         "folds": folds,
         "held_out": held,
         "held_out_other_forms": held_other_forms,

@@ -52,13 +52,24 @@ def test_eval_then_tune_on_one_clip(media_dir, models_dir, tmp_path):
     assert set(tuning["shipped"]) == set(tuning["grid"])
     assert tuning["shipped_on_all_rooms_not_held_out"]["fall_clips"] == 1
 
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.tune_falls", "--cache", str(tmp_path / "cache"), "--labels", str(clips),
-         "--augment", str(tmp_path / "nothing"), str(clips)],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode != 0 and f"no recordings with labels in {tmp_path / 'nothing'}" in done.stderr
-    assert "run `make eval-variants` first" in done.stderr
+    def refused(*augment: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.tune_falls", "--cache", str(tmp_path / "cache"), "--labels", str(clips),
+             *augment],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode != 0
+        return done.stderr
+
+    stderr = refused("--augment", str(tmp_path / "nothing"), str(clips))
+    assert f"no recordings with labels in {tmp_path / 'nothing'}" in stderr and "run `make eval-variants` first" in stderr
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "falls_mirrored").symlink_to(tmp_path / "cache")
+    stderr = refused("--augment", str(tmp_path / "falls_mirrored"), str(clips),
+                     "--augment", str(tmp_path / "other" / "falls_mirrored"), str(clips))  # fmt: skip
+    assert "two recordings folders have the same name" in stderr
+    stderr = refused("--augment", str(tmp_path / "falls_mirrored"), str(tmp_path))  # labels not there
+    assert f"no recordings with labels in {tmp_path / 'falls_mirrored'}" in stderr
 
 
 def test_eval_names_a_folder_without_labels(models_dir, tmp_path):
