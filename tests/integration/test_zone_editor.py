@@ -117,6 +117,17 @@ def add_shape(page, name: str, classes: str = "person") -> None:
     page.click("#add-shape")
 
 
+def test_a_click_near_the_pictures_edge_lands_on_it(page, agent: FakeAgent) -> None:
+    # a zone drawn to the frame's edges holds the people it cuts (their boxes end on the last row)
+    click_canvas(page, (0.005, 0.005), (0.995, 0.005), (0.995, 0.995), (0.005, 0.995))
+    page.click("#close-shape")
+    add_shape(page, "whole")
+    page.click("#save")
+    page.wait_for_selector("#message.ok >> text=saved: zones version 2")
+    (doc,) = agent.saved
+    assert np.array_equal(doc.zones[0].polygon, [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)])
+
+
 def test_draw_a_zone_and_a_line_save_and_the_agent_gets_them(page, agent: FakeAgent) -> None:
     assert page.locator("#frame-note").text_content() == "768x576"  # the real frame is on the canvas
     square = [(0.1, 0.2), (0.5, 0.2), (0.5, 0.7), (0.1, 0.7)]
