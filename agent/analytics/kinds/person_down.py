@@ -52,8 +52,9 @@ from engines.nms import inside_larger
 if TYPE_CHECKING:  # the analyzer (OpenCV) is built by the camera, not imported with the kinds
     from agent.analytics.analyzers.silhouette import SilhouetteAnalyzer
 
-# a new track's upright box is a lost person standing there again only if about as tall as their upright box
-SAME_HEIGHT = 0.25
+# a new track's upright box is a lost person seen there again only if no taller than their upright box by more than
+# this (shorter is them seated, or behind a table; taller is someone nearer the camera)
+TALLER_MAX = 0.25
 
 
 class PersonDownBody(Body):
@@ -277,7 +278,7 @@ class PersonDownRule:
         """Move the reference of a person not seen now, whose upright box overlaps this one horizontally, to this
         track: a low box below where they stood (`up` False), or (`up`: they stand there again, seen under a new
         track, and their silhouette is no longer sought) an upright box like theirs: over half the narrower width,
-        as tall within `SAME_HEIGHT`, its top within `blob_drop_ratio` heights of theirs; not while their
+        at most `TALLER_MAX` taller, its top within `blob_drop_ratio` heights of theirs; not while their
         situation runs (someone standing beside a person lying there may be their helper: the silhouette shows
         when they are up)."""
         x1, top, x2, y2 = xyxy.tolist()
@@ -286,7 +287,7 @@ class PersonDownRule:
             if up:
                 there = (
                     overlap > 0.5 * min(x2 - x1, person.x2 - person.x1)
-                    and abs(y2 - top - person.height) <= SAME_HEIGHT * person.height
+                    and y2 - top <= (1 + TALLER_MAX) * person.height
                     and abs(top - person.top) < self._s.blob_drop_ratio * person.height
                     and not self._spells.is_started(person.key)
                 )
