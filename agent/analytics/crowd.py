@@ -35,7 +35,7 @@ from agent.core.units import NS_PER_S
 
 # fitted on everything by `make crowd-fit` (benchmarks/results/crowd_fit.json); held-out figures in the README
 BOX_WEIGHT = 1.35  # the detections' share of the area estimate (above 1: boxes miss people, the merge drops some)
-EDGE_PERSONS_K = 2.326  # persons per crowd-edge pixel inside the boxes, per 1 / h(y) ** HEIGHT_POWER
+EDGE_PERSONS_K = 1.995  # persons per crowd-edge pixel inside the boxes, per 1 / h(y) ** HEIGHT_POWER
 PACKED = 0.075  # the share of the zone the persons' boxes must cover for the area estimate to count
 HEIGHT_POWER = 2.0  # a person's crowd edges grow with their area, as h(y) ** 2 (cross-validation preferred 2 to 1)
 SMOOTH_S = 1.0  # default window of the count's mean over the detected frames
