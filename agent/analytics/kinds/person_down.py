@@ -276,8 +276,8 @@ class PersonDownRule:
 
     def _relink(self, tid: int, xyxy: np.ndarray, current: set[int], up: bool) -> _Person | None:
         """Move the reference of a person not seen now, whose upright box overlaps this one horizontally, to this
-        track: a low box below where they stood (`up` False), or (`up`: they stand there again, seen under a new
-        track, and their silhouette is no longer sought) an upright box like theirs: over half the narrower width,
+        track: a low box below where they stood (`up` False), or (`up`: they are up there again, standing or seated,
+        seen under a new track, and their silhouette is no longer sought) an upright box like theirs: over half the narrower width,
         at most `TALLER_MAX` taller, its top within `blob_drop_ratio` heights of theirs; not while their
         situation runs (someone standing beside a person lying there may be their helper: the silhouette shows
         when they are up)."""
