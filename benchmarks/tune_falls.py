@@ -114,7 +114,7 @@ def replay(rec: Recording, masks: list[np.ndarray | None], settings: PersonDownS
     return result
 
 
-_shared: tuple = ()  # in each worker of the grid's pool: (recordings, recordings without a label, masks, classes)
+_shared: tuple = ()  # in each worker of the grid's pool: (the rooms' recordings, the others', masks, classes)
 
 
 def _share(*shared) -> None:

@@ -276,11 +276,11 @@ class PersonDownRule:
 
     def _relink(self, tid: int, xyxy: np.ndarray, current: set[int], up: bool) -> _Person | None:
         """Move the reference of a person not seen now, whose upright box overlaps this one horizontally, to this
-        track: a low box below where they stood (`up` False), or (`up`: they are up there again, standing or seated,
-        seen under a new track, and their silhouette is no longer sought) an upright box like theirs: over half the narrower width,
-        at most `TALLER_MAX` taller, its top within `blob_drop_ratio` heights of theirs; not while their
-        situation runs (someone standing beside a person lying there may be their helper: the silhouette shows
-        when they are up)."""
+        track: a low box below where they stood (`up` False), or an upright box like theirs (`up`: they are up there
+        again, standing or seated, under a new track, and their silhouette is no longer sought): over half the
+        narrower width, at most `TALLER_MAX` taller, its top within `blob_drop_ratio` heights of theirs; not while
+        their situation runs (someone standing beside a person lying there may be their helper: the silhouette
+        shows when they are up)."""
         x1, top, x2, y2 = xyxy.tolist()
         for old, person in self._people.items():
             overlap = min(x2, person.x2) - max(x1, person.x1)
