@@ -32,6 +32,13 @@ StatusCallback = Callable[[str, str, str], None]
 """on_status(camera_id, state, detail); state is connecting | online | offline | ended."""
 
 _FPS_WINDOW_S = 5.0
+# At each (re)connect FFmpeg hands over at once the frames it buffered while probing the stream (the testbed's
+# RTSP camera: 27 frames, 2.7 s of video, within 30 ms). They are the past: stamped with the time they are read
+# they would squeeze 2.7 s of movement into a few ms for the tracker, and the queue would drop them as if the
+# pipeline lagged. A live source's frames are skipped until a read waits for the camera (LIVE_EDGE_WAIT of a
+# frame interval), at most MAX_BACKLOG_S of them.
+LIVE_EDGE_WAIT = 0.5
+MAX_BACKLOG_S = 10.0
 # Asking an RTSP camera why it did not open: within this, and once per offline spell, then at most this often
 # (each ask with the url's login is a login attempt, and cameras lock an account after a few failed ones).
 PROBE_TIMEOUT_S = 5.0
@@ -175,7 +182,8 @@ class CameraReader:
     Frames: image uint8 (H, W, 3) BGR; seq counts up from 0 over the reader's
     life (across reconnects and loops); pts_ns is UTC ns on the camera
     timeline: for files the wall time at open plus the media timestamp (kept
-    strictly increasing across loops), for RTSP the wall-clock capture time.
+    strictly increasing across loops), for RTSP the wall-clock capture time (the frames the decoder
+    buffered at connect are skipped: LIVE_EDGE_WAIT).
 
     Use as a context manager; close() stops the thread promptly, except that an
     RTSP read in progress can take up to read_timeout_s to return.
@@ -319,7 +327,10 @@ class CameraReader:
         self._why_offline = None
         paced = self.config.is_file and self.config.replay == "realtime"
         last_frame_mono = anchor_mono
+        # a live source skips the frames buffered at connect until a read waits for the camera (LIVE_EDGE_WAIT)
+        catching_up, skipped = not self.config.is_file and frame_ns > 0, 0
         while not self._stop.is_set():
+            read_mono = time.monotonic()
             ok, image = capture.read()
             if not ok or image is None:
                 now = time.monotonic()
@@ -340,6 +351,14 @@ class CameraReader:
                     break
             else:
                 last_frame_mono = time.monotonic()  # a live stream's: what a stalled read waited since
+                if catching_up:
+                    waited_ns = (last_frame_mono - read_mono) * 1e9
+                    if waited_ns < LIVE_EDGE_WAIT * frame_ns and skipped * frame_ns < MAX_BACKLOG_S * 1e9:
+                        skipped += 1
+                        continue
+                    catching_up = False
+                    if skipped:
+                        self._log.info("camera.backlog_skipped", frames=skipped, seconds=round(skipped / fps, 1))
                 pts_ns = time.time_ns()
             if not self.queue.put(Frame(self.config.id, self._seq, pts_ns, image)):
                 break

@@ -106,6 +106,24 @@ def test_rtsp_camera_reconnects_while_file_camera_keeps_its_rate(
     assert replay.states == ["connecting", "online"]
 
 
+def test_the_frames_buffered_at_connect_are_skipped_not_stamped_now(
+    rtsp_server: Callable[..., RtspServer], media_dir: Path
+) -> None:
+    """FFmpeg hands over the 2-3 s of frames it buffered while probing the stream all at once: frames of the
+    past, which would reach the tracker a few ms apart and overflow the queue (counted as dropped, as if the
+    pipeline lagged). The reader starts at the live edge instead: its frames come as the camera sends them."""
+    server = rtsp_server(media_dir / "vtest.avi", "backlog")
+    recorder = Recorder()
+    with CameraReader(CameraConfig(id="live", url=server.url), recorder.on_status) as reader:
+        recorder.drain(reader)
+        recorder.wait(lambda: len(recorder.frames) >= 30, 30.0, "30 frames")
+        stats = reader.stats()
+    recorder.stop()
+    gaps_ms = np.diff([frame.pts_ns for _, frame in recorder.frames[:30]]) / 1e6
+    assert gaps_ms.min() > 50, gaps_ms.round()  # the clip's 10 fps: 100 ms apart
+    assert stats.frames_dropped == 0
+
+
 def test_a_camera_that_hangs_is_offline_saying_how_long_it_gave_no_frame(
     rtsp_server: Callable[..., RtspServer], media_dir: Path
 ) -> None:
