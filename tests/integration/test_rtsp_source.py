@@ -120,7 +120,9 @@ def test_the_frames_buffered_at_connect_are_skipped_not_stamped_now(
         stats = reader.stats()
     recorder.stop()
     gaps_ms = np.diff([frame.pts_ns for _, frame in recorder.frames[:30]]) / 1e6
-    assert gaps_ms.min() > 50, gaps_ms.round()  # the clip's 10 fps: 100 ms apart
+    # the clip's 10 fps: 100 ms apart (before: 26 of the first 29 within 2 ms); a reader the box held up
+    # for a moment may read two frames close together
+    assert (gaps_ms < 50).sum() <= 2, gaps_ms.round()
     assert stats.frames_dropped == 0
 
 
