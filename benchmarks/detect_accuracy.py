@@ -6,8 +6,11 @@ Each mode (a model manifest and a camera `detect` block, see agent/settings/dete
 replays the whole clip without dropping a frame (`replay: fast`), so the figures do not
 depend on the machine's load. Reported per mode: the counting line's in/out (line
 x=0.5 of the end-to-end test) against the ground truth's tracks through the same rule,
-the wrong-way and loitering situations of the footage test's plaza zone, and the share
-of frames that went through the detector.
+the wrong-way and loitering situations of the footage test's plaza zone, the share
+of frames that went through the detector, and the same events paired one by one with
+the ground truth's (`testbed.ground_truth.agreement`: each crossing and each situation's
+start within 5 s and 0.15 of the frame of one of the truth's): found and extra. A count can
+agree while the events do not, a missed situation and an extra one cancelling out.
 
 `--jitter F --seeds N` (modes with a detect rate) spaces each camera's looks irregularly,
 as a loaded box does (the scheduler defers a look while others are more overdue): each
@@ -32,10 +35,12 @@ import cv2
 from agent.core.units import NS_PER_S
 from agent.runtime.scheduler import CameraSchedule
 from agent.settings.detect import DetectSettings
+from agent.settings.zones import ZonesDoc
 from benchmarks import data
 from benchmarks.machine import describe
 from benchmarks.report import print_table, write_result
-from testbed.ground_truth import gt_line_counts
+from engines.manifest import load_manifest
+from testbed.ground_truth import agreement, gt_events, gt_line_counts
 from testbed.pipeline import run_clip
 
 YOLOX_320 = data.REPO / "models" / "yolox_nano_320.json"
@@ -76,6 +81,8 @@ MODES: dict[str, tuple[Path, dict | None]] = {
 
 
 FIGURES = ("line_in", "line_out", "wrong_way", "loitering")
+# what of the ground truth's events each figure counts (agreement's keys) and how the table names it
+EVENTS = {"mid in": "line in", "mid out": "line out", "plaza wrong_way": "wrong-way", "plaza loitering": "loitering"}
 
 
 def spaced(seed: int, after: Callable[[random.Random, float], float]):
@@ -131,16 +138,24 @@ def looks(detect: dict | None, jitter: float, skip: float, seeds: int, phases: b
     return [nullcontext()], regular
 
 
-def measure(manifest: Path, detect: dict | None, timing=None, clip: Path | None = None) -> dict:
+def truth() -> list:
+    """The events of the same zones fed with vtest's ground-truth tracks."""
+    m = load_manifest(data.DEFAULT_MANIFEST)
+    return gt_events(data.default_clip().with_suffix(".gt.txt"), ZonesDoc.model_validate(ZONES), m.classes, m.class_map)[0]
+
+
+def measure(manifest: Path, detect: dict | None, timing=None, clip: Path | None = None, gt: list | None = None) -> dict:
     """One run of `clip` (vtest.avi); `timing`: a context that places the looks (`jittered`, `shifted`), None: the
-    scheduler's."""
+    scheduler's; `gt`: the ground truth's events (`truth()`), to pair ours with."""
     with timing or nullcontext():
         run = run_clip(clip or data.default_clip(), ZONES, data.models_dir(), manifest=manifest,
                        detect=None if detect is None else DetectSettings(**detect))  # fmt: skip
     last = run.bodies("line_count")[-1]
     started = {k: sum(1 for b in run.bodies(k) if b.state == "started") for k in ("wrong_way", "loitering")}
+    paired = agreement([(run.t_s(e), e.body) for e in run.envelopes], gt if gt is not None else truth())
     return {"line_in": last.count_in, "line_out": last.count_out, **started,
-            "frames": run.frames, "detected_share": round(run.pipeline.stats.detected / run.frames, 3)}  # fmt: skip
+            "frames": run.frames, "detected_share": round(run.pipeline.stats.detected / run.frames, 3),
+            "vs_truth": {k: paired.get(k, {"hits": 0, "missed": 0, "extra": 0}) for k in EVENTS}}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,14 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     clip = cv2.VideoCapture(str(args.clip))
     frame_ns = round(NS_PER_S / clip.get(cv2.CAP_PROP_FPS))
     clip.release()
+    gt = truth()
     results = {}
     for name in args.mode or list(MODES):
         manifest, detect = MODES[name]
         timings, placed = looks(detect, args.jitter, args.skip, args.seeds, args.phases, frame_ns)
-        runs = [measure(manifest, detect, timing, args.clip) for timing in timings]
+        runs = [measure(manifest, detect, timing, args.clip, gt) for timing in timings]
         results[name] = {"manifest": str(manifest), "detect": detect} | placed | (
             runs[0] if len(runs) == 1 else {"runs": runs} | {k: [min(r[k] for r in runs), max(r[k] for r in runs)] for k in FIGURES}
             | {"detected_share": round(sum(r["detected_share"] for r in runs) / len(runs), 3)}
+            | {"vs_truth": {k: {n: [min(r["vs_truth"][k][n] for r in runs), max(r["vs_truth"][k][n] for r in runs)]
+                                for n in ("hits", "extra")} for k in EVENTS}}
         )  # fmt: skip
         print(name, results[name], flush=True)
 
@@ -191,7 +209,15 @@ def main(argv: list[str] | None = None) -> int:
         ["mode", "line in", "line out", "wrong-way", "loitering", "frames detected"],
         [[n, *(figure(r[k]) for k in FIGURES), f"{100 * r['detected_share']:.0f}%"] for n, r in results.items()],
     )
-    write_result(args.out, "detect_accuracy", machine, {"ground_truth_line": [gt_in, gt_out], "modes": results})
+    whole = agreement(gt, gt)  # each of the truth's events paired with itself: how many there are
+    print_table(
+        "the same events paired with the ground truth's: found / extra",
+        ["mode", *(f"{name} (of {whole[k]['hits']})" for k, name in EVENTS.items())],
+        [[n, *(f"{figure(r['vs_truth'][k]['hits'])} / {figure(r['vs_truth'][k]['extra'])}" for k in EVENTS)]
+         for n, r in results.items()],
+    )  # fmt: skip
+    write_result(args.out, "detect_accuracy", machine, {"ground_truth_line": [gt_in, gt_out],
+                 "ground_truth_events": {k: whole[k]["hits"] for k in EVENTS}, "modes": results})  # fmt: skip
     return 0
 
 

@@ -190,6 +190,9 @@ def test_detect_accuracy_of_one_mode(tmp_path, models_dir, media_dir):
     assert result["results"]["ground_truth_line"] == [15, 13]
     assert mode["frames"] == 795 and 0.3 < mode["detected_share"] <= 0.55
     assert mode["line_in"] + mode["line_out"] > 0
+    assert result["results"]["ground_truth_events"] == {"mid in": 15, "mid out": 13, "plaza wrong_way": 21, "plaza loitering": 8}
+    # most crossings of the run are the truth's own, one by one
+    assert mode["vs_truth"]["mid in"]["hits"] >= 10 and mode["vs_truth"]["mid in"]["extra"] <= 3
 
 
 def test_analytics_cost_replays_the_same_events_every_round(tmp_path, models_dir, media_dir):

@@ -1,11 +1,15 @@
-"""detect_accuracy's placing of the looks (--jitter, --skip, --phases): pure, on the scheduler's per-camera timing, no model."""
+"""detect_accuracy's placing of the looks (--jitter, --skip, --phases), pure, on the scheduler's per-camera timing, no
+model; and its pairing of events with the ground truth's."""
 
 from __future__ import annotations
 
+from agent.analytics.kinds.line_count import LineCountBody
+from agent.analytics.kinds.wrong_way import WrongWayBody
 from agent.core.units import NS_PER_S
 from agent.runtime.scheduler import CameraSchedule
 from agent.settings.detect import DetectSettings
 from benchmarks.detect_accuracy import jittered, looks, shifted, skipping
+from testbed.ground_truth import agreement
 
 
 def _intervals_s(jitter: float, seed: int, count: int = 200) -> list[float]:
@@ -80,3 +84,29 @@ def test_the_result_says_how_the_looks_were_placed_even_for_one_run():
     assert looks({"fps": 10.0}, 0.0, 0.1, 1, False, frame)[1] == regular | {"skip": 0.1}
     assert looks({"fps": 5.0}, 0.0, 0.0, 1, True, frame)[1] == regular | {"phases": True}
     assert looks(None, 0.5, 0.0, 6, True, frame)[1] == regular
+
+
+def _crossing(direction: str, x: float) -> LineCountBody:
+    return LineCountBody(line_id="mid", direction=direction, class_name="person", point=(x, 0.5), count_in=0, count_out=0)
+
+
+def _wrong_way(state: str, x: float) -> WrongWayBody:
+    return WrongWayBody(zone_id="plaza", state=state, class_name="person", point=(x, 0.5), distance=0.1, duration_ms=0)
+
+
+def test_events_are_paired_one_by_one_with_the_truths_of_the_same_kind_nearby():
+    truth = [(1.0, _crossing("in", 0.5)), (2.0, _crossing("out", 0.5)), (3.0, _wrong_way("started", 0.8)),
+             (9.0, _wrong_way("ended", 0.6)), (20.0, _wrong_way("started", 0.3))]  # fmt: skip
+    ours = [
+        (1.5, _crossing("in", 0.52)),  # the truth's crossing, half a second later
+        (2.0, _crossing("in", 0.5)),  # a crossing the other way than the truth's: extra, and the truth's missed
+        (3.2, _wrong_way("started", 0.78)), (3.4, _wrong_way("started", 0.8)),  # one situation raised twice
+        (9.0, _wrong_way("ended", 0.6)),  # an end is no event of its own
+        (27.0, _wrong_way("started", 0.3)),  # the truth's second situation, but 7 s later: not it
+    ]
+    assert agreement(ours, truth) == {
+        "mid in": {"hits": 1, "missed": 0, "extra": 1},
+        "mid out": {"hits": 0, "missed": 1, "extra": 0},
+        "plaza wrong_way": {"hits": 1, "missed": 1, "extra": 2},
+    }
+    assert agreement(truth, truth)["plaza wrong_way"] == {"hits": 2, "missed": 0, "extra": 0}

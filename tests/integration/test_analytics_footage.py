@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.analytics.camera import build_rules
 from agent.core.types import Detections, Frame, Tracks
 from agent.settings.zones import ZonesDoc
 from benchmarks.variants import write_variant
 from engines.manifest import load_manifest
+from testbed.ground_truth import gt_events
 from testbed.pipeline import YOLOX, run_clip
 
 pytestmark = pytest.mark.integration
@@ -52,27 +52,11 @@ def vtest(media_dir, models_dir):
     return _run(media_dir / "vtest.avi", VTEST_ZONES, models_dir, class_map=cmap)
 
 
-def _gt_tracks(path: Path, size_wh=(768, 576), fps=10.0):
-    rows = np.loadtxt(path, delimiter=",")
-    last = {int(i): int(rows[rows[:, 1] == i, 0].max()) for i in np.unique(rows[:, 1])}
-    for f in range(1, int(rows[:, 0].max()) + 1):
-        r = rows[rows[:, 0] == f]
-        xyxy = np.stack([r[:, 2], r[:, 3], r[:, 2] + r[:, 4], r[:, 3] + r[:, 5]], axis=1).astype(np.float32)
-        det = Detections(xyxy.reshape(-1, 4), np.ones(len(r), np.float32), np.zeros(len(r), np.int32))
-        ended = np.array([i for i, lf in last.items() if lf == f - 1], np.int64)
-        yield Tracks("cam", int((f - 1) * 1e9 / fps), det, r[:, 1].astype(np.int64), ended, size_wh, seen=det)
-
-
 @pytest.fixture(scope="module")
 def vtest_gt(media_dir):
     """The same zones' rules fed with the ground-truth boxes as tracks."""
-    doc = ZonesDoc.model_validate(VTEST_ZONES)
     m = load_manifest(YOLOX)
-    rules = build_rules(doc, "cam", m.classes, m.class_map)
-    rules.analyzers = []  # no pixels in the ground truth; the frame rules are checked on the clip
-    frame = Frame("cam", 0, 0, np.zeros((1, 1, 3), np.uint8))
-    events = [(t.pts_ns / 1e9, e.body) for t in _gt_tracks(media_dir / "vtest.gt.txt") for e in rules.update(t, frame)]
-    return events, rules
+    return gt_events(media_dir / "vtest.gt.txt", ZonesDoc.model_validate(VTEST_ZONES), m.classes, m.class_map)
 
 
 def _occupancy_curve(events, zone, times_s):
