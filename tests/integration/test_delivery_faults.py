@@ -85,6 +85,9 @@ def test_agent_sigkilled_and_restarted_loses_nothing(tmp_path, mosquitto):
     assert result.lost_by_agent == 0 and result.delivered == result.committed > 500
 
 
+# 60,000 events through a broker outage onto a full disk: 2.7 minutes, a fault run for `make soak`; the default
+# suite keeps a full disk's shedding (tests/agent/test_outbox.py) and the agent through one (test_disk_full.py)
+@pytest.mark.soak
 def test_disk_full_during_an_outage_sheds_the_oldest_and_says_so(tmp_path, small_disk, mosquitto):
     """60,000 events (~20 MB) committed while the broker is down, onto a 16 MiB disk."""
     consumer = DedupConsumer(mosquitto.host, mosquitto.port)
