@@ -138,21 +138,26 @@ def looks(detect: dict | None, jitter: float, skip: float, seeds: int, phases: b
     return [nullcontext()], regular
 
 
+def span(values: list[int]) -> list[int]:
+    """A figure over several runs: [min, max]."""
+    return [min(values), max(values)]
+
+
 def truth() -> list:
     """The events of the same zones fed with vtest's ground-truth tracks."""
     m = load_manifest(data.DEFAULT_MANIFEST)
     return gt_events(data.default_clip().with_suffix(".gt.txt"), ZonesDoc.model_validate(ZONES), m.classes, m.class_map)[0]
 
 
-def measure(manifest: Path, detect: dict | None, timing=None, clip: Path | None = None, gt: list | None = None) -> dict:
+def measure(manifest: Path, detect: dict | None, timing, clip: Path, gt: list) -> dict:
     """One run of `clip` (vtest.avi); `timing`: a context that places the looks (`jittered`, `shifted`), None: the
     scheduler's; `gt`: the ground truth's events (`truth()`), to pair ours with."""
     with timing or nullcontext():
-        run = run_clip(clip or data.default_clip(), ZONES, data.models_dir(), manifest=manifest,
+        run = run_clip(clip, ZONES, data.models_dir(), manifest=manifest,
                        detect=None if detect is None else DetectSettings(**detect))  # fmt: skip
     last = run.bodies("line_count")[-1]
     started = {k: sum(1 for b in run.bodies(k) if b.state == "started") for k in ("wrong_way", "loitering")}
-    paired = agreement([(run.t_s(e), e.body) for e in run.envelopes], gt if gt is not None else truth())
+    paired = agreement([(run.t_s(e), e.body) for e in run.envelopes], gt)
     return {"line_in": last.count_in, "line_out": last.count_out, **started,
             "frames": run.frames, "detected_share": round(run.pipeline.stats.detected / run.frames, 3),
             "vs_truth": {k: paired.get(k, {"hits": 0, "missed": 0, "extra": 0}) for k in EVENTS}}  # fmt: skip
@@ -192,10 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         timings, placed = looks(detect, args.jitter, args.skip, args.seeds, args.phases, frame_ns)
         runs = [measure(manifest, detect, timing, args.clip, gt) for timing in timings]
         results[name] = {"manifest": str(manifest), "detect": detect} | placed | (
-            runs[0] if len(runs) == 1 else {"runs": runs} | {k: [min(r[k] for r in runs), max(r[k] for r in runs)] for k in FIGURES}
+            runs[0] if len(runs) == 1 else {"runs": runs} | {k: span([r[k] for r in runs]) for k in FIGURES}
             | {"detected_share": round(sum(r["detected_share"] for r in runs) / len(runs), 3)}
-            | {"vs_truth": {k: {n: [min(r["vs_truth"][k][n] for r in runs), max(r["vs_truth"][k][n] for r in runs)]
-                                for n in ("hits", "extra")} for k in EVENTS}}
+            | {"vs_truth": {k: {n: span([r["vs_truth"][k][n] for r in runs]) for n in ("hits", "extra")} for k in EVENTS}}
         )  # fmt: skip
         print(name, results[name], flush=True)
 

@@ -71,11 +71,11 @@ def agreement(
     `hits` (pairs), `missed` (the truth's left) and `extra` (ours left). Counts alone can agree while
     the events do not: a missed situation and an extra one cancel out."""
     a, b = _marks(ours), _marks(truth)
-    pairs = sorted(
-        (abs(ta - tb) / within_s + float(np.hypot(pa[0] - pb[0], pa[1] - pb[1])) / within, i, j)
-        for i, (ta, wa, pa) in enumerate(a) for j, (tb, wb, pb) in enumerate(b)
-        if wa == wb and abs(ta - tb) <= within_s and np.hypot(pa[0] - pb[0], pa[1] - pb[1]) <= within
+    near = (
+        (abs(ta - tb), float(np.hypot(pa[0] - pb[0], pa[1] - pb[1])), i, j)
+        for i, (ta, wa, pa) in enumerate(a) for j, (tb, wb, pb) in enumerate(b) if wa == wb
     )  # fmt: skip
+    pairs = sorted((dt / within_s + d / within, i, j) for dt, d, i, j in near if dt <= within_s and d <= within)
     paired_a, paired_b = set(), set()
     for _, i, j in pairs:
         if i not in paired_a and j not in paired_b:
